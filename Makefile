@@ -1,0 +1,87 @@
+# exokey's vocabulary. Every tool is built from the Go module proxy at a
+# version pinned in a go.mod under hack/tools, into bin/.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+export GOFLAGS ?= -mod=mod
+export GOTOOLCHAIN ?= local
+
+ROOT        := $(CURDIR)
+BIN         := $(ROOT)/bin
+K8S_VERSION := $(shell cd hack/tools/k8s && go list -m -f '{{.Version}}' k8s.io/kubernetes | sed 's/^v//')
+K8S_BIN     := $(BIN)/k8s/$(K8S_VERSION)
+CONTROLLER_GEN := $(BIN)/controller-gen
+IMG         ?= exokey:dev
+GO_TEST_FLAGS ?= -race -count=1
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC from the markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./internal/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the deepcopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: verify-generated
+verify-generated: ## Fail when the committed generated files are not what the markers produce.
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: control-plane
+control-plane: $(K8S_BIN)/kube-apiserver ## Build etcd, kube-apiserver and kube-controller-manager into bin/k8s/<version> (once).
+
+$(K8S_BIN)/kube-apiserver:
+	hack/build-control-plane.sh $(K8S_BIN)
+
+.PHONY: test
+test: verify-generated vet control-plane ## Unit, emulator and envtest suites against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager and the emulator into bin/.
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager ./cmd
+
+.PHONY: run
+run: manifests generate ## Run the manager against the current kubeconfig.
+	go run ./cmd --metrics-secure=false --health-probe-bind-address=:8081
+
+.PHONY: demo
+demo: ## The operator doing its job on a local control plane and the emulator.
+	@echo "make demo arrives with the AccessKey controller; 'make test' exercises the API today."
+
+.PHONY: docker-build
+docker-build: ## Build the image (needs a container engine).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRDs into the current kubeconfig's cluster.
+	kubectl apply --server-side -f config/crd/bases
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs from the current kubeconfig's cluster.
+	kubectl delete --ignore-not-found -f config/crd/bases
+
+$(CONTROLLER_GEN): hack/tools/gen/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/gen && go build -o $(CONTROLLER_GEN) sigs.k8s.io/controller-tools/cmd/controller-gen

@@ -1,0 +1,298 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Finalizer, annotations and labels exokey puts on the objects it manages.
+const (
+	// RevokeFinalizer holds an AccessKey until the keys it minted are revoked.
+	RevokeFinalizer = "iam.exokey.io/revoke"
+	// RotateAnnotation asks for a rotation now whenever its value changes.
+	RotateAnnotation = "iam.exokey.io/rotate"
+
+	// KeyIDAnnotation, KeyNameAnnotation and ChecksumAnnotation on a Secret
+	// record which key it holds and the checksum of the data exokey wrote.
+	KeyIDAnnotation    = "iam.exokey.io/key-id"
+	KeyNameAnnotation  = "iam.exokey.io/key-name"
+	ChecksumAnnotation = "iam.exokey.io/checksum"
+
+	// ManagedByLabel with the value ManagedByValue marks the Secrets exokey
+	// writes; the manager caches only those.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "exokey"
+)
+
+// IssuerKind names the kind of issuer an AccessKey refers to.
+// +kubebuilder:validation:Enum=ClusterKeyIssuer;KeyIssuer
+type IssuerKind string
+
+const (
+	ClusterKeyIssuerKind IssuerKind = "ClusterKeyIssuer"
+	KeyIssuerKind        IssuerKind = "KeyIssuer"
+)
+
+// IssuerReference points an AccessKey at the issuer that mints its key.
+type IssuerReference struct {
+	// Kind is ClusterKeyIssuer (the default) or KeyIssuer, which must be in
+	// the AccessKey's namespace.
+	// +kubebuilder:default=ClusterKeyIssuer
+	// +optional
+	Kind IssuerKind `json:"kind,omitempty"`
+
+	// Name of the issuer.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// SecretFormat is how a credential is laid out in the Secret.
+// +kubebuilder:validation:Enum=Exoscale;AWS;Template
+type SecretFormat string
+
+const (
+	// SecretFormatExoscale writes EXOSCALE_API_KEY and EXOSCALE_API_SECRET.
+	SecretFormatExoscale SecretFormat = "Exoscale"
+	// SecretFormatAWS writes AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for S3 clients of SOS.
+	SecretFormatAWS SecretFormat = "AWS"
+	// SecretFormatTemplate renders spec.secret.template.
+	SecretFormatTemplate SecretFormat = "Template"
+)
+
+// SecretTemplate renders the Secret's data, labels and annotations with Go
+// text/template.
+type SecretTemplate struct {
+	// Data maps each Secret key to a template of its value.
+	// +kubebuilder:validation:MinProperties=1
+	Data map[string]string `json:"data"`
+	// Labels maps label keys to templates of their values.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations maps annotation keys to templates of their values.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// SecretSpec describes the Secret the credential is written to.
+// +kubebuilder:validation:XValidation:rule="!has(self.format) || self.format != 'Template' || has(self.template)",message="secret.format Template needs secret.template with at least one data entry"
+// +kubebuilder:validation:XValidation:rule="!has(self.template) || (has(self.format) && self.format == 'Template')",message="secret.template is only used with secret.format: Template"
+type SecretSpec struct {
+	// Name of the Secret; defaults to the AccessKey's name.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Format of the Secret's data.
+	// +kubebuilder:default=Exoscale
+	// +optional
+	Format SecretFormat `json:"format,omitempty"`
+
+	// Template of the Secret when format is Template.
+	// +optional
+	Template *SecretTemplate `json:"template,omitempty"`
+
+	// Labels added to the Secret.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Annotations added to the Secret.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// RotationSpec says when a key is replaced and how long the old one lives on.
+// +kubebuilder:validation:XValidation:rule="!has(self.every) || !has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",message="rotation.gracePeriod must be shorter than rotation.every"
+type RotationSpec struct {
+	// Every replaces keys older than this, e.g. 720h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.every must be a positive duration such as 720h"
+	// +optional
+	Every *metav1.Duration `json:"every,omitempty"`
+
+	// GracePeriod keeps a replaced key valid this long after its successor
+	// is published, so workloads can pick up the new one.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.gracePeriod must be a positive duration such as 10m"
+	// +kubebuilder:default="10m"
+	// +optional
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+}
+
+// RestartTargetKind is a kind of workload exokey can roll.
+// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+type RestartTargetKind string
+
+// RestartTarget is a workload in the AccessKey's namespace that is rolled
+// when the Secret changes.
+type RestartTarget struct {
+	Kind RestartTargetKind `json:"kind"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// DeletionPolicy says what happens to the key when the AccessKey is deleted.
+// +kubebuilder:validation:Enum=Delete;Orphan
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyDelete revokes every key the AccessKey holds.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	// DeletionPolicyOrphan keeps the key and the Secret.
+	DeletionPolicyOrphan DeletionPolicy = "Orphan"
+)
+
+// AccessKeySpec is what a workload may do on Exoscale.
+// +kubebuilder:validation:XValidation:rule="!(has(self.unrestricted) && self.unrestricted) || ((!has(self.operations) || size(self.operations) == 0) && (!has(self.tags) || size(self.tags) == 0) && (!has(self.resources) || size(self.resources) == 0))",message="an unrestricted key takes no operations, tags or resources: remove them or set unrestricted: false"
+// +kubebuilder:validation:XValidation:rule="(has(self.unrestricted) && self.unrestricted) || (has(self.operations) && size(self.operations) > 0) || (has(self.tags) && size(self.tags) > 0)",message="a restricted key needs at least one operation or tag (or ask for unrestricted: true explicitly)"
+type AccessKeySpec struct {
+	// IssuerRef names the issuer whose credentials mint the key.
+	IssuerRef IssuerReference `json:"issuerRef"`
+
+	// Operations the key may call, by Exoscale operation id, e.g. get-sos-object.
+	// +kubebuilder:validation:MaxItems=512
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]+(-[a-z0-9]+)*$`
+	// +listType=set
+	// +optional
+	Operations []string `json:"operations,omitempty"`
+
+	// Tags grant whole services, e.g. compute or sos; "compute/*" is read as compute.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]+(-[a-z0-9]+)*(/\*)?$`
+	// +listType=set
+	// +optional
+	Tags []string `json:"tags,omitempty"`
+
+	// Resources narrow the key to named resources, as DOMAIN/TYPE:NAME,
+	// e.g. sos/bucket:backups-prod.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z]+/[a-z]+:.+$`
+	// +kubebuilder:validation:items:MaxLength=255
+	// +listType=set
+	// +optional
+	Resources []string `json:"resources,omitempty"`
+
+	// Unrestricted asks for a key with every right of the issuer. It must be
+	// asked for explicitly and excludes operations, tags and resources.
+	// +kubebuilder:default=false
+	// +optional
+	Unrestricted bool `json:"unrestricted,omitempty"`
+
+	// KeyName is the start of the minted key's name; defaults to
+	// <issuer prefix>-<namespace>-<name>. A short random suffix is appended.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$`
+	// +optional
+	KeyName string `json:"keyName,omitempty"`
+
+	// Secret the credential is written to.
+	// +kubebuilder:default={}
+	// +optional
+	Secret SecretSpec `json:"secret,omitempty"`
+
+	// Rotation replaces keys on a schedule and sets the grace period of a replaced key.
+	// +optional
+	Rotation *RotationSpec `json:"rotation,omitempty"`
+
+	// RestartTargets are workloads rolled when the Secret changes.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=kind
+	// +listMapKey=name
+	// +optional
+	RestartTargets []RestartTarget `json:"restartTargets,omitempty"`
+
+	// DeletionPolicy: Delete revokes the keys with the AccessKey, Orphan keeps
+	// the key and the Secret.
+	// +kubebuilder:default=Delete
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// PendingKey records a key create that has been started and not yet
+// published, so a crash in between is recovered rather than leaked.
+type PendingKey struct {
+	KeyName   string      `json:"keyName"`
+	StartedAt metav1.Time `json:"startedAt"`
+}
+
+// RetiringKey is a replaced key kept valid until RevokeAt.
+type RetiringKey struct {
+	KeyID string `json:"keyID"`
+	// +optional
+	KeyName string `json:"keyName,omitempty"`
+	// +optional
+	RoleID   string      `json:"roleID,omitempty"`
+	RevokeAt metav1.Time `json:"revokeAt"`
+}
+
+// AccessKeyStatus is what exokey observed and did. It never holds a secret.
+type AccessKeyStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// KeyID of the current key (never its secret).
+	// +optional
+	KeyID string `json:"keyID,omitempty"`
+	// +optional
+	KeyName string `json:"keyName,omitempty"`
+	// RoleID of the current key's role (IAMv3 only).
+	// +optional
+	RoleID string `json:"roleID,omitempty"`
+	// CreatedAt is when the current key was minted.
+	// +optional
+	CreatedAt *metav1.Time `json:"createdAt,omitempty"`
+	// NextRotationAt is when the current key is due for replacement.
+	// +optional
+	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// RestrictionHash identifies the restrictions the current key was minted with.
+	// +optional
+	RestrictionHash string `json:"restrictionHash,omitempty"`
+	// RotateRequest is the last value of the rotate annotation that was handled.
+	// +optional
+	RotateRequest string `json:"rotateRequest,omitempty"`
+	// Pending is a create in flight.
+	// +optional
+	Pending *PendingKey `json:"pending,omitempty"`
+	// Retiring keys are revoked at their revokeAt.
+	// +optional
+	Retiring []RetiringKey `json:"retiring,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// AccessKey asks for a restricted Exoscale IAM key, published in a Secret.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ak,categories=exokey
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.status.keyID`
+// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`
+// +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`
+// +kubebuilder:printcolumn:name="Next rotation",type=date,JSONPath=`.status.nextRotationAt`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type AccessKey struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   AccessKeySpec   `json:"spec"`
+	Status AccessKeyStatus `json:"status,omitempty"`
+}
+
+// AccessKeyList is a list of AccessKeys.
+// +kubebuilder:object:root=true
+type AccessKeyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AccessKey `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&AccessKey{}, &AccessKeyList{})
+}

@@ -1,0 +1,170 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IssuerAPI is the Exoscale IAM API an issuer mints keys with.
+// +kubebuilder:validation:Enum=IAMv3;AccessKeyV2
+type IssuerAPI string
+
+const (
+	// IssuerAPIIAMv3 mints an IAM role with a policy and an API key bound to it.
+	IssuerAPIIAMv3 IssuerAPI = "IAMv3"
+	// IssuerAPIAccessKeyV2 mints a legacy restricted access key.
+	IssuerAPIAccessKeyV2 IssuerAPI = "AccessKeyV2"
+)
+
+// CredentialsReference points at the Secret holding the issuer's own key.
+type CredentialsReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Namespace of the Secret; ClusterKeyIssuer only (a KeyIssuer reads its own namespace).
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// KeyField is the Secret key holding the API key.
+	// +kubebuilder:default=EXOSCALE_API_KEY
+	// +optional
+	KeyField string `json:"keyField,omitempty"`
+	// SecretField is the Secret key holding the API secret.
+	// +kubebuilder:default=EXOSCALE_API_SECRET
+	// +optional
+	SecretField string `json:"secretField,omitempty"`
+}
+
+// Allowed is the ceiling of what an issuer may grant. Empty grants nothing.
+type Allowed struct {
+	// Operations that may be granted, as glob patterns such as get-sos-*.
+	// +kubebuilder:validation:MaxItems=512
+	// +listType=set
+	// +optional
+	Operations []string `json:"operations,omitempty"`
+	// Tags (services) that may be granted whole, as glob patterns.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	Tags []string `json:"tags,omitempty"`
+	// Resources that may be named, as glob patterns such as sos/bucket:team-a-*.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	Resources []string `json:"resources,omitempty"`
+	// Unrestricted allows AccessKeys to ask for an unrestricted key.
+	// +optional
+	Unrestricted bool `json:"unrestricted,omitempty"`
+}
+
+// IssuerSpec is where keys come from and how far they may reach.
+type IssuerSpec struct {
+	// API is the Exoscale IAM API keys are minted with.
+	// +kubebuilder:default=IAMv3
+	// +optional
+	API IssuerAPI `json:"api,omitempty"`
+
+	// Zone whose API endpoint is used; IAM is global, any zone serves it.
+	// +kubebuilder:validation:Enum=at-vie-1;at-vie-2;bg-sof-1;ch-dk-2;ch-gva-2;de-fra-1;de-muc-1;hr-zag-1
+	// +kubebuilder:default=ch-gva-2
+	// +optional
+	Zone string `json:"zone,omitempty"`
+
+	// Endpoint overrides the zone's API endpoint, e.g. an emulator's
+	// http://127.0.0.1:8080/v2.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// CredentialsRef is the Secret holding the issuer's own key and secret.
+	CredentialsRef CredentialsReference `json:"credentialsRef"`
+
+	// KeyNamePrefix starts the name of every key this issuer mints.
+	// +kubebuilder:default=k8s
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$`
+	// +optional
+	KeyNamePrefix string `json:"keyNamePrefix,omitempty"`
+
+	// Allowed is the ceiling of what AccessKeys may be granted.
+	// +optional
+	Allowed Allowed `json:"allowed,omitempty"`
+}
+
+// IssuerStatus is the observed state of an issuer.
+type IssuerStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Grantable is how many catalogue operations the issuer's key holds.
+	// +optional
+	Grantable int `json:"grantable,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// KeyIssuer mints keys for AccessKeys in its own namespace.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=exokey
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.credentialsRef.__namespace__)",message="a KeyIssuer reads credentials from its own namespace: remove credentialsRef.namespace"
+// +kubebuilder:printcolumn:name="API",type=string,JSONPath=`.spec.api`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Grantable",type=integer,JSONPath=`.status.grantable`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type KeyIssuer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   IssuerSpec   `json:"spec"`
+	Status IssuerStatus `json:"status,omitempty"`
+}
+
+// KeyIssuerList is a list of KeyIssuers.
+// +kubebuilder:object:root=true
+type KeyIssuerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []KeyIssuer `json:"items"`
+}
+
+// ClusterKeyIssuerSpec is an IssuerSpec that also says which namespaces may use it.
+type ClusterKeyIssuerSpec struct {
+	IssuerSpec `json:",inline"`
+
+	// NamespaceSelector selects the namespaces whose AccessKeys may use this
+	// issuer; empty selects every namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+}
+
+// ClusterKeyIssuer mints keys for AccessKeys in the namespaces it selects.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=exokey
+// +kubebuilder:validation:XValidation:rule="has(self.spec.credentialsRef.__namespace__) && self.spec.credentialsRef.__namespace__ != ''",message="a ClusterKeyIssuer needs credentialsRef.namespace: the namespace of its credentials Secret"
+// +kubebuilder:printcolumn:name="API",type=string,JSONPath=`.spec.api`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Grantable",type=integer,JSONPath=`.status.grantable`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ClusterKeyIssuer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ClusterKeyIssuerSpec `json:"spec"`
+	Status IssuerStatus         `json:"status,omitempty"`
+}
+
+// ClusterKeyIssuerList is a list of ClusterKeyIssuers.
+// +kubebuilder:object:root=true
+type ClusterKeyIssuerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterKeyIssuer `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&KeyIssuer{}, &KeyIssuerList{}, &ClusterKeyIssuer{}, &ClusterKeyIssuerList{})
+}
