@@ -50,15 +50,28 @@ control-plane: $(K8S_BIN)/kube-apiserver ## Build etcd, kube-apiserver and kube-
 $(K8S_BIN)/kube-apiserver:
 	hack/build-control-plane.sh $(K8S_BIN)
 
+FUZZ_TIME ?= 10s
+
 .PHONY: test
-test: verify-generated vet control-plane ## Unit, emulator and envtest suites against a real kube-apiserver and etcd.
+test: verify-generated vet control-plane ## Unit, emulator and envtest suites against a real kube-apiserver and etcd, then a short fuzz.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZ_TIME (default 10s).
+	go test -run '^$$' -fuzz '^FuzzParseAuthorization$$' -fuzztime $(FUZZ_TIME) ./internal/emulator/
+	go test -run '^$$' -fuzz '^FuzzPolicyEvaluation$$' -fuzztime $(FUZZ_TIME) ./internal/emulator/
 
 ##@ Build
 
 .PHONY: build
 build: ## Build the manager and the emulator into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager ./cmd
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/exoscale-emulator ./cmd/exoscale-emulator
+
+.PHONY: emulator
+emulator: ## Run the Exoscale emulator on 127.0.0.1:8080 (state in bin/emulator-state.json).
+	go run ./cmd/exoscale-emulator --listen 127.0.0.1:8080 --state $(BIN)/emulator-state.json
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.

@@ -144,7 +144,7 @@ type ClusterKeyIssuerSpec struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=exokey
-// +kubebuilder:validation:XValidation:rule="has(self.spec.credentialsRef.__namespace__) && self.spec.credentialsRef.__namespace__ != ''",message="a ClusterKeyIssuer needs credentialsRef.namespace: the namespace of its credentials Secret"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.credentialsRef.__namespace__) && size(self.spec.credentialsRef.__namespace__) > 0",message="a ClusterKeyIssuer needs credentialsRef.namespace: the namespace of its credentials Secret"
 // +kubebuilder:printcolumn:name="API",type=string,JSONPath=`.spec.api`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Grantable",type=integer,JSONPath=`.status.grantable`

@@ -1,0 +1,533 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// zones are the Exoscale zones the emulator lists; any of them serves IAM.
+var zones = []string{"at-vie-1", "at-vie-2", "bg-sof-1", "ch-dk-2", "ch-gva-2", "de-fra-1", "de-muc-1", "hr-zag-1"}
+
+// dispatch runs an authorised call. Operations without an emulated
+// behaviour answer 200 {}.
+func (s *Server) dispatch(c *call) (any, error) {
+	switch c.op.Name {
+	case "list-zones":
+		return s.listZones(c.requestURL), nil
+	case "get-operation":
+		return s.getOperation(c)
+	case "create-access-key":
+		return s.createAccessKey(c)
+	case "list-access-keys":
+		return s.listAccessKeys(), nil
+	case "get-access-key":
+		return s.getAccessKey(c)
+	case "revoke-access-key":
+		return s.revokeAccessKey(c)
+	case "list-access-key-known-operations":
+		return s.knownOperations(), nil
+	case "list-access-key-operations":
+		return s.myOperations(c), nil
+	case "create-iam-role":
+		return s.createRole(c)
+	case "list-iam-roles":
+		return s.listRoles(), nil
+	case "get-iam-role":
+		return s.getRole(c)
+	case "update-iam-role":
+		return s.updateRole(c)
+	case "update-iam-role-policy":
+		return s.updateRolePolicy(c)
+	case "delete-iam-role":
+		return s.deleteRole(c)
+	case "assume-iam-role":
+		return s.assumeRole(c)
+	case "create-api-key":
+		return s.createAPIKey(c)
+	case "list-api-keys":
+		return s.listAPIKeys(), nil
+	case "get-api-key":
+		return s.getAPIKey(c)
+	case "delete-api-key":
+		return s.deleteAPIKey(c)
+	}
+	return struct{}{}, nil
+}
+
+func decode(c *call, into any) error {
+	if len(c.body) == 0 {
+		return errorf(http.StatusBadRequest, "%s needs a JSON body", c.op.Name)
+	}
+	if err := json.Unmarshal(c.body, into); err != nil {
+		return errorf(http.StatusBadRequest, "%s: invalid body: %v", c.op.Name, err)
+	}
+	return nil
+}
+
+func (s *Server) listZones(apiEndpoint string) any {
+	list := make([]map[string]string, 0, len(zones))
+	for _, z := range zones {
+		list = append(list, map[string]string{
+			"name": z, "api-endpoint": apiEndpoint, "sos-endpoint": "https://sos-" + z + ".exo.io",
+		})
+	}
+	return map[string]any{"zones": list}
+}
+
+func (s *Server) getOperation(c *call) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op, ok := s.state.Operations[c.params["id"]]
+	if !ok {
+		return nil, errorf(http.StatusNotFound, "operation %s not found", c.params["id"])
+	}
+	view := op.view()
+	if op.PollsLeft > 0 {
+		op.PollsLeft--
+	}
+	return view, nil
+}
+
+// checkInheritance refuses a grant that reaches beyond the signing key's.
+func (s *Server) checkInheritance(c *call, child grant) error {
+	missing := beyond(c.grant, child, s.cat)
+	if len(missing) == 0 {
+		return nil
+	}
+	shown := missing
+	if len(shown) > 8 {
+		shown = shown[:8]
+	}
+	more := ""
+	if len(missing) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(missing)-len(shown))
+	}
+	return errorf(http.StatusForbidden, "key %s cannot grant what it does not hold: %s%s",
+		c.principal.Key, strings.Join(shown, ", "), more)
+}
+
+// Legacy access keys.
+
+type wireAccessKey struct {
+	Key        string     `json:"key"`
+	Name       string     `json:"name"`
+	Secret     string     `json:"secret,omitempty"`
+	Type       string     `json:"type"`
+	Version    string     `json:"version"`
+	Tags       []string   `json:"tags,omitempty"`
+	Operations []string   `json:"operations,omitempty"`
+	Resources  []resource `json:"resources,omitempty"`
+}
+
+func (k *accessKey) wire(withSecret bool) wireAccessKey {
+	w := wireAccessKey{Key: k.Key, Name: k.Name, Type: "restricted", Version: "v2",
+		Tags: k.Tags, Operations: k.Operations, Resources: k.Resources}
+	if k.Unrestricted {
+		w.Type = "unrestricted"
+	}
+	if withSecret {
+		w.Secret = k.Secret
+	}
+	return w
+}
+
+func (s *Server) createAccessKey(c *call) (any, error) {
+	var req struct {
+		Name       string     `json:"name"`
+		Operations []string   `json:"operations"`
+		Tags       []string   `json:"tags"`
+		Resources  []resource `json:"resources"`
+	}
+	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" || len(req.Name) > 255 {
+		return nil, errorf(http.StatusBadRequest, "name: between 1 and 255 characters")
+	}
+	operations := map[string]bool{}
+	for _, name := range req.Operations {
+		if _, ok := s.cat.Lookup(name); !ok {
+			return nil, errorf(http.StatusBadRequest, "operations: unknown operation %q", name)
+		}
+		operations[name] = true
+	}
+	for _, tag := range req.Tags {
+		if !s.cat.HasService(tag) {
+			return nil, errorf(http.StatusBadRequest, "tags: unknown tag %q", tag)
+		}
+		for _, name := range s.cat.ServiceOperations(tag) {
+			operations[name] = true
+		}
+	}
+	for i, res := range req.Resources {
+		valid := (res.Domain == "sos" && res.ResourceType == "bucket") || (res.Domain == "partner" && res.ResourceType == "product")
+		if !valid || res.ResourceName == "" {
+			return nil, errorf(http.StatusBadRequest, "resources[%d]: want domain/type sos/bucket or partner/product and a name", i)
+		}
+	}
+	key := &accessKey{Kind: kindLegacy, Key: newKeyID(), Secret: newSecret(), Name: req.Name,
+		Tags: req.Tags, Resources: req.Resources, CreatedAt: s.opts.Now()}
+	if len(operations) == 0 {
+		if len(req.Resources) > 0 {
+			return nil, errorf(http.StatusBadRequest, "resources restrict operations: name operations or tags too")
+		}
+		key.Unrestricted = true
+	}
+	for name := range operations {
+		key.Operations = append(key.Operations, name)
+	}
+	sort.Strings(key.Operations)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	child, _ := s.grantOfLocked(key)
+	if err := s.checkInheritance(c, child); err != nil {
+		return nil, err
+	}
+	s.state.Keys[key.Key] = key
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return key.wire(true), nil
+}
+
+func (s *Server) keysOfKind(kind keyKind) []*accessKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []*accessKey
+	for _, k := range s.state.Keys {
+		if k.Kind == kind {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
+	return keys
+}
+
+func (s *Server) listAccessKeys() any {
+	list := []wireAccessKey{}
+	for _, k := range s.keysOfKind(kindLegacy) {
+		list = append(list, k.wire(false))
+	}
+	return map[string]any{"access-keys": list}
+}
+
+func (s *Server) lookupKey(id string, kind keyKind) (*accessKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.state.Keys[id]
+	if !ok || k.Kind != kind {
+		return nil, errorf(http.StatusNotFound, "key %s not found", id)
+	}
+	return k, nil
+}
+
+func (s *Server) getAccessKey(c *call) (any, error) {
+	k, err := s.lookupKey(c.params["key"], kindLegacy)
+	if err != nil {
+		return nil, err
+	}
+	return k.wire(false), nil
+}
+
+func (s *Server) revokeAccessKey(c *call) (any, error) {
+	return s.deleteKey(c, c.params["key"], kindLegacy, "access-key")
+}
+
+func (s *Server) deleteKey(c *call, id string, kind keyKind, refKind string) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.state.Keys[id]
+	if !ok || k.Kind != kind {
+		return nil, errorf(http.StatusNotFound, "key %s not found", id)
+	}
+	delete(s.state.Keys, id)
+	op := s.newOperationLocked(c, id, refKind)
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return op.view(), nil
+}
+
+type wireOperation struct {
+	Operation string   `json:"operation"`
+	Tags      []string `json:"tags"`
+}
+
+func (s *Server) knownOperations() any {
+	list := []wireOperation{}
+	for _, op := range s.cat.Operations() {
+		list = append(list, wireOperation{Operation: op.Name, Tags: []string{op.Service}})
+	}
+	return map[string]any{"access-key-operations": list}
+}
+
+func (s *Server) myOperations(c *call) any {
+	list := []wireOperation{}
+	for _, op := range holds(c.grant, s.cat) {
+		list = append(list, wireOperation{Operation: op.Name, Tags: []string{op.Service}})
+	}
+	return map[string]any{"access-key-operations": list}
+}
+
+// IAM v3 roles.
+
+func (s *Server) createRole(c *call) (any, error) {
+	var req struct {
+		Name          string            `json:"name"`
+		Description   string            `json:"description"`
+		Labels        map[string]string `json:"labels"`
+		Editable      *bool             `json:"editable"`
+		Policy        *Policy           `json:"policy"`
+		Permissions   []string          `json:"permissions"`
+		MaxSessionTTL int64             `json:"max-session-ttl"`
+	}
+	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" || len(req.Name) > 191 {
+		return nil, errorf(http.StatusBadRequest, "name: between 1 and 191 characters")
+	}
+	policy := Policy{DefaultServiceStrategy: "deny", Services: map[string]ServicePolicy{}}
+	if req.Policy != nil {
+		policy = *req.Policy
+	}
+	compiled, err := compilePolicy(policy, s.cat)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "policy: %v", err)
+	}
+	r := &role{ID: uuid.NewString(), Name: req.Name, Description: req.Description, Labels: req.Labels,
+		Editable: req.Editable == nil || *req.Editable, Policy: policy, Permissions: req.Permissions,
+		MaxSessionTTL: req.MaxSessionTTL}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkInheritance(c, roleGrant{policy: compiled}); err != nil {
+		return nil, err
+	}
+	s.state.Roles[r.ID] = r
+	s.compiled[r.ID] = compiled
+	op := s.newOperationLocked(c, r.ID, "iam-role")
+	s.log.Info("role created", "role", r.ID, "name", r.Name, "policy", policy.describe())
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return op.view(), nil
+}
+
+func (s *Server) listRoles() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := []*role{}
+	for _, r := range s.state.Roles {
+		list = append(list, r)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	return map[string]any{"iam-roles": list}
+}
+
+func (s *Server) roleLocked(id string) (*role, error) {
+	r, ok := s.state.Roles[id]
+	if !ok {
+		return nil, errorf(http.StatusNotFound, "role %s not found", id)
+	}
+	return r, nil
+}
+
+func (s *Server) getRole(c *call) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.roleLocked(c.params["id"])
+}
+
+func (s *Server) updateRole(c *call) (any, error) {
+	var req struct {
+		Description *string           `json:"description"`
+		Labels      map[string]string `json:"labels"`
+		Permissions []string          `json:"permissions"`
+	}
+	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.roleLocked(c.params["id"])
+	if err != nil {
+		return nil, err
+	}
+	if req.Description != nil {
+		r.Description = *req.Description
+	}
+	if req.Labels != nil {
+		r.Labels = req.Labels
+	}
+	if req.Permissions != nil {
+		r.Permissions = req.Permissions
+	}
+	op := s.newOperationLocked(c, r.ID, "iam-role")
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return op.view(), nil
+}
+
+func (s *Server) updateRolePolicy(c *call) (any, error) {
+	var policy Policy
+	if err := decode(c, &policy); err != nil {
+		return nil, err
+	}
+	compiled, err := compilePolicy(policy, s.cat)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "policy: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.roleLocked(c.params["id"])
+	if err != nil {
+		return nil, err
+	}
+	if !r.Editable {
+		return nil, errorf(http.StatusForbidden, "role %s is not editable", r.ID)
+	}
+	if err := s.checkInheritance(c, roleGrant{policy: compiled}); err != nil {
+		return nil, err
+	}
+	r.Policy = policy
+	s.compiled[r.ID] = compiled
+	op := s.newOperationLocked(c, r.ID, "iam-role")
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return op.view(), nil
+}
+
+// deleteRole refuses while API keys are bound to the role (the emulator's
+// choice: deleting them first is what a careful client does anyway).
+func (s *Server) deleteRole(c *call) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := c.params["id"]
+	if _, err := s.roleLocked(id); err != nil {
+		return nil, err
+	}
+	var bound []string
+	for _, k := range s.state.Keys {
+		if k.RoleID == id && k.Kind == kindAPIKey {
+			bound = append(bound, k.Key)
+		}
+	}
+	if len(bound) > 0 {
+		slices.Sort(bound)
+		return nil, errorf(http.StatusConflict, "role %s still has API keys: %s", id, strings.Join(bound, ", "))
+	}
+	for keyID, k := range s.state.Keys {
+		if k.RoleID == id {
+			delete(s.state.Keys, keyID) // assumed session keys end with their role
+		}
+	}
+	delete(s.state.Roles, id)
+	delete(s.compiled, id)
+	op := s.newOperationLocked(c, id, "iam-role")
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return op.view(), nil
+}
+
+func (s *Server) assumeRole(c *call) (any, error) {
+	var req struct {
+		TTL int64 `json:"ttl"`
+	}
+	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	if req.TTL <= 0 {
+		return nil, errorf(http.StatusBadRequest, "ttl: a positive number of seconds")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.roleLocked(c.params["id"])
+	if err != nil {
+		return nil, err
+	}
+	if r.MaxSessionTTL > 0 && req.TTL > r.MaxSessionTTL {
+		return nil, errorf(http.StatusBadRequest, "ttl: at most the role's max-session-ttl, %d", r.MaxSessionTTL)
+	}
+	if err := s.checkInheritance(c, roleGrant{policy: s.compiled[r.ID]}); err != nil {
+		return nil, err
+	}
+	expires := s.opts.Now().Add(time.Duration(req.TTL) * time.Second).UTC()
+	key := &accessKey{Kind: kindAssumed, Key: newKeyID(), Secret: newSecret(), Name: "assumed-" + r.Name,
+		RoleID: r.ID, ExpiresAt: &expires, CreatedAt: s.opts.Now()}
+	s.state.Keys[key.Key] = key
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return map[string]string{"key": key.Key, "secret": key.Secret, "expires-at": expires.Format(time.RFC3339),
+		"role-id": r.ID, "name": key.Name, "org-id": "00000000-0000-0000-0000-000000000000"}, nil
+}
+
+// IAM v3 API keys.
+
+func (s *Server) createAPIKey(c *call) (any, error) {
+	var req struct {
+		Name   string `json:"name"`
+		RoleID string `json:"role-id"`
+	}
+	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" || len(req.Name) > 255 {
+		return nil, errorf(http.StatusBadRequest, "name: between 1 and 255 characters")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.state.Roles[req.RoleID]; !ok {
+		return nil, errorf(http.StatusBadRequest, "role-id: no role %q", req.RoleID)
+	}
+	policy, err := s.compiledLocked(req.RoleID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkInheritance(c, roleGrant{policy: policy}); err != nil {
+		return nil, err
+	}
+	key := &accessKey{Kind: kindAPIKey, Key: newKeyID(), Secret: newSecret(), Name: req.Name,
+		RoleID: req.RoleID, CreatedAt: s.opts.Now()}
+	s.state.Keys[key.Key] = key
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return map[string]string{"key": key.Key, "name": key.Name, "role-id": key.RoleID, "secret": key.Secret}, nil
+}
+
+func apiKeyView(k *accessKey) map[string]string {
+	return map[string]string{"key": k.Key, "name": k.Name, "role-id": k.RoleID}
+}
+
+func (s *Server) listAPIKeys() any {
+	list := []map[string]string{}
+	for _, k := range s.keysOfKind(kindAPIKey) {
+		list = append(list, apiKeyView(k))
+	}
+	return map[string]any{"api-keys": list}
+}
+
+func (s *Server) getAPIKey(c *call) (any, error) {
+	k, err := s.lookupKey(c.params["id"], kindAPIKey)
+	if err != nil {
+		return nil, err
+	}
+	return apiKeyView(k), nil
+}
+
+func (s *Server) deleteAPIKey(c *call) (any, error) {
+	return s.deleteKey(c, c.params["id"], kindAPIKey, "api-key")
+}

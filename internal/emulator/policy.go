@@ -1,0 +1,172 @@
+package emulator
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/ast"
+
+	"github.com/exokey/exokey/internal/exoscale/catalog"
+)
+
+// Policy is an IAM v3 role policy on the wire.
+type Policy struct {
+	DefaultServiceStrategy string                   `json:"default-service-strategy"`
+	Services               map[string]ServicePolicy `json:"services"`
+}
+
+// ServicePolicy is one service's part of a Policy.
+type ServicePolicy struct {
+	Type  string       `json:"type"`
+	Rules []PolicyRule `json:"rules,omitempty"`
+}
+
+// PolicyRule is a CEL expression deciding allow or deny.
+type PolicyRule struct {
+	Action     string   `json:"action"`
+	Expression string   `json:"expression"`
+	Resources  []string `json:"resources,omitempty"`
+}
+
+// celCostLimit bounds the work one rule may do, so a hostile policy cannot
+// stall the emulator.
+const celCostLimit = 100_000
+
+var celEnv = func() *cel.Env {
+	env, err := cel.NewEnv(
+		cel.Variable("operation", cel.StringType),
+		cel.Variable("parameters", cel.MapType(cel.StringType, cel.DynType)),
+	)
+	if err != nil {
+		panic(err)
+	}
+	return env
+}()
+
+// compiledPolicy is a validated policy, ready to evaluate.
+type compiledPolicy struct {
+	source   Policy
+	services map[string]compiledService
+	// literals are the string constants of the rules: the bucket names and
+	// other values an inheritance check probes with.
+	literals []string
+}
+
+type compiledService struct {
+	kind  string // allow | deny | rules
+	rules []compiledRule
+}
+
+type compiledRule struct {
+	allow   bool
+	program cel.Program
+}
+
+// compilePolicy validates p against the catalogue's services and compiles its rules.
+func compilePolicy(p Policy, cat *catalog.Catalog) (*compiledPolicy, error) {
+	if p.DefaultServiceStrategy != "allow" && p.DefaultServiceStrategy != "deny" {
+		return nil, fmt.Errorf("default-service-strategy must be allow or deny, not %q", p.DefaultServiceStrategy)
+	}
+	compiled := &compiledPolicy{source: p, services: map[string]compiledService{}}
+	literals := map[string]bool{}
+	for name, service := range p.Services {
+		if !cat.HasService(name) {
+			return nil, fmt.Errorf("services: unknown service %q", name)
+		}
+		cs := compiledService{kind: service.Type}
+		switch service.Type {
+		case "allow", "deny":
+			if len(service.Rules) > 0 {
+				return nil, fmt.Errorf("services.%s: rules are only read when type is rules", name)
+			}
+		case "rules":
+			if len(service.Rules) == 0 {
+				return nil, fmt.Errorf("services.%s: type rules needs at least one rule", name)
+			}
+			for i, rule := range service.Rules {
+				if rule.Action != "allow" && rule.Action != "deny" {
+					return nil, fmt.Errorf("services.%s.rules[%d]: action must be allow or deny", name, i)
+				}
+				checked, issues := celEnv.Compile(rule.Expression)
+				if issues != nil && issues.Err() != nil {
+					return nil, fmt.Errorf("services.%s.rules[%d]: expression: %v", name, i, issues.Err())
+				}
+				if checked.OutputType() != cel.BoolType {
+					return nil, fmt.Errorf("services.%s.rules[%d]: expression must be a boolean, not %s", name, i, checked.OutputType())
+				}
+				program, err := celEnv.Program(checked, cel.CostLimit(celCostLimit))
+				if err != nil {
+					return nil, fmt.Errorf("services.%s.rules[%d]: %v", name, i, err)
+				}
+				collectStringLiterals(checked.NativeRep().Expr(), literals)
+				cs.rules = append(cs.rules, compiledRule{allow: rule.Action == "allow", program: program})
+			}
+		default:
+			return nil, fmt.Errorf("services.%s: type must be allow, deny or rules, not %q", name, service.Type)
+		}
+		compiled.services[name] = cs
+	}
+	for literal := range literals {
+		compiled.literals = append(compiled.literals, literal)
+	}
+	sort.Strings(compiled.literals)
+	return compiled, nil
+}
+
+func collectStringLiterals(e ast.Expr, into map[string]bool) {
+	visitor := ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() == ast.LiteralKind {
+			if s, ok := e.AsLiteral().Value().(string); ok {
+				into[s] = true
+			}
+		}
+	})
+	ast.PostOrderVisit(e, visitor)
+}
+
+// allows evaluates the policy for one call. For type rules the first rule
+// whose expression is true decides; a rule that errors (for instance on a
+// parameter the call does not have) does not match; no match denies.
+func (p *compiledPolicy) allows(service, operation string, parameters map[string]string) bool {
+	cs, listed := p.services[service]
+	if !listed {
+		return p.source.DefaultServiceStrategy == "allow"
+	}
+	switch cs.kind {
+	case "allow":
+		return true
+	case "rules":
+		vars := map[string]any{"operation": operation, "parameters": stringMap(parameters)}
+		for _, rule := range cs.rules {
+			out, _, err := rule.program.Eval(vars)
+			if err != nil {
+				continue
+			}
+			if matched, ok := out.Value().(bool); ok && matched {
+				return rule.allow
+			}
+		}
+	}
+	return false
+}
+
+func stringMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// describe is a one-line summary of a policy for logs (no secrets in it).
+func (p Policy) describe() string {
+	names := make([]string, 0, len(p.Services))
+	for name, s := range p.Services {
+		names = append(names, name+"="+s.Type+"/"+strconv.Itoa(len(s.Rules)))
+	}
+	sort.Strings(names)
+	return p.DefaultServiceStrategy + "[" + strings.Join(names, ",") + "]"
+}
