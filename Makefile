@@ -60,7 +60,7 @@ test: verify-generated vet control-plane ## Unit, emulator and envtest suites ag
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZ_TIME (default 10s).
 	go test -run '^$$' -fuzz '^FuzzParseAuthorization$$' -fuzztime $(FUZZ_TIME) ./internal/emulator/
-	go test -run '^$$' -fuzz '^FuzzPolicyEvaluation$$' -fuzztime $(FUZZ_TIME) ./internal/emulator/
+	go test -run '^$$' -fuzz '^FuzzPolicyEvaluation$$' -fuzztime $(FUZZ_TIME) ./internal/exoscale/policy/
 
 ##@ Build
 

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/exokey/exokey/internal/exoscale/catalog"
+	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
 // grant is what a key may do: a legacy key's restrictions or a role's policy.
@@ -41,13 +42,13 @@ func (g legacyGrant) allows(op catalog.Operation, parameters map[string]string) 
 func (g legacyGrant) probes() []string { return g.buckets }
 
 // roleGrant is an IAM v3 role's policy.
-type roleGrant struct{ policy *compiledPolicy }
+type roleGrant struct{ policy *policy.Compiled }
 
 func (g roleGrant) allows(op catalog.Operation, parameters map[string]string) bool {
-	return g.policy.allows(op.Service, op.Name, parameters)
+	return g.policy.Allows(op.Service, op.Name, parameters)
 }
 
-func (g roleGrant) probes() []string { return g.policy.literals }
+func (g roleGrant) probes() []string { return g.policy.Literals() }
 
 // beyond returns the operations child may call that parent may not,
 // sorted: the reason a key cannot mint a key that holds more than itself.

@@ -31,6 +31,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/exokey/exokey/internal/exoscale/catalog"
+	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
 // Options configure an emulator.
@@ -82,7 +83,7 @@ type Stats struct {
 type Server struct {
 	opts   Options
 	cat    *catalog.Catalog
-	router *router
+	router *catalog.Router
 	log    *slog.Logger
 
 	mu     sync.Mutex
@@ -90,7 +91,7 @@ type Server struct {
 	faults Faults
 	stats  Stats
 	// compiled caches the compiled policy of each role by role id.
-	compiled map[string]*compiledPolicy
+	compiled map[string]*policy.Compiled
 }
 
 // state is everything the emulator persists.
@@ -136,7 +137,7 @@ type role struct {
 	Editable      bool              `json:"editable"`
 	MaxSessionTTL int64             `json:"max-session-ttl,omitempty"`
 	Permissions   []string          `json:"permissions,omitempty"`
-	Policy        Policy            `json:"policy"`
+	Policy        policy.Policy     `json:"policy"`
 }
 
 type operation struct {
@@ -169,11 +170,11 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:     opts,
 		cat:      opts.Catalog,
-		router:   newRouter(opts.Catalog),
+		router:   catalog.NewRouter(opts.Catalog),
 		log:      opts.Logger,
 		faults:   opts.Faults,
 		stats:    newStats(),
-		compiled: map[string]*compiledPolicy{},
+		compiled: map[string]*policy.Compiled{},
 		state: state{
 			Keys:       map[string]*accessKey{},
 			Roles:      map[string]*role{},
@@ -314,7 +315,7 @@ var publicOperations = map[string]bool{"list-zones": true}
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	started := s.opts.Now()
-	op, params, found := s.router.match(r.Method, r.URL.Path)
+	op, params, found := s.router.Match(r.Method, r.URL.Path)
 	opName := op.Name
 	if !found {
 		opName = "unknown"
@@ -483,7 +484,7 @@ func (s *Server) grantOfLocked(key *accessKey) (grant, error) {
 	return roleGrant{policy: policy}, nil
 }
 
-func (s *Server) compiledLocked(roleID string) (*compiledPolicy, error) {
+func (s *Server) compiledLocked(roleID string) (*policy.Compiled, error) {
 	if p, ok := s.compiled[roleID]; ok {
 		return p, nil
 	}
@@ -491,7 +492,7 @@ func (s *Server) compiledLocked(roleID string) (*compiledPolicy, error) {
 	if !ok {
 		return nil, errorf(http.StatusForbidden, "the key's role %s no longer exists", roleID)
 	}
-	p, err := compilePolicy(r.Policy, s.cat)
+	p, err := policy.Compile(r.Policy, s.cat)
 	if err != nil {
 		return nil, errorf(http.StatusInternalServerError, "stored policy of role %s: %v", roleID, err)
 	}

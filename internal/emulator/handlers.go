@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
 // zones are the Exoscale zones the emulator lists; any of them serves IAM.
@@ -285,7 +287,7 @@ func (s *Server) createRole(c *call) (any, error) {
 		Description   string            `json:"description"`
 		Labels        map[string]string `json:"labels"`
 		Editable      *bool             `json:"editable"`
-		Policy        *Policy           `json:"policy"`
+		Policy        *policy.Policy    `json:"policy"`
 		Permissions   []string          `json:"permissions"`
 		MaxSessionTTL int64             `json:"max-session-ttl"`
 	}
@@ -295,16 +297,16 @@ func (s *Server) createRole(c *call) (any, error) {
 	if req.Name == "" || len(req.Name) > 191 {
 		return nil, errorf(http.StatusBadRequest, "name: between 1 and 191 characters")
 	}
-	policy := Policy{DefaultServiceStrategy: "deny", Services: map[string]ServicePolicy{}}
+	rolePolicy := policy.Policy{DefaultServiceStrategy: "deny", Services: map[string]policy.ServicePolicy{}}
 	if req.Policy != nil {
-		policy = *req.Policy
+		rolePolicy = *req.Policy
 	}
-	compiled, err := compilePolicy(policy, s.cat)
+	compiled, err := policy.Compile(rolePolicy, s.cat)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "policy: %v", err)
 	}
 	r := &role{ID: uuid.NewString(), Name: req.Name, Description: req.Description, Labels: req.Labels,
-		Editable: req.Editable == nil || *req.Editable, Policy: policy, Permissions: req.Permissions,
+		Editable: req.Editable == nil || *req.Editable, Policy: rolePolicy, Permissions: req.Permissions,
 		MaxSessionTTL: req.MaxSessionTTL}
 
 	s.mu.Lock()
@@ -315,7 +317,7 @@ func (s *Server) createRole(c *call) (any, error) {
 	s.state.Roles[r.ID] = r
 	s.compiled[r.ID] = compiled
 	op := s.newOperationLocked(c, r.ID, "iam-role")
-	s.log.Info("role created", "role", r.ID, "name", r.Name, "policy", policy.describe())
+	s.log.Info("role created", "role", r.ID, "name", r.Name, "policy", rolePolicy.Describe())
 	if err := s.saveLocked(); err != nil {
 		return nil, err
 	}
@@ -379,11 +381,11 @@ func (s *Server) updateRole(c *call) (any, error) {
 }
 
 func (s *Server) updateRolePolicy(c *call) (any, error) {
-	var policy Policy
-	if err := decode(c, &policy); err != nil {
+	var newPolicy policy.Policy
+	if err := decode(c, &newPolicy); err != nil {
 		return nil, err
 	}
-	compiled, err := compilePolicy(policy, s.cat)
+	compiled, err := policy.Compile(newPolicy, s.cat)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "policy: %v", err)
 	}
@@ -399,7 +401,7 @@ func (s *Server) updateRolePolicy(c *call) (any, error) {
 	if err := s.checkInheritance(c, roleGrant{policy: compiled}); err != nil {
 		return nil, err
 	}
-	r.Policy = policy
+	r.Policy = newPolicy
 	s.compiled[r.ID] = compiled
 	op := s.newOperationLocked(c, r.ID, "iam-role")
 	if err := s.saveLocked(); err != nil {

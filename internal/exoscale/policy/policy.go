@@ -1,4 +1,7 @@
-package emulator
+// Package policy is the IAM v3 role policy: its wire form, its validation
+// and its evaluation with CEL, as Exoscale documents it. The emulator
+// enforces policies with it; the backends read an issuer's own policy with it.
+package policy
 
 import (
 	"fmt"
@@ -13,6 +16,8 @@ import (
 )
 
 // Policy is an IAM v3 role policy on the wire.
+// DefaultServiceStrategy is allow or deny; a service's Type is allow, deny
+// or rules.
 type Policy struct {
 	DefaultServiceStrategy string                   `json:"default-service-strategy"`
 	Services               map[string]ServicePolicy `json:"services"`
@@ -46,12 +51,10 @@ var celEnv = func() *cel.Env {
 	return env
 }()
 
-// compiledPolicy is a validated policy, ready to evaluate.
-type compiledPolicy struct {
+// Compiled is a validated policy, ready to evaluate.
+type Compiled struct {
 	source   Policy
 	services map[string]compiledService
-	// literals are the string constants of the rules: the bucket names and
-	// other values an inheritance check probes with.
 	literals []string
 }
 
@@ -65,12 +68,12 @@ type compiledRule struct {
 	program cel.Program
 }
 
-// compilePolicy validates p against the catalogue's services and compiles its rules.
-func compilePolicy(p Policy, cat *catalog.Catalog) (*compiledPolicy, error) {
+// Compile validates p against the catalogue's services and compiles its rules.
+func Compile(p Policy, cat *catalog.Catalog) (*Compiled, error) {
 	if p.DefaultServiceStrategy != "allow" && p.DefaultServiceStrategy != "deny" {
 		return nil, fmt.Errorf("default-service-strategy must be allow or deny, not %q", p.DefaultServiceStrategy)
 	}
-	compiled := &compiledPolicy{source: p, services: map[string]compiledService{}}
+	compiled := &Compiled{source: p, services: map[string]compiledService{}}
 	literals := map[string]bool{}
 	for name, service := range p.Services {
 		if !cat.HasService(name) {
@@ -127,10 +130,10 @@ func collectStringLiterals(e ast.Expr, into map[string]bool) {
 	ast.PostOrderVisit(e, visitor)
 }
 
-// allows evaluates the policy for one call. For type rules the first rule
+// Allows evaluates the policy for one call. For type rules the first rule
 // whose expression is true decides; a rule that errors (for instance on a
 // parameter the call does not have) does not match; no match denies.
-func (p *compiledPolicy) allows(service, operation string, parameters map[string]string) bool {
+func (p *Compiled) Allows(service, operation string, parameters map[string]string) bool {
 	cs, listed := p.services[service]
 	if !listed {
 		return p.source.DefaultServiceStrategy == "allow"
@@ -161,8 +164,15 @@ func stringMap(m map[string]string) map[string]any {
 	return out
 }
 
-// describe is a one-line summary of a policy for logs (no secrets in it).
-func (p Policy) describe() string {
+// Literals are the string constants of the rules: the bucket names and
+// other values worth probing when comparing two policies.
+func (p *Compiled) Literals() []string { return p.literals }
+
+// Source is the policy as it was given.
+func (p *Compiled) Source() Policy { return p.source }
+
+// Describe is a one-line summary of a policy for logs.
+func (p Policy) Describe() string {
 	names := make([]string, 0, len(p.Services))
 	for name, s := range p.Services {
 		names = append(names, name+"="+s.Type+"/"+strconv.Itoa(len(s.Rules)))

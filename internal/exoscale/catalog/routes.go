@@ -1,22 +1,20 @@
-package emulator
+package catalog
 
 import (
 	"sort"
 	"strings"
-
-	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
-// router maps a method and path under /v2 to a catalogue operation and its
+// Router maps a method and path under /v2 to a catalogue operation and its
 // path parameters, using the templates of the catalogue (e.g.
 // /v2/iam-role/{id}:policy). Retired operations stay: the legacy access
 // keys are among them, and serving them is the point.
-type router struct {
+type Router struct {
 	byMethod map[string][]route
 }
 
 type route struct {
-	op       catalog.Operation
+	op       Operation
 	segments []segment
 	literal  int // literal characters: more is more specific
 }
@@ -27,8 +25,9 @@ type segment struct {
 	prefix, param, suffix string
 }
 
-func newRouter(cat *catalog.Catalog) *router {
-	r := &router{byMethod: map[string][]route{}}
+// NewRouter builds the router of a catalogue.
+func NewRouter(cat *Catalog) *Router {
+	r := &Router{byMethod: map[string][]route{}}
 	for _, op := range cat.Operations() {
 		if op.Method == "" { // S3-only
 
@@ -54,15 +53,15 @@ func newRouter(cat *catalog.Catalog) *router {
 	return r
 }
 
-// match returns the operation at method and path and its path parameters.
-func (r *router) match(method, path string) (catalog.Operation, map[string]string, bool) {
+// Match returns the operation at method and path and its path parameters.
+func (r *Router) Match(method, path string) (Operation, map[string]string, bool) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	for _, rt := range r.byMethod[method] {
 		if params, ok := rt.match(parts); ok {
 			return rt.op, params, true
 		}
 	}
-	return catalog.Operation{}, nil, false
+	return Operation{}, nil, false
 }
 
 func (rt route) match(parts []string) (map[string]string, bool) {
