@@ -180,3 +180,22 @@ func (p Policy) Describe() string {
 	sort.Strings(names)
 	return p.DefaultServiceStrategy + "[" + strings.Join(names, ",") + "]"
 }
+
+// Holds lists the catalogue operations the policy allows for some call:
+// without parameters, or naming one of the policy's literals as the bucket.
+func (p *Compiled) Holds(cat *catalog.Catalog) []string {
+	probes := []map[string]string{{}}
+	for _, literal := range p.literals {
+		probes = append(probes, map[string]string{"bucket": literal})
+	}
+	var names []string
+	for _, op := range cat.Operations() {
+		for _, params := range probes {
+			if p.Allows(op.Service, op.Name, params) {
+				names = append(names, op.Name)
+				break
+			}
+		}
+	}
+	return names
+}

@@ -1,0 +1,306 @@
+package exoscale_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// The backends against the emulator over HTTP, through the real SDKs.
+
+type env struct {
+	server   *emulator.Server
+	endpoint string
+	ctx      context.Context
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	server, err := emulator.New(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(server)
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return &env{server: server, endpoint: ts.URL + "/v2", ctx: ctx}
+}
+
+func (e *env) keys(t *testing.T, api, key, secret string, tune ...func(*exoscale.Config)) exoscale.Keys {
+	t.Helper()
+	cfg := exoscale.Config{API: api, Endpoint: e.endpoint, Key: key, Secret: exoscale.Secret(secret),
+		QPS: 1000, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond, PollInterval: 10 * time.Millisecond}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	keys, err := exoscale.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func (e *env) rootKeys(t *testing.T, api string, tune ...func(*exoscale.Config)) exoscale.Keys {
+	key, secret := e.server.Root()
+	return e.keys(t, api, key, secret, tune...)
+}
+
+func (e *env) allowed(t *testing.T, c exoscale.Credential, operation string, params map[string]string) bool {
+	t.Helper()
+	ok, err := emulator.Authorize(e.ctx, e.endpoint, c.ID, c.Secret.Reveal(), operation, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+var apis = []string{exoscale.APIIAMv3, exoscale.APIAccessKeyV2}
+
+type probe struct {
+	operation string
+	bucket    string
+	want      bool
+}
+
+func TestKeysGrantExactlyTheSpec(t *testing.T) {
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			e := newEnv(t)
+			keys := e.rootKeys(t, api)
+			for _, tc := range []struct {
+				name   string
+				spec   exoscale.KeySpec
+				probes []probe
+			}{
+				{"one bucket", exoscale.KeySpec{Operations: []string{"get-sos-object", "list-sos-bucket"}, Resources: []string{"sos/bucket:backups"}}, []probe{
+					{"get-sos-object", "backups", true}, {"list-sos-bucket", "backups", true},
+					{"get-sos-object", "other", false}, {"put-sos-object", "backups", false}, {"list-instances", "", false},
+				}},
+				{"compute tag", exoscale.KeySpec{Tags: []string{"compute"}}, []probe{
+					{"list-instances", "", true}, {"delete-instance", "", true}, {"list-dns-domains", "", false}, {"get-sos-object", "b", false},
+				}},
+				{"older tag syntax and an operation", exoscale.KeySpec{Tags: []string{"dns/*"}, Operations: []string{"list-zones"}}, []probe{
+					{"list-dns-domains", "", true}, {"list-zones", "", true}, {"list-instances", "", false},
+				}},
+				{"unrestricted", exoscale.KeySpec{Unrestricted: true}, []probe{
+					{"delete-instance", "", true}, {"put-sos-object", "any", true},
+				}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					tc.spec.Name = "k8s-" + strings.ReplaceAll(tc.name, " ", "-")
+					cred, err := keys.Create(e.ctx, tc.spec)
+					if err != nil {
+						t.Fatalf("create: %v", err)
+					}
+					if cred.ID == "" || cred.Secret.Reveal() == "" || (api == exoscale.APIIAMv3) != (cred.RoleID != "") {
+						t.Fatalf("create returned %+v", cred.Key)
+					}
+					for _, p := range tc.probes {
+						params := map[string]string{}
+						if p.bucket != "" {
+							params["bucket"] = p.bucket
+						}
+						if got := e.allowed(t, cred, p.operation, params); got != p.want {
+							t.Errorf("%s on %q: allowed=%v, want %v", p.operation, p.bucket, got, p.want)
+						}
+					}
+
+					got, err := keys.Get(e.ctx, cred.ID)
+					if err != nil || got.Name != tc.spec.Name {
+						t.Errorf("get: %+v, %v", got, err)
+					}
+					found, err := keys.FindByName(e.ctx, tc.spec.Name)
+					if err != nil || len(found) != 1 || found[0].ID != cred.ID {
+						t.Errorf("find by name: %+v, %v", found, err)
+					}
+
+					if err := keys.Revoke(e.ctx, cred.Key); err != nil {
+						t.Fatalf("revoke: %v", err)
+					}
+					if _, err := keys.Get(e.ctx, cred.ID); !errors.Is(err, exoscale.ErrNotFound) {
+						t.Errorf("get after revoke: %v, want ErrNotFound", err)
+					}
+					if err := keys.Revoke(e.ctx, cred.Key); err != nil {
+						t.Errorf("a second revoke: %v", err)
+					}
+					if _, err := emulator.Authorize(e.ctx, e.endpoint, cred.ID, cred.Secret.Reveal(), "list-zones", nil); err == nil {
+						t.Error("a revoked credential still authenticates")
+					}
+				})
+			}
+			if live := e.server.LiveKeys(); len(live) != 0 {
+				t.Errorf("keys left behind: %v", live)
+			}
+			if api == exoscale.APIIAMv3 && e.server.RoleCount() != 0 {
+				t.Errorf("%d roles left behind", e.server.RoleCount())
+			}
+		})
+	}
+}
+
+func TestRetriesAndTerminalErrors(t *testing.T) {
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			e := newEnv(t)
+			registry := prometheus.NewRegistry()
+			keys := e.rootKeys(t, api, func(c *exoscale.Config) { c.Metrics = exoscale.NewMetrics(registry) })
+
+			// Two throttled calls and two 503s are retried away.
+			e.server.SetFaults(emulator.Faults{ThrottleNext: 2, FailNext: 2, RetryAfterSeconds: 1})
+			ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+			defer cancel()
+			cred, err := keys.Create(ctx, exoscale.KeySpec{Name: "retried", Operations: []string{"list-zones"}})
+			if err != nil {
+				t.Fatalf("create through faults: %v", err)
+			}
+			stats := e.server.Stats()
+			if stats.Statuses["429"] != 2 || stats.Statuses["503"] != 2 {
+				t.Errorf("want the faults served: %v", stats.Statuses)
+			}
+			firstOp := map[string]string{exoscale.APIIAMv3: "create-iam-role", exoscale.APIAccessKeyV2: "create-access-key"}[api]
+			if got := testutil.ToFloat64(mustCounter(t, registry, api, firstOp, "429")); got != 2 {
+				t.Errorf("exokey_api_requests_total{code=429} = %v, want 2", got)
+			}
+
+			// A key without the right to mint gets a terminal 403 at once.
+			restricted := e.keys(t, api, cred.ID, cred.Secret.Reveal())
+			e.server.ResetStats()
+			_, err = restricted.Create(ctx, exoscale.KeySpec{Name: "refused", Operations: []string{"list-zones"}})
+			var apiErr *exoscale.APIError
+			if !errors.As(err, &apiErr) || apiErr.Status != 403 || !apiErr.Terminal() || !exoscale.IsTerminal(err) {
+				t.Fatalf("got %v, want a terminal 403", err)
+			}
+			if !strings.Contains(err.Error(), "may not call") || strings.Contains(err.Error(), cred.Secret.Reveal()) {
+				t.Errorf("the error should say why and never hold a secret: %v", err)
+			}
+			if calls := e.server.Stats().Total; calls != 1 {
+				t.Errorf("a 403 must not be retried: %d calls", calls)
+			}
+
+			// A spec the catalogue refuses never reaches the API.
+			e.server.ResetStats()
+			_, err = keys.Create(ctx, exoscale.KeySpec{Name: "typo", Operations: []string{"get-sos-objekt"}})
+			var specErr *exoscale.SpecError
+			if !errors.As(err, &specErr) || specErr.Reason != exoscale.ReasonUnknownOperation || e.server.Stats().Total != 0 {
+				t.Errorf("got %v after %d calls, want UnknownOperation before any call", err, e.server.Stats().Total)
+			}
+
+			// Retries are bounded: an API that keeps failing is reported.
+			e.server.SetFaults(emulator.Faults{ErrorRate: 1})
+			_, err = keys.Get(ctx, cred.ID)
+			if !errors.As(err, &apiErr) || apiErr.Status != 503 || apiErr.Terminal() {
+				t.Errorf("got %v, want a retryable 503 after the retries", err)
+			}
+		})
+	}
+}
+
+func mustCounter(t *testing.T, registry *prometheus.Registry, labels ...string) prometheus.Collector {
+	t.Helper()
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "exokey_api_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			values := map[string]string{}
+			for _, l := range m.GetLabel() {
+				values[l.GetName()] = l.GetValue()
+			}
+			if values["api"] == labels[0] && values["operation"] == labels[1] && values["code"] == labels[2] {
+				return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, m.GetCounter().GetValue)
+			}
+		}
+	}
+	t.Fatalf("no exokey_api_requests_total%v", labels)
+	return nil
+}
+
+func TestIAMv3CreateCleansUpTheRoleWhenTheKeyFails(t *testing.T) {
+	e := newEnv(t)
+	root := e.rootKeys(t, exoscale.APIIAMv3)
+	// An issuer that may create roles but not API keys.
+	issuer, err := root.Create(e.ctx, exoscale.KeySpec{Name: "issuer", Tags: []string{"general", "sos"},
+		Operations: []string{"create-iam-role", "delete-iam-role", "get-iam-role", "list-iam-roles"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := e.server.RoleCount()
+	_, err = e.keys(t, exoscale.APIIAMv3, issuer.ID, issuer.Secret.Reveal()).Create(e.ctx,
+		exoscale.KeySpec{Name: "half", Operations: []string{"get-sos-object"}})
+	if err == nil || !strings.Contains(err.Error(), "create-api-key") {
+		t.Fatalf("got %v, want the create-api-key refusal", err)
+	}
+	if got := e.server.RoleCount(); got != roles {
+		t.Errorf("%d roles after a failed create, want %d: the role must be deleted", got, roles)
+	}
+}
+
+func TestIAMv3FindByNameReturnsARoleWithoutKey(t *testing.T) {
+	e := newEnv(t)
+	root := e.rootKeys(t, exoscale.APIIAMv3)
+	issuer, err := root.Create(e.ctx, exoscale.KeySpec{Name: "issuer", Tags: []string{"general", "sos"},
+		Operations: []string{"create-iam-role", "list-iam-roles", "list-api-keys"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The issuer cannot delete the role it made, so the role stays behind,
+	// as after a crash between the two creates.
+	_, _ = e.keys(t, exoscale.APIIAMv3, issuer.ID, issuer.Secret.Reveal()).Create(e.ctx,
+		exoscale.KeySpec{Name: "orphan", Operations: []string{"get-sos-object"}})
+	found, err := root.FindByName(e.ctx, "orphan")
+	if err != nil || len(found) != 1 || found[0].ID != "" || found[0].RoleID == "" {
+		t.Fatalf("find by name: %+v, %v; want the role without a key", found, err)
+	}
+	if err := root.Revoke(e.ctx, found[0]); err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := root.FindByName(e.ctx, "orphan"); len(found) != 0 {
+		t.Errorf("revoking the role must delete it: %+v", found)
+	}
+}
+
+func TestGrantable(t *testing.T) {
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			e := newEnv(t)
+			root := e.rootKeys(t, api)
+			all, err := root.Grantable(e.ctx)
+			if err != nil || len(all) < 400 {
+				t.Fatalf("the root key holds everything: %d, %v", len(all), err)
+			}
+			// A key learns what it holds through introspection operations of its own API.
+			introspect := map[string][]string{
+				exoscale.APIIAMv3:       {"get-api-key", "get-iam-role"},
+				exoscale.APIAccessKeyV2: {"list-access-key-operations"},
+			}[api]
+			cred, err := root.Create(e.ctx, exoscale.KeySpec{Name: "narrow", Tags: []string{"dns"},
+				Operations: append([]string{"get-sos-object"}, introspect...), Resources: []string{"sos/bucket:b"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			narrow, err := e.keys(t, api, cred.ID, cred.Secret.Reveal()).Grantable(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(narrow, "list-dns-domains") || !slices.Contains(narrow, "get-sos-object") ||
+				slices.Contains(narrow, "list-instances") || len(narrow) > 20 {
+				t.Errorf("grantable of a dns+get-sos-object key: %v", narrow)
+			}
+		})
+	}
+}

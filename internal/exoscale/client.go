@@ -1,0 +1,199 @@
+package exoscale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/exokey/exokey/internal/exoscale/catalog"
+)
+
+// Config is how a backend reaches Exoscale with one issuer's credentials.
+type Config struct {
+	// API is IAMv3 or AccessKeyV2.
+	API string
+	// Zone whose endpoint is used when Endpoint is empty.
+	Zone string
+	// Endpoint overrides the zone's, e.g. http://127.0.0.1:8080/v2.
+	Endpoint string
+	// Key and Secret are the issuer's own credentials.
+	Key    string
+	Secret Secret
+
+	// QPS and Burst limit the requests of this client (token bucket).
+	QPS   float64
+	Burst int
+	// Timeout bounds one HTTP attempt.
+	Timeout time.Duration
+	// MaxRetries bounds the retries of a 429, a 5xx or a transport error;
+	// RetryWaitMin and RetryWaitMax bound the wait between them (a
+	// Retry-After is honoured up to RetryWaitMax).
+	MaxRetries                 int
+	RetryWaitMin, RetryWaitMax time.Duration
+	// PollInterval is how often an async operation is polled (AccessKeyV2).
+	PollInterval time.Duration
+	// Metrics records requests; nil records nothing.
+	Metrics *Metrics
+	// Catalog names operations; the embedded one when nil.
+	Catalog *catalog.Catalog
+}
+
+// The two APIs.
+const (
+	APIIAMv3       = "IAMv3"
+	APIAccessKeyV2 = "AccessKeyV2"
+)
+
+func (c *Config) setDefaults() {
+	if c.Zone == "" {
+		c.Zone = "ch-gva-2"
+	}
+	if c.Endpoint == "" {
+		c.Endpoint = "https://api-" + c.Zone + ".exoscale.com/v2"
+	}
+	c.Endpoint = strings.TrimSuffix(c.Endpoint, "/")
+	if c.QPS <= 0 {
+		c.QPS = 10
+	}
+	if c.Burst <= 0 {
+		c.Burst = max(1, int(c.QPS))
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = 5
+	}
+	if c.RetryWaitMin <= 0 {
+		c.RetryWaitMin = 200 * time.Millisecond
+	}
+	if c.RetryWaitMax <= 0 {
+		c.RetryWaitMax = 10 * time.Second
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.Catalog == nil {
+		c.Catalog = catalog.Default()
+	}
+}
+
+// New returns the backend of cfg.API.
+func New(cfg Config) (Keys, error) {
+	cfg.setDefaults()
+	if cfg.Key == "" || cfg.Secret == "" {
+		return nil, errors.New("the issuer's key and secret are both needed")
+	}
+	switch cfg.API {
+	case APIIAMv3, "":
+		return newIAMv3Keys(cfg)
+	case APIAccessKeyV2:
+		return newLegacyKeys(cfg)
+	}
+	return nil, fmt.Errorf("unknown API %q: want %s or %s", cfg.API, APIIAMv3, APIAccessKeyV2)
+}
+
+// Metrics are the Prometheus metrics of Exoscale API requests.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers exokey_api_requests_total and
+// exokey_api_request_duration_seconds with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exokey_api_requests_total",
+			Help: "Exoscale API requests (each attempt) by API, operation and HTTP status code.",
+		}, []string{"api", "operation", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "exokey_api_request_duration_seconds",
+			Help:    "Latency of Exoscale API requests (each attempt) by API and operation.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}, []string{"api", "operation"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// callRecord carries the final HTTP status of one call out of an SDK,
+// whose errors do not all keep it.
+type callRecord struct{ status int }
+
+type callRecordKey struct{}
+
+func recordCall(ctx context.Context) (context.Context, *callRecord) {
+	rec := &callRecord{}
+	return context.WithValue(ctx, callRecordKey{}, rec), rec
+}
+
+// transport limits, measures and records each attempt.
+type transport struct {
+	api     string
+	next    http.RoundTripper
+	limiter *rate.Limiter
+	metrics *Metrics
+	router  *catalog.Router
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.limiter.Wait(req.Context()); err != nil {
+		return nil, err
+	}
+	operation := "unknown"
+	if op, _, ok := t.router.Match(req.Method, req.URL.Path); ok {
+		operation = op.Name
+	}
+	started := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode)
+		if rec, ok := req.Context().Value(callRecordKey{}).(*callRecord); ok {
+			rec.status = resp.StatusCode
+		}
+	}
+	if t.metrics != nil {
+		t.metrics.requests.WithLabelValues(t.api, operation, code).Inc()
+		t.metrics.duration.WithLabelValues(t.api, operation).Observe(time.Since(started).Seconds())
+	}
+	return resp, err
+}
+
+// newHTTPClient builds the client one backend uses: rate limited, retrying
+// 429, 5xx (not 501) and transport errors with capped backoff.
+func newHTTPClient(cfg Config) *http.Client {
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	retrying := retryablehttp.NewClient()
+	retrying.Logger = nil
+	retrying.RetryMax = cfg.MaxRetries
+	retrying.RetryWaitMin = cfg.RetryWaitMin
+	retrying.RetryWaitMax = cfg.RetryWaitMax
+	retrying.Backoff = func(waitMin, waitMax time.Duration, attempt int, resp *http.Response) time.Duration {
+		// DefaultBackoff honours Retry-After without a bound; keep it bounded.
+		return min(retryablehttp.DefaultBackoff(waitMin, waitMax, attempt, resp), waitMax)
+	}
+	// Answer the last response rather than a generic "giving up" error, so
+	// the SDK reports the status and message.
+	retrying.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	retrying.HTTPClient = &http.Client{
+		Timeout: cfg.Timeout,
+		Transport: &transport{
+			api:     cfg.API,
+			next:    base,
+			limiter: rate.NewLimiter(rate.Limit(cfg.QPS), cfg.Burst),
+			metrics: cfg.Metrics,
+			router:  catalog.NewRouter(cfg.Catalog),
+		},
+	}
+	return retrying.StandardClient()
+}

@@ -1,0 +1,224 @@
+package exoscale
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	egoscale "github.com/exoscale/egoscale/v2"
+	v3 "github.com/exoscale/egoscale/v3"
+	"github.com/exoscale/egoscale/v3/credentials"
+
+	"github.com/exokey/exokey/internal/exoscale/policy"
+)
+
+// iamv3Keys mints an IAM v3 role per key, its policy compiled from the
+// KeySpec, and an API key bound to it, with egoscale v3.
+type iamv3Keys struct {
+	client *v3.Client
+	// legacy answers Grantable for an issuer key that is not an IAM v3 API
+	// key (an organisation's unrestricted legacy key).
+	legacy *egoscale.Client
+	cfg    Config
+}
+
+var _ Keys = (*iamv3Keys)(nil)
+
+// cleanupTimeout bounds the deletion of a role whose key could not be made.
+const cleanupTimeout = time.Minute
+
+func newIAMv3Keys(cfg Config) (*iamv3Keys, error) {
+	client, err := v3.NewClient(credentials.NewStaticCredentials(cfg.Key, cfg.Secret.Reveal()),
+		v3.ClientOptWithEndpoint(v3.Endpoint(cfg.Endpoint)),
+		v3.ClientOptWithHTTPClient(newHTTPClient(cfg)),
+		v3.ClientOptWithWaitTimeout(2*time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	legacy, err := newV2Client(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &iamv3Keys{client: client, legacy: legacy, cfg: cfg}, nil
+}
+
+// wait waits for an async operation to succeed and returns its reference id.
+func (k *iamv3Keys) wait(ctx context.Context, name string, op *v3.Operation, err error) (v3.UUID, error) {
+	ctx, rec := recordCall(ctx)
+	if err == nil {
+		op, err = k.client.Wait(ctx, op, v3.OperationStateSuccess)
+	}
+	if err != nil {
+		return "", apiError(name, rec, err)
+	}
+	if op.Reference == nil {
+		return "", nil
+	}
+	return op.Reference.ID, nil
+}
+
+func (k *iamv3Keys) Create(ctx context.Context, spec KeySpec) (Credential, error) {
+	compiled, err := CompilePolicy(spec, k.cfg.Catalog)
+	if err != nil {
+		return Credential{}, err
+	}
+	wirePolicy, err := toV3Policy(compiled)
+	if err != nil {
+		return Credential{}, err
+	}
+	callCtx, rec := recordCall(ctx)
+	op, err := k.client.CreateIAMRole(callCtx, v3.CreateIAMRoleRequest{
+		Name: spec.Name, Description: "minted by exokey", Labels: spec.Labels, Policy: wirePolicy,
+	})
+	if err != nil {
+		return Credential{}, apiError("create-iam-role", rec, err)
+	}
+	roleID, err := k.wait(ctx, "create-iam-role", op, nil)
+	if err != nil {
+		return Credential{}, err
+	}
+	if roleID == "" {
+		return Credential{}, errors.New("create-iam-role: the operation names no role")
+	}
+
+	callCtx, rec = recordCall(ctx)
+	created, err := k.client.CreateAPIKey(callCtx, v3.CreateAPIKeyRequest{Name: spec.Name, RoleID: roleID})
+	if err != nil {
+		err = apiError("create-api-key", rec, err)
+		// The role alone grants nothing, but it must not linger.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if cleanupErr := k.deleteRole(cleanup, roleID); cleanupErr != nil {
+			return Credential{}, fmt.Errorf("%w (and deleting role %s failed: %v)", err, roleID, cleanupErr)
+		}
+		return Credential{}, err
+	}
+	return Credential{
+		Key:    Key{ID: created.Key, Name: created.Name, RoleID: string(created.RoleID)},
+		Secret: Secret(created.Secret),
+	}, nil
+}
+
+func toV3Policy(p policy.Policy) (*v3.IAMPolicy, error) {
+	// The two types share the wire form.
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	out := &v3.IAMPolicy{}
+	return out, json.Unmarshal(raw, out)
+}
+
+func (k *iamv3Keys) Get(ctx context.Context, keyID string) (Key, error) {
+	ctx, rec := recordCall(ctx)
+	key, err := k.client.GetAPIKey(ctx, keyID)
+	if err != nil {
+		return Key{}, apiError("get-api-key", rec, err)
+	}
+	return Key{ID: key.Key, Name: key.Name, RoleID: string(key.RoleID)}, nil
+}
+
+func (k *iamv3Keys) FindByName(ctx context.Context, name string) ([]Key, error) {
+	callCtx, rec := recordCall(ctx)
+	keys, err := k.client.ListAPIKeys(callCtx)
+	if err != nil {
+		return nil, apiError("list-api-keys", rec, err)
+	}
+	var found []Key
+	withKey := map[string]bool{}
+	for _, key := range keys.APIKeys {
+		if key.Name == name {
+			found = append(found, Key{ID: key.Key, Name: name, RoleID: string(key.RoleID)})
+			withKey[string(key.RoleID)] = true
+		}
+	}
+	callCtx, rec = recordCall(ctx)
+	roles, err := k.client.ListIAMRoles(callCtx)
+	if err != nil {
+		return nil, apiError("list-iam-roles", rec, err)
+	}
+	for _, role := range roles.IAMRoles {
+		if role.Name == name && !withKey[string(role.ID)] {
+			found = append(found, Key{Name: name, RoleID: string(role.ID)}) // a role whose key was never made
+		}
+	}
+	return found, nil
+}
+
+func (k *iamv3Keys) Revoke(ctx context.Context, key Key) error {
+	if key.ID != "" {
+		if key.RoleID == "" {
+			current, err := k.Get(ctx, key.ID)
+			if errors.Is(err, ErrNotFound) {
+				return nil // the key is gone; its role is not known here
+			}
+			if err != nil {
+				return err
+			}
+			key.RoleID = current.RoleID
+		}
+		callCtx, rec := recordCall(ctx)
+		op, err := k.client.DeleteAPIKey(callCtx, key.ID)
+		if err != nil {
+			err = apiError("delete-api-key", rec, err)
+		} else {
+			_, err = k.wait(ctx, "delete-api-key", op, nil)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	if key.RoleID == "" {
+		return nil
+	}
+	return k.deleteRole(ctx, v3.UUID(key.RoleID))
+}
+
+func (k *iamv3Keys) deleteRole(ctx context.Context, roleID v3.UUID) error {
+	callCtx, rec := recordCall(ctx)
+	op, err := k.client.DeleteIAMRole(callCtx, roleID)
+	if err != nil {
+		err = apiError("delete-iam-role", rec, err)
+	} else {
+		_, err = k.wait(ctx, "delete-iam-role", op, nil)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Grantable evaluates the issuer key's own role policy over the catalogue.
+// A key that is not an IAM v3 API key (an organisation's legacy key) is
+// asked through list-access-key-operations instead.
+func (k *iamv3Keys) Grantable(ctx context.Context) ([]string, error) {
+	self, err := k.Get(ctx, k.cfg.Key)
+	if errors.Is(err, ErrNotFound) {
+		return listMyOperations(ctx, k.legacy, k.cfg.Zone)
+	}
+	if err != nil {
+		return nil, err
+	}
+	callCtx, rec := recordCall(ctx)
+	role, err := k.client.GetIAMRole(callCtx, v3.UUID(self.RoleID))
+	if err != nil {
+		return nil, apiError("get-iam-role", rec, err)
+	}
+	var own policy.Policy
+	if role.Policy != nil {
+		raw, _ := json.Marshal(role.Policy)
+		if err := json.Unmarshal(raw, &own); err != nil {
+			return nil, fmt.Errorf("read the policy of role %s: %w", role.ID, err)
+		}
+	}
+	if own.DefaultServiceStrategy == "" {
+		own.DefaultServiceStrategy = "deny"
+	}
+	compiled, err := policy.Compile(own, k.cfg.Catalog)
+	if err != nil {
+		return nil, fmt.Errorf("the issuer's role %s: %w", role.ID, err)
+	}
+	return compiled.Holds(k.cfg.Catalog), nil
+}

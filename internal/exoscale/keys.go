@@ -1,0 +1,129 @@
+// Package exoscale is exokey's cloud side: one Keys interface over Exoscale's
+// two IAM APIs (legacy access keys and IAM v3 roles with API keys), the
+// policy compiler, and the HTTP client every backend shares. It knows nothing
+// of Kubernetes.
+package exoscale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Keys mints, finds and revokes restricted keys with one issuer's credentials.
+type Keys interface {
+	// Create mints a key. The returned Credential holds the only copy of
+	// the key's secret.
+	Create(ctx context.Context, spec KeySpec) (Credential, error)
+	// Get returns a live key by ID, or ErrNotFound.
+	Get(ctx context.Context, keyID string) (Key, error)
+	// FindByName returns every key of that name, including (on IAMv3) a
+	// role left without its key by an interrupted create.
+	FindByName(ctx context.Context, name string) ([]Key, error)
+	// Revoke revokes a key (and its role); a key already gone is not an error.
+	Revoke(ctx context.Context, key Key) error
+	// Grantable lists the catalogue operations the issuer's own key holds.
+	Grantable(ctx context.Context) ([]string, error)
+}
+
+// KeySpec is what a key may do.
+type KeySpec struct {
+	// Name of the key (and of its role on IAMv3).
+	Name string
+	// Operations by Exoscale operation id.
+	Operations []string
+	// Tags are whole services; "compute/*" is read as compute.
+	Tags []string
+	// Resources as DOMAIN/TYPE:NAME, e.g. sos/bucket:backups.
+	Resources []string
+	// Unrestricted asks for every right of the issuer.
+	Unrestricted bool
+	// Labels record the owner on IAMv3 roles; legacy keys cannot carry them.
+	Labels map[string]string
+}
+
+// Key identifies a minted key; it never holds the secret.
+type Key struct {
+	ID   string
+	Name string
+	// RoleID is the key's role on IAMv3, empty on AccessKeyV2.
+	RoleID string
+}
+
+// Credential is a freshly minted key with its secret.
+type Credential struct {
+	Key
+	Secret Secret
+}
+
+// Secret is a key's secret. It prints as [redacted] so it cannot reach a
+// log, an event or an error by accident; Reveal returns the value.
+type Secret string
+
+// Reveal returns the secret's value, for writing into a Kubernetes Secret.
+func (s Secret) Reveal() string { return string(s) }
+
+func (Secret) String() string                  { return "[redacted]" }
+func (Secret) GoString() string                { return "[redacted]" }
+func (Secret) MarshalText() ([]byte, error)    { return []byte("[redacted]"), nil }
+func (s Secret) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte("[redacted]")) }
+
+// ErrNotFound is returned by Get when the key does not exist.
+var ErrNotFound = errors.New("not found")
+
+// APIError is an error answer of the Exoscale API.
+type APIError struct {
+	// Operation is the API operation, e.g. create-api-key.
+	Operation string
+	// Status is the HTTP status; 0 when the request got no answer.
+	Status  int
+	Message string
+	err     error
+}
+
+func (e *APIError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("%s: %v", e.Operation, e.err)
+	}
+	if e.Message == "" {
+		return fmt.Sprintf("%s: %d %s", e.Operation, e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("%s: %d %s: %s", e.Operation, e.Status, http.StatusText(e.Status), e.Message)
+}
+
+func (e *APIError) Unwrap() error { return e.err }
+
+// Terminal reports whether retrying cannot help: a 4xx other than 408 and
+// 429. A terminal error stays until someone changes the spec or the issuer.
+func (e *APIError) Terminal() bool {
+	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
+}
+
+// IsTerminal reports whether err is a terminal API error or a SpecError.
+func IsTerminal(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Terminal()
+	}
+	var specErr *SpecError
+	return errors.As(err, &specErr)
+}
+
+// SpecError says why a KeySpec cannot be minted, in words a user can act on.
+type SpecError struct {
+	// Reason is a CamelCase cause: UnknownOperation, UnknownTag,
+	// InvalidResource or Unsupported.
+	Reason  string
+	Message string
+}
+
+func (e *SpecError) Error() string { return e.Message }
+
+// Reasons of a SpecError.
+const (
+	ReasonUnknownOperation = "UnknownOperation"
+	ReasonUnknownTag       = "UnknownTag"
+	ReasonInvalidResource  = "InvalidResource"
+	ReasonUnsupported      = "Unsupported"
+)

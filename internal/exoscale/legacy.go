@@ -1,0 +1,135 @@
+package exoscale
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	egoscale "github.com/exoscale/egoscale/v2"
+	apiv2 "github.com/exoscale/egoscale/v2/api"
+)
+
+// legacyKeys mints legacy restricted access keys with egoscale's v2 package.
+type legacyKeys struct {
+	client *egoscale.Client
+	cfg    Config
+}
+
+var _ Keys = (*legacyKeys)(nil)
+
+func newLegacyKeys(cfg Config) (*legacyKeys, error) {
+	client, err := newV2Client(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &legacyKeys{client: client, cfg: cfg}, nil
+}
+
+func newV2Client(cfg Config) (*egoscale.Client, error) {
+	// The v2 client appends /v2 to the endpoint itself.
+	return egoscale.NewClient(cfg.Key, cfg.Secret.Reveal(),
+		egoscale.ClientOptWithAPIEndpoint(strings.TrimSuffix(cfg.Endpoint, "/v2")),
+		egoscale.ClientOptWithHTTPClient(newHTTPClient(cfg)),
+		egoscale.ClientOptWithPollInterval(cfg.PollInterval),
+		egoscale.ClientOptWithTimeout(2*cfg.Timeout))
+}
+
+func (k *legacyKeys) call(ctx context.Context) (context.Context, *callRecord) {
+	ctx, rec := recordCall(ctx)
+	return apiv2.WithZone(ctx, k.cfg.Zone), rec
+}
+
+func (k *legacyKeys) Create(ctx context.Context, spec KeySpec) (Credential, error) {
+	r, err := Resolve(spec, k.cfg.Catalog)
+	if err != nil {
+		return Credential{}, err
+	}
+	var opts []egoscale.CreateIAMAccessKeyOpt
+	if !r.Unrestricted {
+		var operations []string
+		for _, ops := range r.Operations {
+			operations = append(operations, ops...)
+		}
+		var resources []egoscale.IAMAccessKeyResource
+		for _, bucket := range r.Buckets {
+			resources = append(resources, egoscale.IAMAccessKeyResource{Domain: "sos", ResourceType: "bucket", ResourceName: bucket})
+		}
+		for _, product := range r.Products {
+			resources = append(resources, egoscale.IAMAccessKeyResource{Domain: "partner", ResourceType: "product", ResourceName: product})
+		}
+		opts = append(opts,
+			egoscale.CreateIAMAccessKeyWithOperations(operations),
+			egoscale.CreateIAMAccessKeyWithTags(r.Services),
+			egoscale.CreateIAMAccessKeyWithResources(resources))
+	}
+	ctx, rec := k.call(ctx)
+	created, err := k.client.CreateIAMAccessKey(ctx, k.cfg.Zone, spec.Name, opts...)
+	if err != nil {
+		return Credential{}, apiError("create-access-key", rec, err)
+	}
+	if created.Key == nil || created.Secret == nil {
+		return Credential{}, errors.New("create-access-key: the answer holds no key or secret")
+	}
+	return Credential{Key: Key{ID: *created.Key, Name: spec.Name}, Secret: Secret(*created.Secret)}, nil
+}
+
+func (k *legacyKeys) Get(ctx context.Context, keyID string) (Key, error) {
+	ctx, rec := k.call(ctx)
+	key, err := k.client.GetIAMAccessKey(ctx, k.cfg.Zone, keyID)
+	if err != nil {
+		return Key{}, apiError("get-access-key", rec, err)
+	}
+	return Key{ID: deref(key.Key), Name: deref(key.Name)}, nil
+}
+
+func (k *legacyKeys) FindByName(ctx context.Context, name string) ([]Key, error) {
+	ctx, rec := k.call(ctx)
+	all, err := k.client.ListIAMAccessKeys(ctx, k.cfg.Zone)
+	if err != nil {
+		return nil, apiError("list-access-keys", rec, err)
+	}
+	var found []Key
+	for _, key := range all {
+		if deref(key.Name) == name {
+			found = append(found, Key{ID: deref(key.Key), Name: name})
+		}
+	}
+	return found, nil
+}
+
+func (k *legacyKeys) Revoke(ctx context.Context, key Key) error {
+	if key.ID == "" {
+		return nil
+	}
+	ctx, rec := k.call(ctx)
+	err := apiError("revoke-access-key", rec, k.client.RevokeIAMAccessKey(ctx, k.cfg.Zone, &egoscale.IAMAccessKey{Key: &key.ID}))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (k *legacyKeys) Grantable(ctx context.Context) ([]string, error) {
+	return listMyOperations(ctx, k.client, k.cfg.Zone)
+}
+
+// listMyOperations asks list-access-key-operations what the signing key holds.
+func listMyOperations(ctx context.Context, client *egoscale.Client, zone string) ([]string, error) {
+	ctx, rec := recordCall(ctx)
+	ops, err := client.ListMyIAMAccessKeyOperations(apiv2.WithZone(ctx, zone), zone)
+	if err != nil {
+		return nil, apiError("list-access-key-operations", rec, err)
+	}
+	names := make([]string, 0, len(ops))
+	for _, op := range ops {
+		names = append(names, op.Name)
+	}
+	return names, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
