@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -18,11 +19,13 @@ import (
 	ctrlcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/controller"
+	"github.com/exokey/exokey/internal/exoscale"
 )
 
 var scheme = runtime.NewScheme()
@@ -41,6 +44,10 @@ func main() {
 		leaderElect             bool
 		leaderElectionNamespace string
 		maxConcurrentReconciles int
+		driftCheckPeriod        time.Duration
+		issuerRecheckPeriod     time.Duration
+		exoscaleQPS             float64
+		exoscaleBurst           int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -49,6 +56,10 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles at a time.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader lease; defaults to the manager's own namespace.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many objects of each kind are reconciled at once.")
+	flag.DurationVar(&driftCheckPeriod, "drift-check-period", 10*time.Minute, "How often each key is looked up at Exoscale (with up to 10% jitter).")
+	flag.DurationVar(&issuerRecheckPeriod, "issuer-recheck-period", 5*time.Minute, "How often issuers' credentials are checked again.")
+	flag.Float64Var(&exoscaleQPS, "exoscale-qps", 10, "Requests per second to Exoscale, per issuer.")
+	flag.IntVar(&exoscaleBurst, "exoscale-burst", 20, "Burst of requests to Exoscale, per issuer.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -91,13 +102,27 @@ func main() {
 		os.Exit(1)
 	}
 
+	issuers := &controller.IssuerClients{
+		Reader: mgr.GetAPIReader(),
+		Base: exoscale.Config{
+			QPS: exoscaleQPS, Burst: exoscaleBurst, Metrics: exoscale.NewMetrics(metrics.Registry),
+		},
+	}
 	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}
-	if err := (&controller.AccessKeyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, opts); err != nil {
+	if err := (&controller.AccessKeyReconciler{
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Recorder:         mgr.GetEventRecorder("exokey"),
+		Issuers:          issuers,
+		DriftCheckPeriod: driftCheckPeriod,
+	}).SetupWithManager(mgr, opts); err != nil {
 		log.Error(err, "unable to set up the controller", "controller", "AccessKey")
 		os.Exit(1)
 	}
 	for _, cluster := range []bool{false, true} {
-		if err := (&controller.IssuerReconciler{Client: mgr.GetClient(), Cluster: cluster}).SetupWithManager(mgr, opts); err != nil {
+		if err := (&controller.IssuerReconciler{
+			Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: issuerRecheckPeriod,
+		}).SetupWithManager(mgr, opts); err != nil {
 			log.Error(err, "unable to set up the controller", "controller", "issuer", "cluster", cluster)
 			os.Exit(1)
 		}

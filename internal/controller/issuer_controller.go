@@ -2,34 +2,109 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
 )
 
 // IssuerReconciler checks that a KeyIssuer's or ClusterKeyIssuer's
-// credentials authenticate and may mint keys.
+// credentials authenticate and may mint keys, and records how many
+// operations they can grant.
 type IssuerReconciler struct {
 	client.Client
+	Issuers *IssuerClients
 	// Cluster selects ClusterKeyIssuer (true) or KeyIssuer (false).
 	Cluster bool
+	// RecheckPeriod is how often credentials are checked again, which is
+	// also how soon a changed credentials Secret is noticed.
+	RecheckPeriod time.Duration
 }
 
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers;clusterkeyissuers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers/status;clusterkeyissuers/status,verbs=get;update;patch
 
+// mintingOperations are what an issuer's key needs to mint and revoke keys.
+var mintingOperations = map[iamv1alpha1.IssuerAPI][]string{
+	iamv1alpha1.IssuerAPIIAMv3:       {"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role"},
+	iamv1alpha1.IssuerAPIAccessKeyV2: {"create-access-key", "revoke-access-key"},
+}
+
 // Reconcile records the state of one issuer.
 func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logf.FromContext(ctx).V(1).Info("reconciling issuer")
-	return ctrl.Result{}, nil
+	ref := iamv1alpha1.IssuerReference{Kind: iamv1alpha1.KeyIssuerKind, Name: req.Name}
+	if r.Cluster {
+		ref.Kind = iamv1alpha1.ClusterKeyIssuerKind
+	}
+	iss, err := getIssuer(ctx, r.Client, ref, req.Namespace)
+	if err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	status := iss.Status.DeepCopy()
+	status.ObservedGeneration = iss.Generation
+	reason, message, grantable, checkErr := r.check(ctx, iss)
+	ready := metav1.ConditionFalse
+	if reason == ReasonIssuerReady {
+		ready = metav1.ConditionTrue
+		status.Grantable = grantable
+	}
+	setCondition(&status.Conditions, iss.Generation, ConditionReady, ready, reason, message)
+	if !equality.Semantic.DeepEqual(iss.Status, status) {
+		base := iss.Object.DeepCopyObject().(client.Object)
+		*iss.Status = *status
+		if err := r.Status().Patch(ctx, iss.Object, client.MergeFrom(base)); err != nil {
+			return ctrl.Result{}, errors.Join(checkErr, err)
+		}
+	}
+	return ctrl.Result{RequeueAfter: r.RecheckPeriod}, checkErr
+}
+
+// check returns the Ready reason and message, and how many operations the
+// issuer's key holds. The error is set for failures worth retrying soon.
+func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, message string, grantable int, err error) {
+	keys, err := r.Issuers.Keys(ctx, iss)
+	if credErr, ok := asCredentialsError(err); ok {
+		return credErr.Reason, credErr.Message, 0, nil
+	}
+	if err != nil {
+		return ReasonCredentialsMissing, err.Error(), 0, err
+	}
+	held, err := keys.Grantable(ctx)
+	var apiErr *exoscale.APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Terminal():
+		return ReasonCredentialsInvalid, fmt.Sprintf("the credentials were refused: %v", err), 0, nil
+	case errors.As(err, &apiErr) && apiErr.Status == 0:
+		return ReasonEndpointUnreachable, fmt.Sprintf("cannot reach Exoscale: %v", err), 0, err
+	case err != nil:
+		return ReasonEndpointUnreachable, err.Error(), 0, err
+	}
+	api := iss.Spec.API
+	if api == "" {
+		api = iamv1alpha1.IssuerAPIIAMv3
+	}
+	for _, op := range mintingOperations[api] {
+		if !slices.Contains(held, op) {
+			return ReasonCredentialsInvalid, fmt.Sprintf("the issuer's key cannot mint %s keys: it lacks %s", api, op), len(held), nil
+		}
+	}
+	return ReasonIssuerReady, fmt.Sprintf("the issuer's key holds %d operations", len(held)), len(held), nil
 }
 
 // SetupWithManager registers the reconciler with the manager.
 func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if r.RecheckPeriod <= 0 {
+		r.RecheckPeriod = 5 * time.Minute
+	}
 	var obj client.Object = &iamv1alpha1.KeyIssuer{}
 	name := "keyissuer"
 	if r.Cluster {

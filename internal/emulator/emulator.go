@@ -264,6 +264,27 @@ func (s *Server) LiveKeys() []string {
 	return ids
 }
 
+// KeyInfo describes a live key without its secret.
+type KeyInfo struct {
+	ID, Name, Kind, RoleID string
+}
+
+// Keys lists the keys that authenticate now, root excluded, sorted by ID.
+func (s *Server) Keys() []KeyInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	var keys []KeyInfo
+	for id, k := range s.state.Keys {
+		if id == s.opts.RootKey || (k.ExpiresAt != nil && now.After(*k.ExpiresAt)) {
+			continue
+		}
+		keys = append(keys, KeyInfo{ID: id, Name: k.Name, Kind: string(k.Kind), RoleID: k.RoleID})
+	}
+	slices.SortFunc(keys, func(a, b KeyInfo) int { return strings.Compare(a.ID, b.ID) })
+	return keys
+}
+
 // RoleCount returns how many IAM v3 roles exist.
 func (s *Server) RoleCount() int {
 	s.mu.Lock()

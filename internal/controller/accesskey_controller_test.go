@@ -1,0 +1,355 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+const (
+	timeout = 30 * time.Second
+	poll    = 100 * time.Millisecond
+)
+
+func newNamespace(labels map[string]string) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ak-", Labels: labels}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func newAccessKey(namespace, name string, api iamv1alpha1.IssuerAPI, mutate ...func(*iamv1alpha1.AccessKey)) *iamv1alpha1.AccessKey {
+	ak := &iamv1alpha1.AccessKey{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: iamv1alpha1.AccessKeySpec{
+			IssuerRef:  iamv1alpha1.IssuerReference{Name: issuerName(api)},
+			Operations: []string{"get-sos-object", "list-sos-bucket"},
+			Resources:  []string{"sos/bucket:backups"},
+			Rotation:   &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 3 * time.Second}},
+		},
+	}
+	for _, m := range mutate {
+		m(ak)
+	}
+	Expect(k8sClient.Create(ctx, ak)).To(Succeed())
+	return ak
+}
+
+func fetch(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
+	got := &iamv1alpha1.AccessKey{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got)).To(Succeed())
+	return got
+}
+
+func condition(ak *iamv1alpha1.AccessKey, conditionType string) *metav1.Condition {
+	return meta.FindStatusCondition(ak.Status.Conditions, conditionType)
+}
+
+// waitReady waits until the AccessKey is Ready for its current generation
+// with no create pending, and returns it.
+func waitReady(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
+	var got *iamv1alpha1.AccessKey
+	EventuallyWithOffset(1, func(g Gomega) {
+		got = fetch(ak)
+		ready := condition(got, ConditionReady)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "%s: %s", ready.Reason, ready.Message)
+		g.Expect(ready.ObservedGeneration).To(Equal(got.Generation))
+		g.Expect(got.Status.Pending).To(BeNil())
+	}, timeout, poll).Should(Succeed())
+	return got
+}
+
+// waitRefused waits for Ready=False with reason and returns the message.
+func waitRefused(ak *iamv1alpha1.AccessKey, reason string) string {
+	var message string
+	EventuallyWithOffset(1, func(g Gomega) {
+		ready := condition(fetch(ak), ConditionReady)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(ready.Reason).To(Equal(reason), ready.Message)
+		message = ready.Message
+	}, timeout, poll).Should(Succeed())
+	return message
+}
+
+func secretOf(ak *iamv1alpha1.AccessKey) *corev1.Secret {
+	s := &corev1.Secret{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: ak.Namespace, Name: secretName(ak)}, s)).To(Succeed())
+	return s
+}
+
+// allowed asks the emulator whether the credential in the AccessKey's
+// Secret may call operation on bucket.
+func allowed(s *corev1.Secret, operation, bucket string) bool {
+	params := map[string]string{}
+	if bucket != "" {
+		params["bucket"] = bucket
+	}
+	ok, err := emulator.Authorize(ctx, endpoint, string(s.Data["EXOSCALE_API_KEY"]), string(s.Data["EXOSCALE_API_SECRET"]), operation, params)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return ok
+}
+
+func authenticates(key, secret string) bool {
+	_, err := emulator.Authorize(ctx, endpoint, key, secret, "list-zones", nil)
+	return err == nil
+}
+
+// liveKeysOf lists the emulator's live keys minted for an AccessKey.
+func liveKeysOf(ak *iamv1alpha1.AccessKey) []string {
+	prefix := fmt.Sprintf("k8s-%s-%s-", ak.Namespace, ak.Name)
+	var ids []string
+	for _, k := range emu.Keys() {
+		if strings.HasPrefix(k.Name, prefix) {
+			ids = append(ids, k.ID)
+		}
+	}
+	return ids
+}
+
+var _ = Describe("AccessKey", func() {
+	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+		Context("with an "+string(api)+" issuer", func() {
+			var namespace string
+			BeforeEach(func() { namespace = newNamespace(nil) })
+
+			It("publishes a credential that can do exactly what it was given", func() {
+				ak := waitReady(newAccessKey(namespace, "reader", api))
+				s := secretOf(ak)
+				Expect(s.Data).To(HaveKey("EXOSCALE_API_KEY"))
+				Expect(s.Data).To(HaveKey("EXOSCALE_ZONE"))
+				Expect(string(s.Data["EXOSCALE_API_KEY"])).To(Equal(ak.Status.KeyID))
+				Expect(s.Labels).To(HaveKeyWithValue(iamv1alpha1.ManagedByLabel, iamv1alpha1.ManagedByValue))
+				Expect(s.Annotations).To(HaveKeyWithValue(iamv1alpha1.KeyIDAnnotation, ak.Status.KeyID))
+				Expect(metav1.IsControlledBy(s, ak)).To(BeTrue())
+
+				Expect(allowed(s, "get-sos-object", "backups")).To(BeTrue())
+				Expect(allowed(s, "list-sos-bucket", "backups")).To(BeTrue())
+				Expect(allowed(s, "get-sos-object", "other")).To(BeFalse())
+				Expect(allowed(s, "put-sos-object", "backups")).To(BeFalse())
+				Expect(allowed(s, "list-instances", "")).To(BeFalse())
+
+				Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
+				Expect(fmt.Sprintf("%v", ak.Status)).NotTo(ContainSubstring(string(s.Data["EXOSCALE_API_SECRET"])))
+			})
+
+			It("replaces the key when the restrictions change, keeping the old one for the grace period", func() {
+				ak := waitReady(newAccessKey(namespace, "editor", api))
+				old := secretOf(ak)
+				oldKey, oldSecret := string(old.Data["EXOSCALE_API_KEY"]), string(old.Data["EXOSCALE_API_SECRET"])
+
+				ak.Spec.Operations = append(ak.Spec.Operations, "put-sos-object")
+				Expect(k8sClient.Update(ctx, ak)).To(Succeed())
+				ak = waitReady(ak)
+				Expect(ak.Status.KeyID).NotTo(Equal(oldKey))
+				Expect(ak.Status.Retiring).To(HaveLen(1))
+				Expect(ak.Status.Retiring[0].KeyID).To(Equal(oldKey))
+				Expect(allowed(secretOf(ak), "put-sos-object", "backups")).To(BeTrue())
+				Expect(authenticates(oldKey, oldSecret)).To(BeTrue(), "the old key works during the grace period")
+
+				Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse())
+				Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
+				Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
+			})
+
+			It("heals a key revoked behind its back", func() {
+				ak := waitReady(newAccessKey(namespace, "revoked", api))
+				first := ak.Status.KeyID
+				Expect(rootKeys[api].Revoke(ctx, exoscale.Key{ID: first, RoleID: ak.Status.RoleID})).To(Succeed())
+				Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
+				ak = waitReady(ak)
+				Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+				Expect(ak.Status.Retiring).To(BeEmpty(), "a key already gone does not retire")
+				Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
+			})
+
+			It("heals a deleted Secret and revokes the stale key", func() {
+				ak := waitReady(newAccessKey(namespace, "lost", api))
+				first := ak.Status.KeyID
+				Expect(k8sClient.Delete(ctx, secretOf(ak))).To(Succeed())
+				Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
+				ak = waitReady(ak)
+				Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(ConsistOf(ak.Status.KeyID))
+			})
+
+			It("heals tampered Secret data", func() {
+				ak := waitReady(newAccessKey(namespace, "tampered", api))
+				first := ak.Status.KeyID
+				s := secretOf(ak)
+				s.Data["EXOSCALE_API_SECRET"] = []byte("not the secret")
+				Expect(k8sClient.Update(ctx, s)).To(Succeed())
+				Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
+				ak = waitReady(ak)
+				Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(ConsistOf(ak.Status.KeyID))
+			})
+
+			It("revokes every key on delete", func() {
+				ak := waitReady(newAccessKey(namespace, "deleted", api))
+				ak.Spec.Operations = []string{"get-sos-object"}
+				Expect(k8sClient.Update(ctx, ak)).To(Succeed())
+				ak = waitReady(ak)
+				Expect(liveKeysOf(ak)).To(HaveLen(2), "current and retiring")
+				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(BeEmpty())
+				Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), ak) }, timeout, poll).Should(Satisfy(isNotFound))
+				if api == iamv1alpha1.IssuerAPIIAMv3 {
+					Expect(emu.RoleCount()).To(Equal(countRoles()), "roles go with their keys")
+				}
+			})
+
+			It("keeps the key and the Secret with deletionPolicy Orphan", func() {
+				ak := waitReady(newAccessKey(namespace, "orphan", api, func(ak *iamv1alpha1.AccessKey) {
+					ak.Spec.DeletionPolicy = iamv1alpha1.DeletionPolicyOrphan
+				}))
+				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+				Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), ak) }, timeout, poll).Should(Satisfy(isNotFound))
+				s := secretOf(ak)
+				Expect(metav1.GetControllerOf(s)).To(BeNil())
+				Expect(allowed(s, "get-sos-object", "backups")).To(BeTrue())
+				Expect(rootKeys[api].Revoke(ctx, exoscale.Key{ID: string(s.Data["EXOSCALE_API_KEY"]), RoleID: s.Annotations[RoleIDAnnotation]})).To(Succeed())
+			})
+		})
+	}
+})
+
+// countRoles counts the emulator's roles that still have a key; a role
+// without a key would be a leak.
+func countRoles() int {
+	roles := map[string]bool{}
+	for _, k := range emu.Keys() {
+		if k.RoleID != "" {
+			roles[k.RoleID] = true
+		}
+	}
+	return len(roles)
+}
+
+var _ = Describe("AccessKey refusals", func() {
+	var namespace string
+	BeforeEach(func() { namespace = newNamespace(nil) })
+	api := iamv1alpha1.IssuerAPIIAMv3
+
+	expectNoKey := func(ak *iamv1alpha1.AccessKey) {
+		Consistently(func() []string { return liveKeysOf(ak) }, time.Second, poll).Should(BeEmpty())
+		Expect(fetch(ak).Status.KeyID).To(BeEmpty())
+	}
+
+	It("refuses a namespace the ClusterKeyIssuer does not select", func() {
+		Expect(k8sClient.Create(ctx, clusterIssuer("team-only", api, &metav1.LabelSelector{
+			MatchLabels: map[string]string{"team": "a"}}))).To(Succeed())
+		ak := newAccessKey(namespace, "unselected", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "team-only" })
+		Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring("does not serve namespace " + namespace))
+		expectNoKey(ak)
+
+		// Labelling the namespace lets it in.
+		ns := &corev1.Namespace{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: namespace}, ns)).To(Succeed())
+		ns.Labels["team"] = "a"
+		Expect(k8sClient.Update(ctx, ns)).To(Succeed())
+		waitReady(ak)
+	})
+
+	It("refuses what is beyond the issuer's ceiling", func() {
+		narrow := clusterIssuer("narrow", api, nil)
+		narrow.Spec.Allowed = iamv1alpha1.Allowed{Operations: []string{"get-sos-*"}, Resources: []string{"sos/bucket:team-a-*"}}
+		Expect(k8sClient.Create(ctx, narrow)).To(Succeed())
+		for name, mutate := range map[string]func(*iamv1alpha1.AccessKey){
+			"operation": func(ak *iamv1alpha1.AccessKey) {},
+			"bucket": func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.Operations = []string{"get-sos-object"}
+			},
+			"unrestricted": func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.Operations, ak.Spec.Resources, ak.Spec.Unrestricted = nil, nil, true
+			},
+		} {
+			ak := newAccessKey(namespace, "beyond-"+name, api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "narrow" }, mutate)
+			Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring(`ClusterKeyIssuer "narrow" does not allow this`))
+			expectNoKey(ak)
+		}
+		within := newAccessKey(namespace, "within", api, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.IssuerRef.Name = "narrow"
+			ak.Spec.Operations, ak.Spec.Resources = []string{"get-sos-object"}, []string{"sos/bucket:team-a-logs"}
+		})
+		waitReady(within)
+	})
+
+	It("refuses an unknown operation, naming the nearest one", func() {
+		ak := newAccessKey(namespace, "typo", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-objekt"} })
+		Expect(waitRefused(ak, ReasonUnknownOperation)).To(ContainSubstring(`did you mean "get-sos-object"?`))
+		expectNoKey(ak)
+		events := &corev1.EventList{}
+		Eventually(func() string {
+			Expect(k8sClient.List(ctx, events, client.InNamespace(namespace))).To(Succeed())
+			var reasons []string
+			for _, e := range events.Items {
+				reasons = append(reasons, e.Reason)
+			}
+			return strings.Join(reasons, ",")
+		}, timeout, poll).Should(ContainSubstring(ReasonUnknownOperation))
+	})
+
+	It("refuses while the issuer has no credentials, and recovers when they come", func() {
+		broken := clusterIssuer("broken", api, nil)
+		broken.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "later", Namespace: namespace}
+		Expect(k8sClient.Create(ctx, broken)).To(Succeed())
+		ak := newAccessKey(namespace, "waiting", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "broken" })
+		Expect(waitRefused(ak, ReasonIssuerNotReady)).To(ContainSubstring("credentials Secret " + namespace + "/later not found"))
+		Eventually(func() string {
+			got := &iamv1alpha1.ClusterKeyIssuer{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "broken"}, got)).To(Succeed())
+			if c := meta.FindStatusCondition(got.Status.Conditions, ConditionReady); c != nil {
+				return c.Reason
+			}
+			return ""
+		}, timeout, poll).Should(Equal(ReasonCredentialsMissing))
+		expectNoKey(ak)
+
+		rootKey, rootSecret := emu.Root()
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "later", Namespace: namespace},
+			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}})).To(Succeed())
+		// A spec edit (or the next periodic pass) retries.
+		ak = fetch(ak)
+		ak.Spec.Operations = []string{"get-sos-object"}
+		Expect(k8sClient.Update(ctx, ak)).To(Succeed())
+		waitReady(ak)
+	})
+
+	It("never overwrites a Secret it does not control", func() {
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: namespace},
+			StringData: map[string]string{"precious": "data"}})).To(Succeed())
+		ak := newAccessKey(namespace, "taken", api)
+		Expect(waitRefused(ak, ReasonSecretConflict)).To(ContainSubstring("Secret taken exists and is not controlled by this AccessKey"))
+		expectNoKey(ak)
+		s := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "taken"}, s)).To(Succeed())
+		Expect(s.Data).To(Equal(map[string][]byte{"precious": []byte("data")}))
+	})
+})
+
+var _ = Describe("Issuers", func() {
+	It("report Ready and what their key can grant", func() {
+		for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+			Eventually(func(g Gomega) {
+				got := &iamv1alpha1.ClusterKeyIssuer{}
+				g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: issuerName(api)}, got)).To(Succeed())
+				ready := meta.FindStatusCondition(got.Status.Conditions, ConditionReady)
+				g.Expect(ready).NotTo(BeNil())
+				g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), ready.Message)
+				g.Expect(got.Status.Grantable).To(BeNumerically(">", 400))
+			}, timeout, poll).Should(Succeed())
+		}
+	})
+})

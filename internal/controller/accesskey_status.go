@@ -1,0 +1,83 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// writeStatus writes status through the status subresource when it
+// changed. The patch carries the resourceVersion: a pass working from a
+// stale copy fails with a conflict instead of overwriting newer state.
+func (r *AccessKeyReconciler) writeStatus(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) error {
+	status.ObservedGeneration = ak.Generation
+	if equality.Semantic.DeepEqual(ak.Status, *status) {
+		return nil
+	}
+	base := ak.DeepCopy()
+	ak.Status = *status.DeepCopy()
+	if err := r.Status().Patch(ctx, ak, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		ak.Status = base.Status
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// recordOutcome sets the Ready and Synced conditions from a pass's result
+// and emits an event for a refusal.
+func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, err error) {
+	gen := ak.Generation
+	if err == nil {
+		setCondition(&status.Conditions, gen, ConditionReady, metav1.ConditionTrue, ReasonKeyPublished,
+			fmt.Sprintf("Secret %s holds key %s", status.SecretName, status.KeyID))
+		setCondition(&status.Conditions, gen, ConditionSynced, metav1.ConditionTrue, ReasonReconciled, "")
+		return
+	}
+	reason, message := ReasonAPIError, err.Error()
+	var refused *refusal
+	var apiErr *exoscale.APIError
+	switch {
+	case errors.As(err, &refused):
+		reason, message = refused.Reason, refused.Message
+	case errors.As(err, &apiErr) && apiErr.Terminal():
+		reason = ReasonRejected
+	}
+	previous := findCondition(status.Conditions, ConditionSynced)
+	setCondition(&status.Conditions, gen, ConditionSynced, metav1.ConditionFalse, reason, message)
+	if refused != nil || reason == ReasonRejected || status.KeyID == "" {
+		setCondition(&status.Conditions, gen, ConditionReady, metav1.ConditionFalse, reason, message)
+	}
+	if previous == nil || previous.Reason != reason || previous.Message != message {
+		r.event(ak, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)
+	}
+}
+
+func findCondition(conditions []metav1.Condition, conditionType string) *metav1.Condition {
+	for i := range conditions {
+		if conditions[i].Type == conditionType {
+			return &conditions[i]
+		}
+	}
+	return nil
+}
+
+// event records an event on the AccessKey. Messages name keys, never secrets.
+func (r *AccessKeyReconciler) event(ak *iamv1alpha1.AccessKey, eventType, reason, action, format string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(ak, nil, eventType, reason, action, format, args...)
+	}
+}
+
+func keyOf(namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: name}
+}

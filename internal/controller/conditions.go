@@ -1,0 +1,52 @@
+package controller
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition types.
+const (
+	// ConditionReady: the AccessKey's Secret holds a working key for the
+	// current spec (or, on an issuer, its credentials may mint keys).
+	ConditionReady = "Ready"
+	// ConditionSynced: the last reconcile finished without error.
+	ConditionSynced = "Synced"
+)
+
+// Reasons of the conditions. They are the vocabulary of events too.
+const (
+	ReasonKeyPublished     = "KeyPublished"
+	ReasonIssuerNotFound   = "IssuerNotFound"
+	ReasonIssuerNotReady   = "IssuerNotReady"
+	ReasonNotPermitted     = "NotPermitted"
+	ReasonUnknownOperation = "UnknownOperation"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonSecretConflict   = "SecretConflict"
+	ReasonAPIError         = "APIError"
+	ReasonRejected         = "RejectedByAPI"
+	ReasonReconciled       = "Reconciled"
+	ReasonRevokeFailed     = "RevokeFailed"
+
+	ReasonCredentialsMissing  = "CredentialsMissing"
+	ReasonCredentialsInvalid  = "CredentialsInvalid"
+	ReasonEndpointUnreachable = "EndpointUnreachable"
+	ReasonIssuerReady         = "Ready"
+)
+
+// Event reasons for what happens to keys.
+const (
+	EventKeyCreated   = "KeyCreated"
+	EventKeyPublished = "KeyPublished"
+	EventKeyRetiring  = "KeyRetiring"
+	EventKeyRevoked   = "KeyRevoked"
+	EventKeyAdopted   = "KeyAdopted"
+	EventKeyOrphaned  = "KeyOrphaned"
+	EventRefused      = "Refused"
+)
+
+func setCondition(conditions *[]metav1.Condition, generation int64, conditionType string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(conditions, metav1.Condition{
+		Type: conditionType, Status: status, Reason: reason, Message: message, ObservedGeneration: generation,
+	})
+}

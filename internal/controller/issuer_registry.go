@@ -1,0 +1,147 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// issuer is a KeyIssuer or ClusterKeyIssuer, read through one shape.
+type issuer struct {
+	Kind       iamv1alpha1.IssuerKind
+	Key        types.NamespacedName
+	Object     client.Object
+	Generation int64
+	Spec       iamv1alpha1.IssuerSpec
+	// NamespaceSelector is set on a ClusterKeyIssuer only.
+	Selector *iamv1alpha1.ClusterKeyIssuerSpec
+	Status   *iamv1alpha1.IssuerStatus
+}
+
+// getIssuer reads the issuer an AccessKey in namespace refers to.
+func getIssuer(ctx context.Context, c client.Client, ref iamv1alpha1.IssuerReference, namespace string) (*issuer, error) {
+	if ref.Kind == iamv1alpha1.KeyIssuerKind {
+		obj := &iamv1alpha1.KeyIssuer{}
+		key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
+		if err := c.Get(ctx, key, obj); err != nil {
+			return nil, err
+		}
+		return &issuer{Kind: ref.Kind, Key: key, Object: obj, Generation: obj.Generation, Spec: obj.Spec, Status: &obj.Status}, nil
+	}
+	obj := &iamv1alpha1.ClusterKeyIssuer{}
+	key := types.NamespacedName{Name: ref.Name}
+	if err := c.Get(ctx, key, obj); err != nil {
+		return nil, err
+	}
+	return &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: key, Object: obj, Generation: obj.Generation,
+		Spec: obj.Spec.IssuerSpec, Selector: &obj.Spec, Status: &obj.Status}, nil
+}
+
+// credentialsKey is where the issuer's credentials Secret lives.
+func (i *issuer) credentialsKey() types.NamespacedName {
+	namespace := i.Spec.CredentialsRef.Namespace
+	if i.Kind == iamv1alpha1.KeyIssuerKind {
+		namespace = i.Key.Namespace
+	}
+	return types.NamespacedName{Namespace: namespace, Name: i.Spec.CredentialsRef.Name}
+}
+
+// CredentialsError says why an issuer's credentials cannot be used; its
+// Reason is a condition reason.
+type CredentialsError struct {
+	Reason  string
+	Message string
+}
+
+func (e *CredentialsError) Error() string { return e.Message }
+
+// KeysFactory builds a backend from a configuration; tests swap it.
+type KeysFactory func(exoscale.Config) (exoscale.Keys, error)
+
+// IssuerClients caches one backend per issuer, rebuilt when the issuer's
+// generation or its credentials Secret's resourceVersion changes.
+type IssuerClients struct {
+	// Reader reads credentials Secrets. Those are not labelled for exokey,
+	// so this is the uncached API reader: the cache holds exokey's Secrets only.
+	Reader client.Reader
+	// Base is the configuration every backend starts from (rate limits,
+	// retries, metrics).
+	Base    exoscale.Config
+	Factory KeysFactory
+
+	mu      sync.Mutex
+	entries map[string]clientEntry
+}
+
+type clientEntry struct {
+	generation    int64
+	secretVersion string
+	keys          exoscale.Keys
+}
+
+// Keys returns the backend of an issuer.
+func (c *IssuerClients) Keys(ctx context.Context, i *issuer) (exoscale.Keys, error) {
+	ref := i.credentialsKey()
+	secret := &corev1.Secret{}
+	if err := c.Reader.Get(ctx, ref, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &CredentialsError{Reason: ReasonCredentialsMissing,
+				Message: fmt.Sprintf("credentials Secret %s not found", ref)}
+		}
+		return nil, fmt.Errorf("read credentials Secret %s: %w", ref, err)
+	}
+	id := string(i.Kind) + "/" + i.Key.String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if entry, ok := c.entries[id]; ok && entry.generation == i.Generation && entry.secretVersion == secret.ResourceVersion {
+		return entry.keys, nil
+	}
+	keyField, secretField := i.Spec.CredentialsRef.KeyField, i.Spec.CredentialsRef.SecretField
+	if keyField == "" {
+		keyField = "EXOSCALE_API_KEY"
+	}
+	if secretField == "" {
+		secretField = "EXOSCALE_API_SECRET"
+	}
+	for _, field := range []string{keyField, secretField} {
+		if len(secret.Data[field]) == 0 {
+			return nil, &CredentialsError{Reason: ReasonCredentialsMissing,
+				Message: fmt.Sprintf("credentials Secret %s has no field %s", ref, field)}
+		}
+	}
+	cfg := c.Base
+	cfg.API = string(i.Spec.API)
+	cfg.Zone = i.Spec.Zone
+	cfg.Endpoint = i.Spec.Endpoint
+	cfg.Key = string(secret.Data[keyField])
+	cfg.Secret = exoscale.Secret(secret.Data[secretField])
+	factory := c.Factory
+	if factory == nil {
+		factory = exoscale.New
+	}
+	keys, err := factory(cfg)
+	if err != nil {
+		return nil, &CredentialsError{Reason: ReasonCredentialsInvalid, Message: err.Error()}
+	}
+	if c.entries == nil {
+		c.entries = map[string]clientEntry{}
+	}
+	c.entries[id] = clientEntry{generation: i.Generation, secretVersion: secret.ResourceVersion, keys: keys}
+	return keys, nil
+}
+
+// asCredentialsError returns err's CredentialsError, if it is one.
+func asCredentialsError(err error) (*CredentialsError, bool) {
+	var credErr *CredentialsError
+	ok := errors.As(err, &credErr)
+	return credErr, ok
+}

@@ -1,0 +1,163 @@
+package controller
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// The suite runs the controllers in a manager against a real kube-apiserver
+// and etcd, and an in-process emulator reached over HTTP through the SDKs.
+
+const (
+	systemNamespace = "exokey-system"
+	rootSecretName  = "exoscale-root"
+	// driftCheckPeriod is short so keys revoked behind exokey's back are
+	// noticed within a test.
+	driftCheckPeriod = 2 * time.Second
+)
+
+var (
+	testEnv   *envtest.Environment
+	cfg       *rest.Config
+	k8sClient client.Client
+	scheme    = runtime.NewScheme()
+	emu       *emulator.Server
+	endpoint  string
+	ctx       context.Context
+	cancel    context.CancelFunc
+	// rootKeys are the root credential's backends by API, for acting behind exokey's back.
+	rootKeys = map[iamv1alpha1.IssuerAPI]exoscale.Keys{}
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controller suite")
+}
+
+var _ = BeforeSuite(func() {
+	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(), "run the tests with `make test`")
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctx, cancel = context.WithCancel(context.Background())
+
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(iamv1alpha1.AddToScheme(scheme)).To(Succeed())
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	var err error
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	emu, err = emulator.New(emulator.Options{})
+	Expect(err).NotTo(HaveOccurred())
+	server := httptest.NewServer(emu)
+	DeferCleanup(server.Close)
+	endpoint = server.URL + "/v2"
+	rootKey, rootSecret := emu.Root()
+	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+		config := fastConfig()
+		config.API, config.Endpoint, config.Key, config.Secret = string(api), endpoint, rootKey, exoscale.Secret(rootSecret)
+		rootKeys[api], err = exoscale.New(config)
+		Expect(err).NotTo(HaveOccurred())
+	}
+
+	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}})).To(Succeed())
+	Expect(k8sClient.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: rootSecretName, Namespace: systemNamespace},
+		StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret},
+	})).To(Succeed())
+	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+		Expect(k8sClient.Create(ctx, clusterIssuer(issuerName(api), api, nil))).To(Succeed())
+	}
+
+	startManager()
+})
+
+var _ = AfterSuite(func() {
+	cancel()
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+func startManager() {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue})},
+		}},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	issuers := &IssuerClients{Reader: mgr.GetAPIReader(), Base: fastConfig()}
+	opts := controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptrTo(true)}
+	Expect((&AccessKeyReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("exokey"),
+		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod,
+	}).SetupWithManager(mgr, opts)).To(Succeed())
+	for _, cluster := range []bool{false, true} {
+		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute}).
+			SetupWithManager(mgr, opts)).To(Succeed())
+	}
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// fastConfig keeps retries and polling short for tests.
+func fastConfig() exoscale.Config {
+	return exoscale.Config{QPS: 1000, Burst: 1000, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 100 * time.Millisecond,
+		PollInterval: 10 * time.Millisecond}
+}
+
+func issuerName(api iamv1alpha1.IssuerAPI) string { return "emulator-" + strings.ToLower(string(api)) }
+
+// clusterIssuer is an issuer of the emulator's root key that allows
+// everything on any bucket.
+func clusterIssuer(name string, api iamv1alpha1.IssuerAPI, selector *metav1.LabelSelector) *iamv1alpha1.ClusterKeyIssuer {
+	return &iamv1alpha1.ClusterKeyIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: iamv1alpha1.ClusterKeyIssuerSpec{
+			IssuerSpec: iamv1alpha1.IssuerSpec{
+				API: api, Endpoint: endpoint, KeyNamePrefix: "k8s",
+				CredentialsRef: iamv1alpha1.CredentialsReference{Name: rootSecretName, Namespace: systemNamespace},
+				Allowed: iamv1alpha1.Allowed{
+					Operations: []string{"*"}, Tags: []string{"*"}, Resources: []string{"sos/bucket:*"}, Unrestricted: true,
+				},
+			},
+			NamespaceSelector: selector,
+		},
+	}
+}
