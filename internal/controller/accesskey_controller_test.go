@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
@@ -43,6 +44,18 @@ func newAccessKey(namespace, name string, api iamv1alpha1.IssuerAPI, mutate ...f
 	}
 	Expect(k8sClient.Create(ctx, ak)).To(Succeed())
 	return ak
+}
+
+// edit changes an AccessKey as a user would, retrying on conflicts with
+// the controller's own writes, and returns the result.
+func edit(ak *iamv1alpha1.AccessKey, change func(*iamv1alpha1.AccessKey)) *iamv1alpha1.AccessKey {
+	var got *iamv1alpha1.AccessKey
+	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got = fetch(ak)
+		change(got)
+		return k8sClient.Update(ctx, got)
+	})).To(Succeed())
+	return got
 }
 
 func fetch(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
@@ -149,9 +162,9 @@ var _ = Describe("AccessKey", func() {
 				old := secretOf(ak)
 				oldKey, oldSecret := string(old.Data["EXOSCALE_API_KEY"]), string(old.Data["EXOSCALE_API_SECRET"])
 
-				ak.Spec.Operations = append(ak.Spec.Operations, "put-sos-object")
-				Expect(k8sClient.Update(ctx, ak)).To(Succeed())
-				ak = waitReady(ak)
+				ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) {
+					ak.Spec.Operations = append(ak.Spec.Operations, "put-sos-object")
+				}))
 				Expect(ak.Status.KeyID).NotTo(Equal(oldKey))
 				Expect(ak.Status.Retiring).To(HaveLen(1))
 				Expect(ak.Status.Retiring[0].KeyID).To(Equal(oldKey))
@@ -187,9 +200,11 @@ var _ = Describe("AccessKey", func() {
 			It("heals tampered Secret data", func() {
 				ak := waitReady(newAccessKey(namespace, "tampered", api))
 				first := ak.Status.KeyID
-				s := secretOf(ak)
-				s.Data["EXOSCALE_API_SECRET"] = []byte("not the secret")
-				Expect(k8sClient.Update(ctx, s)).To(Succeed())
+				Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					s := secretOf(ak)
+					s.Data["EXOSCALE_API_SECRET"] = []byte("not the secret")
+					return k8sClient.Update(ctx, s)
+				})).To(Succeed())
 				Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
 				ak = waitReady(ak)
 				Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
@@ -198,9 +213,7 @@ var _ = Describe("AccessKey", func() {
 
 			It("revokes every key on delete", func() {
 				ak := waitReady(newAccessKey(namespace, "deleted", api))
-				ak.Spec.Operations = []string{"get-sos-object"}
-				Expect(k8sClient.Update(ctx, ak)).To(Succeed())
-				ak = waitReady(ak)
+				ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }))
 				Expect(liveKeysOf(ak)).To(HaveLen(2), "current and retiring")
 				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
 				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(BeEmpty())
@@ -321,10 +334,7 @@ var _ = Describe("AccessKey refusals", func() {
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "later", Namespace: namespace},
 			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}})).To(Succeed())
 		// A spec edit (or the next periodic pass) retries.
-		ak = fetch(ak)
-		ak.Spec.Operations = []string{"get-sos-object"}
-		Expect(k8sClient.Update(ctx, ak)).To(Succeed())
-		waitReady(ak)
+		waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }))
 	})
 
 	It("never overwrites a Secret it does not control", func() {

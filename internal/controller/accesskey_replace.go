@@ -186,6 +186,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "published key %s in Secret %s", cred.ID, secretName(ak))
 
 	r.promote(ak, status, cred.Key, now, oldKeyGone)
+	r.lastDriftCheck.Store(ak.UID, now) // it exists: it was just made
 	status.RestrictionHash = restrictionHash(ak)
 	status.RotateRequest = ak.Annotations[iamv1alpha1.RotateAnnotation]
 	return nil

@@ -43,7 +43,7 @@ func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *i
 		setCondition(&status.Conditions, gen, ConditionSynced, metav1.ConditionTrue, ReasonReconciled, "")
 		return
 	}
-	reason, message := ReasonAPIError, err.Error()
+	reason, message := ReasonReconcileError, err.Error()
 	var refused *refusal
 	var apiErr *exoscale.APIError
 	switch {
@@ -51,6 +51,8 @@ func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *i
 		reason, message = refused.Reason, refused.Message
 	case errors.As(err, &apiErr) && apiErr.Terminal():
 		reason = ReasonRejected
+	case errors.As(err, &apiErr):
+		reason = ReasonAPIError
 	}
 	previous := findCondition(status.Conditions, ConditionSynced)
 	setCondition(&status.Conditions, gen, ConditionSynced, metav1.ConditionFalse, reason, message)

@@ -24,6 +24,7 @@ const (
 	ReasonInvalidSpec      = "InvalidSpec"
 	ReasonSecretConflict   = "SecretConflict"
 	ReasonAPIError         = "APIError"
+	ReasonReconcileError   = "ReconcileError"
 	ReasonRejected         = "RejectedByAPI"
 	ReasonReconciled       = "Reconciled"
 	ReasonRevokeFailed     = "RevokeFailed"

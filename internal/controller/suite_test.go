@@ -2,10 +2,13 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,16 +18,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
@@ -119,9 +126,12 @@ func startManager() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	issuers := &IssuerClients{Reader: mgr.GetAPIReader(), Base: fastConfig()}
-	opts := controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptrTo(true)}
+	faultyClient := interceptor.NewClient(watchless{mgr.GetClient()}, faults.funcs())
+	opts := controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptrTo(true),
+		// Failures are injected on purpose: keep the backoff short.
+		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, time.Second)}
 	Expect((&AccessKeyReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("exokey"),
+		Client: faultyClient, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("exokey"),
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	for _, cluster := range []bool{false, true} {
@@ -135,6 +145,72 @@ func startManager() {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// watchless lets the manager's client be intercepted; nothing here watches through it.
+type watchless struct{ client.Client }
+
+func (watchless) Watch(context.Context, client.ObjectList, ...client.ListOption) (watch.Interface, error) {
+	return nil, errors.New("watch is not supported through the test client")
+}
+
+// writeFaults fails the AccessKey reconciler's Secret writes and status
+// writes at random, in one namespace, like a crash between two steps.
+type writeFaults struct {
+	mu             sync.Mutex
+	namespace      string
+	rate           float64
+	secretFailures int
+	statusFailures int
+}
+
+var faults = &writeFaults{}
+
+func (f *writeFaults) set(namespace string, rate float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.namespace, f.rate, f.secretFailures, f.statusFailures = namespace, rate, 0, 0
+}
+
+func (f *writeFaults) counts() (secretFailures, statusFailures int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.secretFailures, f.statusFailures
+}
+
+func (f *writeFaults) fail(obj client.Object, counter *int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.namespace == "" || obj.GetNamespace() != f.namespace || rand.Float64() >= f.rate {
+		return false
+	}
+	*counter++
+	return true
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (f *writeFaults) funcs() interceptor.Funcs {
+	return interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*corev1.Secret); ok && f.fail(obj, &f.secretFailures) {
+				return errInjected
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if _, ok := obj.(*corev1.Secret); ok && f.fail(obj, &f.secretFailures) {
+				return errInjected
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, subResource string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			if _, ok := obj.(*iamv1alpha1.AccessKey); ok && subResource == "status" && f.fail(obj, &f.statusFailures) {
+				return errInjected
+			}
+			return c.SubResource(subResource).Patch(ctx, obj, patch, opts...)
+		},
+	}
+}
 
 // fastConfig keeps retries and polling short for tests.
 func fastConfig() exoscale.Config {
