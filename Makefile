@@ -78,8 +78,9 @@ run: manifests generate ## Run the manager against the current kubeconfig.
 	go run ./cmd --metrics-secure=false --health-probe-bind-address=:8081
 
 .PHONY: demo
-demo: ## The operator doing its job on a local control plane and the emulator.
-	@echo "make demo arrives with the AccessKey controller; 'make test' exercises the API today."
+demo: control-plane build ## The operator doing its job on a local control plane and the emulator (Ctrl-C ends it).
+	go build -o $(BIN)/demo ./hack/demo
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" $(BIN)/demo
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a container engine).

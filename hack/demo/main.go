@@ -1,0 +1,216 @@
+// Command demo shows exokey at work on this machine: a local control plane
+// (etcd and kube-apiserver from bin/k8s), the Exoscale emulator and the
+// manager binary, a ClusterKeyIssuer and an AccessKey, and the proof that
+// the minted key can do what it was given and nothing else. It stays up
+// until interrupted (or exits after the proof with DEMO_EXIT=1).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/emulator"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root, _ := os.Getwd()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return errors.New("KUBEBUILDER_ASSETS is not set: run `make demo`")
+	}
+	workDir := filepath.Join(root, "bin", "demo")
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return err
+	}
+
+	step("starting etcd and kube-apiserver from %s", assets)
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("start the control plane: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	user, err := env.AddUser(envtest.User{Name: "demo", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	kubeconfigPath := filepath.Join(workDir, "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	fmt.Println("    API server", cfg.Host, "- CRDs installed")
+
+	step("starting the Exoscale emulator")
+	emu, err := emulator.New(emulator.Options{})
+	if err != nil {
+		return err
+	}
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	server := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = server.Serve(listener) }()
+	defer server.Close()
+	endpoint := "http://" + listener.Addr().String() + "/v2"
+	rootKey, rootSecret := emu.Root()
+	fmt.Println("    endpoint", endpoint, "- root key", rootKey)
+
+	step("starting the exokey manager (bin/manager)")
+	managerLog, err := os.Create(filepath.Join(workDir, "manager.log"))
+	if err != nil {
+		return err
+	}
+	defer managerLog.Close()
+	manager := exec.Command(filepath.Join(root, "bin", "manager"), "--kubeconfig", kubeconfigPath,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--drift-check-period=1m")
+	manager.Stdout, manager.Stderr = managerLog, managerLog
+	manager.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the demo
+	if err := manager.Start(); err != nil {
+		return fmt.Errorf("start the manager (run `make build`): %w", err)
+	}
+	defer func() { _ = manager.Process.Signal(syscall.SIGTERM); _ = manager.Wait() }()
+	fmt.Println("    logs in", managerLog.Name())
+
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = iamv1alpha1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+
+	step("applying a ClusterKeyIssuer with the emulator's root key, and an AccessKey")
+	objects := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "exokey-system"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "exoscale-root", Namespace: "exokey-system"},
+			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}},
+		&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "exoscale"}, Spec: iamv1alpha1.ClusterKeyIssuerSpec{
+			IssuerSpec: iamv1alpha1.IssuerSpec{
+				API: iamv1alpha1.IssuerAPIIAMv3, Zone: "ch-gva-2", Endpoint: endpoint, KeyNamePrefix: "k8s",
+				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
+				Allowed: iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:backups-*"}},
+			},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"exokey.io/team": "backups"}},
+		}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backups", Labels: map[string]string{"exokey.io/team": "backups"}}},
+		&iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "backup-writer", Namespace: "backups"}, Spec: iamv1alpha1.AccessKeySpec{
+			IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+			Operations: []string{"get-sos-object", "put-sos-object", "list-sos-bucket"},
+			Resources:  []string{"sos/bucket:backups-prod"},
+		}},
+	}
+	for _, obj := range objects {
+		if err := c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	fmt.Println("    ClusterKeyIssuer/exoscale (IAMv3, allows *-sos-* on sos/bucket:backups-*)")
+	fmt.Println("    AccessKey backups/backup-writer: get-sos-object, put-sos-object, list-sos-bucket on sos/bucket:backups-prod")
+
+	step("waiting for the AccessKey to be Ready")
+	ak := &iamv1alpha1.AccessKey{}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "backups", Name: "backup-writer"}, ak); err != nil {
+			return err
+		}
+		if meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the AccessKey is not Ready: %+v (see %s)", ak.Status.Conditions, managerLog.Name())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	fmt.Printf("    %-14s %-6s %-28s %-9s %s\n", "NAME", "READY", "KEY", "ISSUER", "SECRET")
+	fmt.Printf("    %-14s %-6s %-28s %-9s %s\n", ak.Name, "True", ak.Status.KeyID, ak.Spec.IssuerRef.Name, ak.Status.SecretName)
+	fmt.Printf("    key name %s, role %s\n", ak.Status.KeyName, ak.Status.RoleID)
+
+	step("the Secret backups/%s", ak.Status.SecretName)
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "backups", Name: ak.Status.SecretName}, s); err != nil {
+		return err
+	}
+	for _, k := range []string{"EXOSCALE_API_KEY", "EXOSCALE_API_SECRET", "EXOSCALE_ZONE", "EXOSCALE_API_ENDPOINT"} {
+		value := string(s.Data[k])
+		if k == "EXOSCALE_API_SECRET" {
+			value = value[:4] + strings.Repeat("*", len(value)-4)
+		}
+		fmt.Printf("    %-22s %s\n", k, value)
+	}
+
+	step("what the minted key may do, asked of the emulator with the key itself")
+	key, secret := string(s.Data["EXOSCALE_API_KEY"]), string(s.Data["EXOSCALE_API_SECRET"])
+	for _, probe := range []struct{ operation, bucket string }{
+		{"put-sos-object", "backups-prod"}, {"get-sos-object", "backups-prod"},
+		{"get-sos-object", "backups-staging"}, {"delete-sos-object", "backups-prod"}, {"list-instances", ""},
+	} {
+		params := map[string]string{}
+		if probe.bucket != "" {
+			params["bucket"] = probe.bucket
+		}
+		ok, err := emulator.Authorize(ctx, endpoint, key, secret, probe.operation, params)
+		if err != nil {
+			return err
+		}
+		verdict := "refused"
+		if ok {
+			verdict = "allowed"
+		}
+		fmt.Printf("    %-18s %-16s %s\n", probe.operation, probe.bucket, verdict)
+	}
+
+	fmt.Printf("\nTry more with kubectl:\n    export KUBECONFIG=%s\n    kubectl get accesskeys -A\n"+
+		"    kubectl -n backups edit accesskey backup-writer   # change the operations: a new key replaces the old\n"+
+		"    kubectl -n backups delete accesskey backup-writer # the key is revoked\n", kubeconfigPath)
+	if os.Getenv("DEMO_EXIT") != "" {
+		return nil
+	}
+	fmt.Println("\nRunning until Ctrl-C.")
+	<-ctx.Done()
+	fmt.Println("\nstopping the manager, the emulator and the control plane")
+	return nil
+}
