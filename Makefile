@@ -41,8 +41,9 @@ fmt: ## go fmt.
 	go fmt ./...
 
 .PHONY: vet
-vet: ## go vet.
+vet: ## go vet, and a check that every Go file is gofmt-formatted.
 	go vet ./...
+	@unformatted="$$(gofmt -l api cmd internal hack test 2>/dev/null)"; if [ -n "$$unformatted" ]; then echo "not gofmt-formatted (run make fmt):"; echo "$$unformatted"; exit 1; fi
 
 .PHONY: control-plane
 control-plane: $(K8S_BIN)/kube-apiserver ## Build etcd, kube-apiserver and kube-controller-manager into bin/k8s/<version> (once).

@@ -115,6 +115,7 @@ func main() {
 		Recorder:         mgr.GetEventRecorder("exokey"),
 		Issuers:          issuers,
 		DriftCheckPeriod: driftCheckPeriod,
+		Metrics:          controller.NewMetrics(metrics.Registry, mgr.GetClient()),
 	}).SetupWithManager(mgr, opts); err != nil {
 		log.Error(err, "unable to set up the controller", "controller", "AccessKey")
 		os.Exit(1)

@@ -217,6 +217,12 @@ type AccessKeySpec struct {
 type PendingKey struct {
 	KeyName   string      `json:"keyName"`
 	StartedAt metav1.Time `json:"startedAt"`
+	// RestrictionHash and RotateRequest are what the key is minted for, so
+	// a key adopted after an interruption is not replaced again needlessly.
+	// +optional
+	RestrictionHash string `json:"restrictionHash,omitempty"`
+	// +optional
+	RotateRequest string `json:"rotateRequest,omitempty"`
 }
 
 // RetiringKey is a replaced key kept valid until RevokeAt.

@@ -127,7 +127,7 @@ func run() error {
 			IssuerSpec: iamv1alpha1.IssuerSpec{
 				API: iamv1alpha1.IssuerAPIIAMv3, Zone: "ch-gva-2", Endpoint: endpoint, KeyNamePrefix: "k8s",
 				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
-				Allowed: iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:backups-*"}},
+				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:backups-*"}},
 			},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"exokey.io/team": "backups"}},
 		}},

@@ -39,6 +39,8 @@ type AccessKeyReconciler struct {
 	Catalog   *catalog.Catalog
 	// DriftCheckPeriod is how often each key is looked up at Exoscale.
 	DriftCheckPeriod time.Duration
+	// Metrics counts rotations; nil counts nothing.
+	Metrics *Metrics
 
 	// lastDriftCheck holds, per AccessKey UID, when its key was last looked up.
 	lastDriftCheck sync.Map
@@ -50,7 +52,7 @@ type AccessKeyReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=patch
 
 // Reconcile brings one AccessKey to its desired state.
 func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

@@ -136,7 +136,9 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 		adopted := exoscale.Key{
 			ID: current.Annotations[iamv1alpha1.KeyIDAnnotation], Name: pending.KeyName, RoleID: current.Annotations[RoleIDAnnotation],
 		}
+		r.rollTargets(ctx, ak, current.Annotations[iamv1alpha1.ChecksumAnnotation])
 		r.promote(ak, status, adopted, pending.StartedAt.Time, false)
+		status.RestrictionHash, status.RotateRequest = pending.RestrictionHash, pending.RotateRequest
 		log.Info("adopted a key published before an interruption", "keyID", adopted.ID)
 		r.event(ak, corev1.EventTypeNormal, EventKeyAdopted, "Adopt", "adopted key %s, published before an interruption", adopted.ID)
 		return nil
@@ -162,7 +164,8 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	iss *issuer, keys exoscale.Keys, d decision, oldKeyGone bool) error {
 	now := r.Clock.Now()
 	name := newKeyName(iss.Spec.KeyNamePrefix, ak)
-	status.Pending = &iamv1alpha1.PendingKey{KeyName: name, StartedAt: metav1.NewTime(now)}
+	status.Pending = &iamv1alpha1.PendingKey{KeyName: name, StartedAt: metav1.NewTime(now),
+		RestrictionHash: restrictionHash(ak), RotateRequest: ak.Annotations[iamv1alpha1.RotateAnnotation]}
 	if err := r.writeStatus(ctx, ak, status); err != nil {
 		return fmt.Errorf("record the pending key: %w", err)
 	}
@@ -185,8 +188,10 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	log.Info("published key", "secret", secretName(ak), "checksum", checksum[:12])
 	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "published key %s in Secret %s", cred.ID, secretName(ak))
 
+	r.rollTargets(ctx, ak, checksum)
 	r.promote(ak, status, cred.Key, now, oldKeyGone)
 	r.lastDriftCheck.Store(ak.UID, now) // it exists: it was just made
+	r.Metrics.rotated(d.Reason)
 	status.RestrictionHash = restrictionHash(ak)
 	status.RotateRequest = ak.Annotations[iamv1alpha1.RotateAnnotation]
 	return nil

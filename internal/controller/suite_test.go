@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -58,6 +60,11 @@ var (
 	endpoint  string
 	ctx       context.Context
 	cancel    context.CancelFunc
+	// testClock is the reconciler's clock: real time plus an offset a test
+	// can move forward, so rotation and grace periods pass without sleeping.
+	testClock = &offsetClock{}
+	// testRegistry holds the reconciler's metrics.
+	testRegistry = prometheus.NewRegistry()
 	// rootKeys are the root credential's backends by API, for acting behind exokey's back.
 	rootKeys = map[iamv1alpha1.IssuerAPI]exoscale.Keys{}
 )
@@ -132,7 +139,8 @@ func startManager() {
 		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, time.Second)}
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("exokey"),
-		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod,
+		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock,
+		Metrics: NewMetrics(testRegistry, mgr.GetClient()),
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	for _, cluster := range []bool{false, true} {
 		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute}).
@@ -145,6 +153,25 @@ func startManager() {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+type offsetClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *offsetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+func (c *offsetClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
 
 // watchless lets the manager's client be intercepted; nothing here watches through it.
 type watchless struct{ client.Client }

@@ -1,0 +1,52 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+// RestartAnnotation on a restart target's pod template carries the checksum
+// of the Secret's data: a new value rolls the workload onto the new key.
+const RestartAnnotation = "iam.exokey.io/secret-checksum"
+
+// rollTargets stamps the Secret's checksum on each restart target's pod
+// template. The patch is blind (no read, so workloads need not be cached)
+// and a no-op when the checksum is already there. A missing target is a
+// warning, not a failure: the key is published either way.
+func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.AccessKey, checksum string) {
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{RestartAnnotation: checksum}},
+	}}})
+	for _, target := range ak.Spec.RestartTargets {
+		var workload client.Object
+		meta := metav1.ObjectMeta{Namespace: ak.Namespace, Name: target.Name}
+		switch target.Kind {
+		case "Deployment":
+			workload = &appsv1.Deployment{ObjectMeta: meta}
+		case "StatefulSet":
+			workload = &appsv1.StatefulSet{ObjectMeta: meta}
+		case "DaemonSet":
+			workload = &appsv1.DaemonSet{ObjectMeta: meta}
+		default:
+			continue
+		}
+		err := r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, patch))
+		switch {
+		case isNotFound(err):
+			r.event(ak, corev1.EventTypeWarning, "RestartTargetMissing", "Restart", "%s %s not found: it was not restarted", target.Kind, target.Name)
+		case err != nil:
+			r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", target.Kind, target.Name, err)
+		default:
+			logf.FromContext(ctx).Info("rolled restart target", "kind", target.Kind, "name", target.Name)
+		}
+	}
+}
