@@ -13,6 +13,8 @@ BIN         := $(ROOT)/bin
 K8S_VERSION := $(shell cd hack/tools/k8s && go list -m -f '{{.Version}}' k8s.io/kubernetes | sed 's/^v//')
 K8S_BIN     := $(BIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN := $(BIN)/controller-gen
+HELM        := $(BIN)/helm
+KUSTOMIZE   := $(BIN)/kustomize
 IMG         ?= exokey:dev
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -27,6 +29,7 @@ help: ## Show the targets.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./internal/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the deepcopy methods.
@@ -54,9 +57,30 @@ $(K8S_BIN)/kube-apiserver:
 FUZZ_TIME ?= 10s
 
 .PHONY: test
-test: verify-generated vet control-plane ## Unit, emulator and envtest suites against a real kube-apiserver and etcd, then a short fuzz.
+test: verify-generated vet control-plane helm-lint ## Everything: unit, emulator and envtest suites, chart checks, a short fuzz, end-to-end.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory test-e2e
+
+.PHONY: test-e2e
+test-e2e: control-plane build $(HELM) ## End-to-end on real binaries: control plane, chart RBAC, manager and emulator processes.
+	K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 20m ./test/e2e/ -ginkgo.v
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## helm lint and helm template of dist/chart, with default and full values.
+	$(HELM) lint --strict --kube-version $(K8S_VERSION) dist/chart
+	$(HELM) template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system >/dev/null
+	$(HELM) template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system --set clusterKeyIssuer.create=true \
+		--set metrics.serviceMonitor.enabled=true --set replicaCount=2 --set manager.logLevel=debug >/dev/null
+	@if $(HELM) template exokey dist/chart --kube-version $(K8S_VERSION) --set replicaCount=-1 >/dev/null 2>&1; then \
+		echo "values.schema.json accepted replicaCount=-1"; exit 1; fi
+
+.PHONY: build-installer
+build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml from config/default (IMG sets the image).
+	mkdir -p dist
+	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build config/default > dist/install.yaml
+	cd config/manager && $(KUSTOMIZE) edit set image controller=exokey:dev
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZ_TIME (default 10s).
@@ -89,6 +113,14 @@ docker-build: ## Build the image (needs a container engine).
 
 ##@ Deployment
 
+.PHONY: deploy
+deploy: build-installer ## Install exokey into the current kubeconfig's cluster (IMG sets the image).
+	kubectl apply --server-side -f dist/install.yaml
+
+.PHONY: helm
+helm: helm-lint ## Check the chart; install it with: helm install exokey dist/chart -n exokey-system --create-namespace
+	@echo "chart dist/chart is valid"
+
 .PHONY: install
 install: manifests ## Install the CRDs into the current kubeconfig's cluster.
 	kubectl apply --server-side -f config/crd/bases
@@ -96,6 +128,14 @@ install: manifests ## Install the CRDs into the current kubeconfig's cluster.
 .PHONY: uninstall
 uninstall: ## Remove the CRDs from the current kubeconfig's cluster.
 	kubectl delete --ignore-not-found -f config/crd/bases
+
+$(HELM): hack/tools/helm/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/helm && go build -o $(HELM) helm.sh/helm/v3/cmd/helm
+
+$(KUSTOMIZE): hack/tools/kustomize/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/kustomize && go build -o $(KUSTOMIZE) sigs.k8s.io/kustomize/kustomize/v5
 
 $(CONTROLLER_GEN): hack/tools/gen/go.mod
 	mkdir -p $(BIN)

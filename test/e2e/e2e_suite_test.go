@@ -1,0 +1,240 @@
+//go:build e2e
+
+// Package e2e runs exokey as it runs in a cluster: the control plane from
+// bin/k8s (etcd, kube-apiserver, kube-controller-manager for garbage
+// collection), the chart's CRDs and RBAC, the manager binary authenticated as
+// the chart's ServiceAccount, and the emulator binary.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+const (
+	releaseNamespace = "exokey-system"
+	serviceAccount   = "exokey"
+)
+
+var (
+	root       string
+	workDir    string
+	env        *envtest.Environment
+	adminCfg   *rest.Config
+	k8sClient  client.Client
+	ctx        context.Context
+	cancel     context.CancelFunc
+	endpoint   string
+	rootKey    string
+	rootSecret string
+	managerKubeconfig string
+	controllerManager *exec.Cmd
+	emulatorProcess   *exec.Cmd
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "exokey end-to-end")
+}
+
+var _ = BeforeSuite(func() {
+	ctx, cancel = context.WithCancel(context.Background())
+	var err error
+	root, err = filepath.Abs(filepath.Join("..", ".."))
+	Expect(err).NotTo(HaveOccurred())
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	Expect(assets).NotTo(BeEmpty(), "run with `make test-e2e`")
+	workDir = GinkgoT().TempDir()
+
+	By("starting etcd and kube-apiserver")
+	env = &envtest.Environment{BinaryAssetsDirectory: assets}
+	adminCfg, err = env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(iamv1alpha1.AddToScheme(scheme)).To(Succeed())
+	k8sClient, err = client.New(adminCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	By("starting kube-controller-manager for garbage collection")
+	admin, err := env.AddUser(envtest.User{Name: "controller-manager", Groups: []string{"system:masters"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	adminKubeconfig := writeKubeconfig(admin.Config(), "admin.kubeconfig")
+	controllerManager = start("kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),
+		"--kubeconfig="+adminKubeconfig, "--controllers=garbagecollector,namespace",
+		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false")
+
+	By("applying the chart's CRDs and RBAC (helm template)")
+	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNamespace}})).To(Succeed())
+	rendered := run(filepath.Join(root, "bin", "helm"), "template", "exokey", filepath.Join(root, "dist", "chart"),
+		"--namespace", releaseNamespace, "--include-crds", "--kube-version", os.Getenv("K8S_VERSION"))
+	applied := map[string]int{}
+	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := decoder.Decode(&obj.Object); err == io.EOF {
+			break
+		} else {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		switch obj.GetKind() {
+		case "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			Expect(k8sClient.Create(ctx, obj)).To(Succeed(), obj.GetKind()+"/"+obj.GetName())
+			applied[obj.GetKind()]++
+		}
+	}
+	Expect(applied["CustomResourceDefinition"]).To(Equal(3))
+	Expect(applied["ClusterRole"]).To(BeNumerically(">=", 1))
+	Eventually(func() error {
+		return k8sClient.List(ctx, &iamv1alpha1.AccessKeyList{})
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	By("issuing a token for the chart's ServiceAccount (TokenRequest)")
+	request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount, Namespace: releaseNamespace}}
+	Expect(k8sClient.SubResource("token").Create(ctx, sa, request)).To(Succeed())
+	managerCfg := rest.AnonymousClientConfig(adminCfg)
+	managerCfg.BearerToken = request.Status.Token
+	managerKubeconfig = writeKubeconfig(managerCfg, "manager.kubeconfig")
+
+	By("starting the emulator binary")
+	emulatorProcess, endpoint, rootKey, rootSecret = startEmulator()
+	Expect(k8sClient.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "exoscale-root", Namespace: releaseNamespace},
+		StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret},
+	})).To(Succeed())
+	Expect(k8sClient.Create(ctx, &iamv1alpha1.ClusterKeyIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "exoscale"},
+		Spec: iamv1alpha1.ClusterKeyIssuerSpec{IssuerSpec: iamv1alpha1.IssuerSpec{
+			API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: endpoint, KeyNamePrefix: "e2e",
+			CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: releaseNamespace},
+			Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+		}},
+	})).To(Succeed())
+})
+
+var _ = AfterSuite(func() {
+	for _, p := range []*exec.Cmd{controllerManager, emulatorProcess} {
+		if p != nil && p.Process != nil {
+			_ = p.Process.Kill()
+			_ = p.Wait()
+		}
+	}
+	cancel()
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+func ptrTo[T any](v T) *T { return &v }
+
+func writeKubeconfig(cfg *rest.Config, name string) string {
+	kubeconfig := clientcmdapi.NewConfig()
+	kubeconfig.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kubeconfig.AuthInfos["e2e"] = &clientcmdapi.AuthInfo{
+		Token: cfg.BearerToken, ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData,
+	}
+	kubeconfig.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "e2e"}
+	kubeconfig.CurrentContext = "e2e"
+	path := filepath.Join(workDir, name)
+	Expect(clientcmd.WriteToFile(*kubeconfig, path)).To(Succeed())
+	return path
+}
+
+// run runs a command to completion and returns its stdout.
+func run(name string, args ...string) []byte {
+	cmd := exec.Command(name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "%s: %s", name, stderr.String())
+	return out
+}
+
+// start starts a long-running process with its output in a log file.
+func start(name, binary string, args ...string) *exec.Cmd {
+	log, err := os.Create(filepath.Join(workDir, name+".log"))
+	Expect(err).NotTo(HaveOccurred())
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	Expect(cmd.Start()).To(Succeed(), binary)
+	return cmd
+}
+
+func startEmulator() (*exec.Cmd, string, string, string) {
+	cmd := exec.Command(filepath.Join(root, "bin", "exoscale-emulator"), "--listen", "127.0.0.1:0", "--quiet")
+	stdout, err := cmd.StdoutPipe()
+	Expect(err).NotTo(HaveOccurred())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	Expect(cmd.Start()).To(Succeed())
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	Expect(err).NotTo(HaveOccurred())
+	var banner struct{ Endpoint, Key, Secret string }
+	Expect(json.Unmarshal([]byte(line), &banner)).To(Succeed())
+	return cmd, banner.Endpoint, banner.Key, banner.Secret
+}
+
+// manager is one manager process, run as the chart's ServiceAccount.
+type manager struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startManager(name string) *manager {
+	cmd := start(name, filepath.Join(root, "bin", "manager"),
+		"--kubeconfig="+managerKubeconfig, "--leader-elect", "--leader-election-namespace="+releaseNamespace,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--drift-check-period=5s")
+	return &manager{cmd: cmd, log: filepath.Join(workDir, name+".log")}
+}
+
+func (m *manager) kill() {
+	_ = m.cmd.Process.Signal(syscall.SIGKILL)
+	_ = m.cmd.Wait()
+}
+
+func (m *manager) logText() string {
+	raw, _ := os.ReadFile(m.log)
+	return string(raw)
+}
+
+// forbidden returns the log lines that report an RBAC refusal.
+func (m *manager) forbidden() []string {
+	var lines []string
+	for _, line := range strings.Split(m.logText(), "\n") {
+		if strings.Contains(line, "forbidden") || strings.Contains(line, "Forbidden") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+func describe(m *manager) string { return fmt.Sprintf("manager log %s", m.log) }
