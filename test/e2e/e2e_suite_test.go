@@ -45,16 +45,16 @@ const (
 )
 
 var (
-	root       string
-	workDir    string
-	env        *envtest.Environment
-	adminCfg   *rest.Config
-	k8sClient  client.Client
-	ctx        context.Context
-	cancel     context.CancelFunc
-	endpoint   string
-	rootKey    string
-	rootSecret string
+	root              string
+	workDir           string
+	env               *envtest.Environment
+	adminCfg          *rest.Config
+	k8sClient         client.Client
+	ctx               context.Context
+	cancel            context.CancelFunc
+	endpoint          string
+	rootKey           string
+	rootSecret        string
 	managerKubeconfig string
 	controllerManager *exec.Cmd
 	emulatorProcess   *exec.Cmd
