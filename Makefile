@@ -104,8 +104,8 @@ run: manifests generate ## Run the manager against the current kubeconfig.
 
 .PHONY: demo
 demo: control-plane build ## The operator doing its job on a local control plane and the emulator (Ctrl-C ends it).
-	go build -o $(BIN)/demo ./hack/demo
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" $(BIN)/demo
+	go build -o $(BIN)/exokey-demo ./hack/demo
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" $(BIN)/exokey-demo
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a container engine).

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,13 +21,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/localcluster"
 )
 
 func main() {
@@ -45,37 +42,18 @@ func run() error {
 	defer stop()
 	root, _ := os.Getwd()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		return errors.New("KUBEBUILDER_ASSETS is not set: run `make demo`")
-	}
 	workDir := filepath.Join(root, "bin", "demo")
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return err
 	}
 
 	step("starting etcd and kube-apiserver from %s", assets)
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("start the control plane: %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	user, err := env.AddUser(envtest.User{Name: "demo", Groups: []string{"system:masters"}}, nil)
+	cluster, err := localcluster.Start(root, assets, workDir)
 	if err != nil {
 		return err
 	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfigPath := filepath.Join(workDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
+	defer func() { _ = cluster.Stop() }()
+	cfg, kubeconfigPath, c := cluster.Config, cluster.Kubeconfig, cluster.Client
 	fmt.Println("    API server", cfg.Host, "- CRDs installed")
 
 	step("starting the Exoscale emulator")
@@ -109,14 +87,6 @@ func run() error {
 	}
 	defer func() { _ = manager.Process.Signal(syscall.SIGTERM); _ = manager.Wait() }()
 	fmt.Println("    logs in", managerLog.Name())
-
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = iamv1alpha1.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
 
 	step("applying a ClusterKeyIssuer with the emulator's root key, and an AccessKey")
 	objects := []client.Object{
