@@ -107,6 +107,10 @@ demo: control-plane build ## The operator doing its job on a local control plane
 	go build -o $(BIN)/exokey-demo ./hack/demo
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" $(BIN)/exokey-demo
 
+.PHONY: bench
+bench: control-plane build ## Measure convergence, cost per key, steady state, memory, faults, rotation (BENCH_QUICK=1 for a small run).
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./test/bench $(BENCH_ARGS)
+
 .PHONY: docker-build
 docker-build: ## Build the image (needs a container engine).
 	docker build -t $(IMG) .

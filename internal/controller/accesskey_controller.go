@@ -148,9 +148,15 @@ func requestsFor(list *iamv1alpha1.AccessKeyList) []reconcile.Request {
 }
 
 // driftCheckDue reports whether the AccessKey's key should be looked up now.
+// A key this process has not seen yet (after a restart) gets a random point
+// within the period, so a restart does not look every key up at once.
 func (r *AccessKeyReconciler) driftCheckDue(ak *iamv1alpha1.AccessKey) bool {
 	last, ok := r.lastDriftCheck.Load(ak.UID)
-	return !ok || !r.Clock.Now().Before(last.(time.Time).Add(r.DriftCheckPeriod))
+	if !ok {
+		spread := time.Duration(rand.Int64N(int64(r.DriftCheckPeriod) + 1))
+		last, _ = r.lastDriftCheck.LoadOrStore(ak.UID, r.Clock.Now().Add(-spread))
+	}
+	return !r.Clock.Now().Before(last.(time.Time).Add(r.DriftCheckPeriod))
 }
 
 // nextDriftCheck is when the next lookup is due, with up to 10% jitter so
