@@ -10,6 +10,10 @@ const (
 	RevokeFinalizer = "iam.exokey.io/revoke"
 	// RotateAnnotation asks for a rotation now whenever its value changes.
 	RotateAnnotation = "iam.exokey.io/rotate"
+	// PendingKeyAnnotation on an AccessKey records the key create in flight
+	// (its name, when it started and what it is minted for), written with
+	// the finalizer before the create call so a crash is recovered, not leaked.
+	PendingKeyAnnotation = "iam.exokey.io/pending-key"
 
 	// KeyIDAnnotation, KeyNameAnnotation and ChecksumAnnotation on a Secret
 	// record which key it holds and the checksum of the data exokey wrote.
@@ -212,19 +216,6 @@ type AccessKeySpec struct {
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 }
 
-// PendingKey records a key create that has been started and not yet
-// published, so a crash in between is recovered rather than leaked.
-type PendingKey struct {
-	KeyName   string      `json:"keyName"`
-	StartedAt metav1.Time `json:"startedAt"`
-	// RestrictionHash and RotateRequest are what the key is minted for, so
-	// a key adopted after an interruption is not replaced again needlessly.
-	// +optional
-	RestrictionHash string `json:"restrictionHash,omitempty"`
-	// +optional
-	RotateRequest string `json:"rotateRequest,omitempty"`
-}
-
 // RetiringKey is a replaced key kept valid until RevokeAt.
 type RetiringKey struct {
 	KeyID string `json:"keyID"`
@@ -261,9 +252,6 @@ type AccessKeyStatus struct {
 	// RotateRequest is the last value of the rotate annotation that was handled.
 	// +optional
 	RotateRequest string `json:"rotateRequest,omitempty"`
-	// Pending is a create in flight.
-	// +optional
-	Pending *PendingKey `json:"pending,omitempty"`
 	// Retiring keys are revoked at their revokeAt.
 	// +optional
 	Retiring []RetiringKey `json:"retiring,omitempty"`

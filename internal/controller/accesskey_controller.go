@@ -63,11 +63,12 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !ak.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, ak)
 	}
-	if controllerutil.AddFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
-		// The update is seen by the watch and starts the next pass.
+	// The finalizer is added with the first pending-key record, before any
+	// key exists: an AccessKey that never held a key needs none. One that
+	// holds keys and lost it (an edit) gets it back.
+	if holdsKeys(ak) && controllerutil.AddFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
 		return ctrl.Result{}, r.Update(ctx, ak)
 	}
-
 	status := ak.Status.DeepCopy()
 	result, err := r.reconcileKey(ctx, ak, status)
 	if statusErr := r.writeStatus(ctx, ak, status); statusErr != nil {
@@ -168,6 +169,10 @@ func (r *AccessKeyReconciler) nextDriftCheck(ak *iamv1alpha1.AccessKey) time.Dur
 		return r.DriftCheckPeriod + jitter
 	}
 	return max(time.Second, last.(time.Time).Add(r.DriftCheckPeriod).Sub(r.Clock.Now())+jitter)
+}
+
+func holdsKeys(ak *iamv1alpha1.AccessKey) bool {
+	return ak.Status.KeyID != "" || len(ak.Status.Retiring) > 0
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

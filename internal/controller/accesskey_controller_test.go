@@ -78,7 +78,7 @@ func waitReady(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "%s: %s", ready.Reason, ready.Message)
 		g.Expect(ready.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(got.Status.Pending).To(BeNil())
+		g.Expect(unsettledPending(got)).To(BeNil())
 	}, timeout, poll).Should(Succeed())
 	return got
 }

@@ -1,18 +1,24 @@
 package controller
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/secret"
 )
 
 var _ = Describe("Crash safety", func() {
-	It("leaks no key and loses no credential when Secret and status writes fail around the create", func() {
+	It("leaks no key and loses no credential when record, Secret and status writes fail around the create", func() {
 		namespace := newNamespace(nil)
 		faults.set(namespace, 0.4)
 		DeferCleanup(func() { faults.set("", 0) })
@@ -36,10 +42,12 @@ var _ = Describe("Crash safety", func() {
 				}
 			}
 		}
-		secretFailures, statusFailures := faults.counts()
+		secretFailures, statusFailures, recordFailures := faults.counts()
 		Expect(secretFailures).To(BeNumerically(">", 5), "faults must have hit Secret writes")
 		Expect(statusFailures).To(BeNumerically(">", 5), "faults must have hit status writes")
-		AddReportEntry("injected failures", fmt.Sprintf("Secret writes %d, status writes %d", secretFailures, statusFailures))
+		Expect(recordFailures).To(BeNumerically(">", 5), "faults must have hit pending-key records")
+		AddReportEntry("injected failures", fmt.Sprintf("Secret writes %d, status writes %d, pending-key records %d",
+			secretFailures, statusFailures, recordFailures))
 
 		faults.set("", 0)
 		for _, ak := range aks {
@@ -53,6 +61,77 @@ var _ = Describe("Crash safety", func() {
 		}
 	})
 })
+
+var _ = Describe("Recovering an interrupted create", func() {
+	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+		// The manager recorded a key name, created the key and stopped before
+		// the Secret was written: the key's secret is lost, so it is revoked.
+		It(fmt.Sprintf("revokes a key created and never published (%s)", api), func() {
+			namespace := newNamespace(nil)
+			lost := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-lost-0a0b0c", namespace))
+			ak := newAccessKey(namespace, "lost", api, func(ak *iamv1alpha1.AccessKey) {
+				ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
+				ak.Annotations = map[string]string{iamv1alpha1.PendingKeyAnnotation: pendingRecord(lost.Name, "")}
+			})
+
+			got := waitReady(ak)
+			Expect(got.Status.KeyID).NotTo(Equal(lost.ID))
+			Expect(liveKeysOf(ak)).To(ConsistOf(got.Status.KeyID), "the unpublished key is revoked")
+			Expect(authenticates(lost.ID, lost.Secret.Reveal())).To(BeFalse())
+		})
+
+		// The manager published the key and stopped before status recorded
+		// it: the Secret is the key's durable home, so the key is adopted.
+		It(fmt.Sprintf("adopts a key published and not yet recorded (%s)", api), func() {
+			namespace := newNamespace(nil)
+			// An issuer that does not exist keeps the manager from minting
+			// while the scene is set.
+			ak := newAccessKey(namespace, "published", api, func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.IssuerRef.Name = "not-yet"
+			})
+			waitRefused(ak, ReasonIssuerNotFound)
+			published := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-published-0d0e0f", namespace))
+			data := map[string][]byte{"EXOSCALE_API_KEY": []byte(published.ID), "EXOSCALE_API_SECRET": []byte(published.Secret.Reveal())}
+			s := &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: namespace,
+					Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
+					Annotations: map[string]string{
+						iamv1alpha1.KeyIDAnnotation: published.ID, iamv1alpha1.KeyNameAnnotation: published.Name,
+						iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: published.RoleID,
+					}},
+				Data: data,
+			}
+			Expect(controllerutil.SetControllerReference(fetch(ak), s, scheme)).To(Succeed())
+			Expect(k8sClient.Create(ctx, s)).To(Succeed())
+
+			edit(ak, func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.IssuerRef.Name = issuerName(api)
+				ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
+				ak.Annotations = map[string]string{iamv1alpha1.PendingKeyAnnotation: pendingRecord(published.Name, restrictionHash(ak))}
+			})
+
+			got := waitReady(ak)
+			Expect(got.Status.KeyID).To(Equal(published.ID))
+			Consistently(func() []string { return liveKeysOf(ak) }, 2*time.Second, poll).Should(ConsistOf(published.ID),
+				"no second key is minted")
+		})
+	}
+})
+
+// mintOutsideTheManager creates a key as the manager would have before it
+// stopped.
+func mintOutsideTheManager(api iamv1alpha1.IssuerAPI, name string) exoscale.Credential {
+	cred, err := rootKeys[api].Create(ctx, exoscale.KeySpec{Name: name, Operations: []string{"get-sos-object"}})
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(1, authenticates(cred.ID, cred.Secret.Reveal())).To(BeTrue())
+	return cred
+}
+
+func pendingRecord(keyName, restrictionHash string) string {
+	raw, err := json.Marshal(pendingKey{KeyName: keyName, StartedAt: time.Now().UTC().Truncate(time.Second), RestrictionHash: restrictionHash})
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return string(raw)
+}
 
 func lower(api iamv1alpha1.IssuerAPI) string {
 	if api == iamv1alpha1.IssuerAPIIAMv3 {
@@ -70,7 +149,7 @@ func waitReadyWithin(ak *iamv1alpha1.AccessKey, within time.Duration) *iamv1alph
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(BeEquivalentTo("True"))
 		g.Expect(ready.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(got.Status.Pending).To(BeNil())
+		g.Expect(unsettledPending(got)).To(BeNil())
 		g.Expect(got.Status.RestrictionHash).To(Equal(restrictionHash(got)))
 	}, within, poll).Should(Succeed())
 	return got

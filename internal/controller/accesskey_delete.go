@@ -43,7 +43,11 @@ func (r *AccessKeyReconciler) finalize(ctx context.Context, ak *iamv1alpha1.Acce
 
 func (r *AccessKeyReconciler) revokeAll(ctx context.Context, ak *iamv1alpha1.AccessKey) error {
 	s := ak.Status
-	if s.KeyID == "" && len(s.Retiring) == 0 && s.Pending == nil {
+	pending, err := unsettledPending(ak)
+	if err != nil {
+		return err
+	}
+	if s.KeyID == "" && len(s.Retiring) == 0 && pending == nil {
 		return nil
 	}
 	iss, err := getIssuer(ctx, r.Client, ak.Spec.IssuerRef, ak.Namespace)
@@ -61,10 +65,10 @@ func (r *AccessKeyReconciler) revokeAll(ctx context.Context, ak *iamv1alpha1.Acc
 	for _, old := range s.Retiring {
 		live = append(live, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID})
 	}
-	if s.Pending != nil {
-		found, err := keys.FindByName(ctx, s.Pending.KeyName)
+	if pending != nil {
+		found, err := keys.FindByName(ctx, pending.KeyName)
 		if err != nil {
-			return fmt.Errorf("look up pending key %s: %w", s.Pending.KeyName, err)
+			return fmt.Errorf("look up pending key %s: %w", pending.KeyName, err)
 		}
 		live = append(live, found...)
 	}

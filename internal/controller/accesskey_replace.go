@@ -58,8 +58,12 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 		return ctrl.Result{}, refuse(ReasonSecretConflict,
 			"Secret %s exists and is not controlled by this AccessKey: choose another spec.secret.name or remove the Secret", secretName(ak))
 	}
-	if status.Pending != nil {
-		if err := r.recoverPending(ctx, ak, status, keys, current); err != nil {
+	pending, err := unsettledPending(ak)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if pending != nil {
+		if err := r.recoverPending(ctx, ak, status, keys, current, pending); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -129,15 +133,14 @@ func checksumOK(s *corev1.Secret) bool {
 // names the pending key means it was published, so it is adopted; otherwise
 // its secret is lost and whatever was created under that name is revoked.
 func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	keys exoscale.Keys, current *corev1.Secret) error {
-	pending := status.Pending
+	keys exoscale.Keys, current *corev1.Secret, pending *pendingKey) error {
 	log := logf.FromContext(ctx).WithValues("keyName", pending.KeyName)
 	if current != nil && current.Annotations[iamv1alpha1.KeyNameAnnotation] == pending.KeyName {
 		adopted := exoscale.Key{
 			ID: current.Annotations[iamv1alpha1.KeyIDAnnotation], Name: pending.KeyName, RoleID: current.Annotations[RoleIDAnnotation],
 		}
 		r.rollTargets(ctx, ak, current.Annotations[iamv1alpha1.ChecksumAnnotation])
-		r.promote(ak, status, adopted, pending.StartedAt.Time, false)
+		r.promote(ak, status, adopted, pending.StartedAt, false)
 		status.RestrictionHash, status.RotateRequest = pending.RestrictionHash, pending.RotateRequest
 		log.Info("adopted a key published before an interruption", "keyID", adopted.ID)
 		r.event(ak, corev1.EventTypeNormal, EventKeyAdopted, "Adopt", "adopted key %s, published before an interruption", adopted.ID)
@@ -154,26 +157,28 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 		log.Info("revoked a key whose create was interrupted before it was published", "keyID", key.ID)
 		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s: its create was interrupted before it was published", key.ID)
 	}
-	status.Pending = nil
-	return nil
+	return r.clearPending(ctx, ak)
 }
 
 // replace mints a new key, publishes it and retires the old one:
-// intent first (status.pending), then create, then the Secret, then status.
+// intent first (the pending record, with the finalizer), then create, then
+// the Secret, then status.
 func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
 	iss *issuer, keys exoscale.Keys, d decision, oldKeyGone bool) error {
 	now := r.Clock.Now()
 	name := newKeyName(iss.Spec.KeyNamePrefix, ak)
-	status.Pending = &iamv1alpha1.PendingKey{KeyName: name, StartedAt: metav1.NewTime(now),
+	intent := pendingKey{KeyName: name, StartedAt: now.UTC().Truncate(time.Second),
 		RestrictionHash: restrictionHash(ak), RotateRequest: ak.Annotations[iamv1alpha1.RotateAnnotation]}
-	if err := r.writeStatus(ctx, ak, status); err != nil {
+	if err := r.recordPending(ctx, ak, intent); err != nil {
 		return fmt.Errorf("record the pending key: %w", err)
 	}
 
 	cred, err := keys.Create(ctx, keySpec(ak, name))
 	if err != nil {
 		if exoscale.IsTerminal(err) {
-			status.Pending = nil // refused: nothing was created
+			// Refused: nothing was created. A record left behind costs one
+			// lookup on the next pass, so failing to clear it is harmless.
+			_ = r.clearPending(ctx, ak)
 		}
 		return fmt.Errorf("create key %s: %w", name, err)
 	}
@@ -215,7 +220,6 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 		next := metav1.NewTime(createdAt.Add(ak.Spec.Rotation.Every.Duration))
 		status.NextRotationAt = &next
 	}
-	status.Pending = nil
 }
 
 func gracePeriod(ak *iamv1alpha1.AccessKey) time.Duration {

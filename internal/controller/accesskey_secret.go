@@ -58,8 +58,19 @@ func conflictsWith(s *corev1.Secret, ak *iamv1alpha1.AccessKey) bool {
 func secretValues(ak *iamv1alpha1.AccessKey, iss *issuer) secret.Values {
 	return secret.Values{
 		Zone: iss.Spec.Zone, APIEndpoint: iss.Spec.Endpoint,
-		Name: ak.Name, Namespace: ak.Namespace, Labels: ak.Labels, Annotations: ak.Annotations,
+		Name: ak.Name, Namespace: ak.Namespace, Labels: ak.Labels, Annotations: userAnnotations(ak),
 	}
+}
+
+// userAnnotations are the AccessKey's annotations without exokey's own
+// bookkeeping, which templates have no use for.
+func userAnnotations(ak *iamv1alpha1.AccessKey) map[string]string {
+	if _, ok := ak.Annotations[iamv1alpha1.PendingKeyAnnotation]; !ok {
+		return ak.Annotations
+	}
+	out := maps.Clone(ak.Annotations)
+	delete(out, iamv1alpha1.PendingKeyAnnotation)
+	return out
 }
 
 // publish writes a credential into the AccessKey's Secret: the durable home

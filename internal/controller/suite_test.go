@@ -188,6 +188,7 @@ type writeFaults struct {
 	rate           float64
 	secretFailures int
 	statusFailures int
+	recordFailures int // AccessKey metadata patches: the pending-key record
 }
 
 var faults = &writeFaults{}
@@ -195,13 +196,13 @@ var faults = &writeFaults{}
 func (f *writeFaults) set(namespace string, rate float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.namespace, f.rate, f.secretFailures, f.statusFailures = namespace, rate, 0, 0
+	f.namespace, f.rate, f.secretFailures, f.statusFailures, f.recordFailures = namespace, rate, 0, 0, 0
 }
 
-func (f *writeFaults) counts() (secretFailures, statusFailures int) {
+func (f *writeFaults) counts() (secretFailures, statusFailures, recordFailures int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.secretFailures, f.statusFailures
+	return f.secretFailures, f.statusFailures, f.recordFailures
 }
 
 func (f *writeFaults) fail(obj client.Object, counter *int) bool {
@@ -229,6 +230,12 @@ func (f *writeFaults) funcs() interceptor.Funcs {
 				return errInjected
 			}
 			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if _, ok := obj.(*iamv1alpha1.AccessKey); ok && f.fail(obj, &f.recordFailures) {
+				return errInjected
+			}
+			return c.Patch(ctx, obj, patch, opts...)
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, subResource string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 			if _, ok := obj.(*iamv1alpha1.AccessKey); ok && subResource == "status" && f.fail(obj, &f.statusFailures) {

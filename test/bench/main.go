@@ -359,7 +359,7 @@ func (b *bench) watch(ctx context.Context, namespace string) (*writeCounter, err
 				}
 			}
 			wc.lastStatus[ak.Name], wc.lastMeta[ak.Name] = string(status), string(metaJSON)
-			if _, done := wc.readyAt[ak.Name]; !done && meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") && ak.Status.Pending == nil {
+			if _, done := wc.readyAt[ak.Name]; !done && meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") {
 				wc.readyAt[ak.Name] = time.Now()
 			}
 			wc.mu.Unlock()
@@ -630,7 +630,7 @@ func (b *bench) rotate(ctx context.Context, namespace string, n int) (map[string
 		}
 		done := 0
 		for _, ak := range list.Items {
-			if ak.Status.KeyID != old[ak.Name] && len(ak.Status.Retiring) == 0 && ak.Status.Pending == nil {
+			if ak.Status.KeyID != old[ak.Name] && len(ak.Status.Retiring) == 0 {
 				done++
 			}
 		}

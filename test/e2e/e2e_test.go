@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -51,7 +52,20 @@ func ready(ak *iamv1alpha1.AccessKey) bool {
 	if k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got) != nil {
 		return false
 	}
-	return meta.IsStatusConditionTrue(got.Status.Conditions, "Ready") && got.Status.Pending == nil
+	return meta.IsStatusConditionTrue(got.Status.Conditions, "Ready") && !createInFlight(got)
+}
+
+// createInFlight reports a pending-key record that names a key status does
+// not hold yet.
+func createInFlight(ak *iamv1alpha1.AccessKey) bool {
+	raw, ok := ak.Annotations[iamv1alpha1.PendingKeyAnnotation]
+	if !ok {
+		return false
+	}
+	var record struct {
+		KeyName string `json:"keyName"`
+	}
+	return json.Unmarshal([]byte(raw), &record) != nil || record.KeyName != ak.Status.KeyName
 }
 
 func secretOf(ak *iamv1alpha1.AccessKey) *corev1.Secret {
