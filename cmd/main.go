@@ -46,6 +46,7 @@ func main() {
 		maxConcurrentReconciles int
 		driftCheckPeriod        time.Duration
 		issuerRecheckPeriod     time.Duration
+		credentialsPollPeriod   time.Duration
 		exoscaleQPS             float64
 		exoscaleBurst           int
 	)
@@ -57,7 +58,9 @@ func main() {
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader lease; defaults to the manager's own namespace.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many objects of each kind are reconciled at once.")
 	flag.DurationVar(&driftCheckPeriod, "drift-check-period", 10*time.Minute, "How often each key is looked up at Exoscale (with up to 10% jitter).")
-	flag.DurationVar(&issuerRecheckPeriod, "issuer-recheck-period", 5*time.Minute, "How often issuers' credentials are checked again.")
+	flag.DurationVar(&issuerRecheckPeriod, "issuer-recheck-period", 5*time.Minute, "How often issuers' credentials are checked again at Exoscale.")
+	flag.DurationVar(&credentialsPollPeriod, "issuer-credentials-poll-period", 30*time.Second,
+		"How often issuers' credentials Secrets are read for a change, which is checked at once.")
 	flag.Float64Var(&exoscaleQPS, "exoscale-qps", 10, "Requests per second to Exoscale, per issuer.")
 	flag.IntVar(&exoscaleBurst, "exoscale-burst", 20, "Burst of requests to Exoscale, per issuer.")
 	zapOpts := zap.Options{Development: false}
@@ -123,6 +126,7 @@ func main() {
 	for _, cluster := range []bool{false, true} {
 		if err := (&controller.IssuerReconciler{
 			Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: issuerRecheckPeriod,
+			CredentialsPollPeriod: credentialsPollPeriod,
 		}).SetupWithManager(mgr, opts); err != nil {
 			log.Error(err, "unable to set up the controller", "controller", "issuer", "cluster", cluster)
 			os.Exit(1)

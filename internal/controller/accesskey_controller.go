@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -17,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -99,14 +102,36 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 		For(&iamv1alpha1.AccessKey{}).
 		Owns(&corev1.Secret{}).
 		Watches(&iamv1alpha1.ClusterKeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1alpha1.ClusterKeyIssuerKind)),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			builder.WithPredicates(issuerChanged)).
 		Watches(&iamv1alpha1.KeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1alpha1.KeyIssuerKind)),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			builder.WithPredicates(issuerChanged)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(opts).
 		Named("accesskey").
 		Complete(r)
+}
+
+// issuerChanged passes an issuer's spec changes and its Ready transitions:
+// an AccessKey refused while its issuer was not ready is retried when it is.
+var issuerChanged = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool { return issuerReady(e.ObjectOld) != issuerReady(e.ObjectNew) },
+})
+
+func issuerReady(o client.Object) metav1.ConditionStatus {
+	var status *iamv1alpha1.IssuerStatus
+	switch o := o.(type) {
+	case *iamv1alpha1.ClusterKeyIssuer:
+		status = &o.Status
+	case *iamv1alpha1.KeyIssuer:
+		status = &o.Status
+	default:
+		return metav1.ConditionUnknown
+	}
+	if c := meta.FindStatusCondition(status.Conditions, ConditionReady); c != nil {
+		return c.Status
+	}
+	return metav1.ConditionUnknown
 }
 
 const issuerIndex = "spec.issuerRef"

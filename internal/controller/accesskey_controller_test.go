@@ -333,8 +333,8 @@ var _ = Describe("AccessKey refusals", func() {
 		rootKey, rootSecret := emu.Root()
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "later", Namespace: namespace},
 			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}})).To(Succeed())
-		// A spec edit (or the next periodic pass) retries.
-		waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }))
+		// The issuer notices its Secret and turns Ready, which retries the AccessKey.
+		waitReady(ak)
 	})
 
 	It("never overwrites a Secret it does not control", func() {
@@ -350,6 +350,39 @@ var _ = Describe("AccessKey refusals", func() {
 })
 
 var _ = Describe("Issuers", func() {
+	issuerReason := func(name string) func() string {
+		return func() string {
+			got := &iamv1alpha1.ClusterKeyIssuer{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
+			if c := meta.FindStatusCondition(got.Status.Conditions, ConditionReady); c != nil {
+				return c.Reason
+			}
+			return ""
+		}
+	}
+
+	It("follow their credentials Secret", func() {
+		namespace := newNamespace(nil)
+		rootKey, rootSecret := emu.Root()
+		parent := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "parent", Namespace: namespace},
+			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}}
+		Expect(k8sClient.Create(ctx, parent)).To(Succeed())
+		iss := clusterIssuer("follows-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "parent", Namespace: namespace}
+		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonIssuerReady))
+
+		// The parent key is replaced by one that may read SOS and nothing else.
+		weak, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "weak-parent", Operations: []string{"get-sos-object"}})
+		Expect(err).NotTo(HaveOccurred())
+		parent.StringData = map[string]string{"EXOSCALE_API_KEY": weak.ID, "EXOSCALE_API_SECRET": weak.Secret.Reveal()}
+		Expect(k8sClient.Update(ctx, parent)).To(Succeed())
+		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonCredentialsInvalid))
+
+		Expect(k8sClient.Delete(ctx, parent)).To(Succeed())
+		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonCredentialsMissing))
+	})
+
 	It("report Ready and what their key can grant", func() {
 		for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
 			Eventually(func(g Gomega) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -25,9 +26,22 @@ type IssuerReconciler struct {
 	Issuers *IssuerClients
 	// Cluster selects ClusterKeyIssuer (true) or KeyIssuer (false).
 	Cluster bool
-	// RecheckPeriod is how often credentials are checked again, which is
-	// also how soon a changed credentials Secret is noticed.
+	// RecheckPeriod is how often credentials are checked again at Exoscale.
 	RecheckPeriod time.Duration
+	// CredentialsPollPeriod is how often the credentials Secret is read for
+	// a change, which is checked at once. The Secret is not labelled for
+	// exokey, so it is outside the manager's cache and cannot be watched
+	// without caching every Secret in the cluster; one uncached GET per
+	// issuer and period is the cheaper way to notice it.
+	CredentialsPollPeriod time.Duration
+
+	// checked holds, per issuer, what its last check saw and when.
+	checked sync.Map
+}
+
+type issuerCheck struct {
+	fingerprint string
+	at          time.Time
 }
 
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers;clusterkeyissuers,verbs=get;list;watch
@@ -49,6 +63,16 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	id := string(iss.Kind) + "/" + iss.Key.String()
+	fingerprint, err := r.Issuers.credentialsFingerprint(ctx, iss)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if last, ok := r.checked.Load(id); ok && last.(issuerCheck).fingerprint == fingerprint &&
+		time.Since(last.(issuerCheck).at) < r.RecheckPeriod {
+		return ctrl.Result{RequeueAfter: r.CredentialsPollPeriod}, nil
+	}
+
 	status := iss.Status.DeepCopy()
 	status.ObservedGeneration = iss.Generation
 	reason, message, grantable, checkErr := r.check(ctx, iss)
@@ -65,7 +89,12 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			return ctrl.Result{}, errors.Join(checkErr, err)
 		}
 	}
-	return ctrl.Result{RequeueAfter: r.RecheckPeriod}, checkErr
+	if checkErr != nil {
+		r.checked.Delete(id)
+		return ctrl.Result{}, checkErr
+	}
+	r.checked.Store(id, issuerCheck{fingerprint: fingerprint, at: time.Now()})
+	return ctrl.Result{RequeueAfter: r.CredentialsPollPeriod}, nil
 }
 
 // check returns the Ready reason and message, and how many operations the
@@ -104,6 +133,9 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	if r.RecheckPeriod <= 0 {
 		r.RecheckPeriod = 5 * time.Minute
+	}
+	if r.CredentialsPollPeriod <= 0 {
+		r.CredentialsPollPeriod = 30 * time.Second
 	}
 	var obj client.Object = &iamv1alpha1.KeyIssuer{}
 	name := "keyissuer"

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -137,6 +138,19 @@ func (c *IssuerClients) Keys(ctx context.Context, i *issuer) (exoscale.Keys, err
 	}
 	c.entries[id] = clientEntry{generation: i.Generation, secretVersion: secret.ResourceVersion, keys: keys}
 	return keys, nil
+}
+
+// credentialsFingerprint changes when the issuer's spec or its credentials
+// Secret does: the generation and the Secret's resourceVersion ("" while it
+// is missing).
+func (c *IssuerClients) credentialsFingerprint(ctx context.Context, i *issuer) (string, error) {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := c.Reader.Get(ctx, i.credentialsKey(), meta)
+	if client.IgnoreNotFound(err) != nil {
+		return "", fmt.Errorf("read credentials Secret %s: %w", i.credentialsKey(), err)
+	}
+	return fmt.Sprintf("%d/%s", i.Generation, meta.ResourceVersion), nil
 }
 
 // asCredentialsError returns err's CredentialsError, if it is one.

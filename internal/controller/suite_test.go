@@ -143,7 +143,8 @@ func startManager() {
 		Metrics: NewMetrics(testRegistry, mgr.GetClient()),
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	for _, cluster := range []bool{false, true} {
-		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute}).
+		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute,
+			CredentialsPollPeriod: 500 * time.Millisecond}).
 			SetupWithManager(mgr, opts)).To(Succeed())
 	}
 	go func() {
