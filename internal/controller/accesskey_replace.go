@@ -78,12 +78,13 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 		if d.Reason == RotationSecretMissing || d.Reason == RotationSecretTampered {
 			fresh := &corev1.Secret{}
 			if err := r.APIReader.Get(ctx, keyOf(ak.Namespace, secretName(ak)), fresh); err == nil {
+				current = fresh
 				state.SecretFound, state.SecretKeyID, state.SecretChecksumOK = true, fresh.Annotations[iamv1alpha1.KeyIDAnnotation], checksumOK(fresh)
 				d = needsNewKey(state)
 			}
 		}
 		if d.Needed {
-			if err := r.replace(ctx, ak, status, iss, keys, d, state.KeyGone); err != nil {
+			if err := r.replace(ctx, ak, status, iss, keys, current, d, state.KeyGone); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
@@ -164,7 +165,7 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 // intent first (the pending record, with the finalizer), then create, then
 // the Secret, then status.
 func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	iss *issuer, keys exoscale.Keys, d decision, oldKeyGone bool) error {
+	iss *issuer, keys exoscale.Keys, current *corev1.Secret, d decision, oldKeyGone bool) error {
 	now := r.Clock.Now()
 	name := newKeyName(iss.Spec.KeyNamePrefix, ak)
 	intent := pendingKey{KeyName: name, StartedAt: now.UTC().Truncate(time.Second),
@@ -186,7 +187,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	log.Info("created key")
 	r.event(ak, corev1.EventTypeNormal, EventKeyCreated, "Create", "created key %s: %s", cred.ID, d.Message)
 
-	checksum, err := r.publish(ctx, ak, iss, cred)
+	checksum, err := r.publish(ctx, ak, iss, cred, current)
 	if err != nil {
 		return err // status.pending stays: the next pass revokes the unpublished key
 	}

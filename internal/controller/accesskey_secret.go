@@ -74,23 +74,22 @@ func userAnnotations(ak *iamv1alpha1.AccessKey) map[string]string {
 }
 
 // publish writes a credential into the AccessKey's Secret: the durable home
-// of the key's secret. It refuses a Secret controlled by anything else and
-// returns the data's checksum.
-func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, cred exoscale.Credential) (string, error) {
+// of the key's secret. existing is the Secret as this pass read it (nil when
+// there was none): a create then fails if one appeared since, an update if
+// it changed, so nothing is overwritten unseen. It refuses a Secret
+// controlled by anything else and returns the data's checksum.
+func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, cred exoscale.Credential,
+	existing *corev1.Secret) (string, error) {
 	values := secretValues(ak, iss)
 	values.KeyID, values.Secret, values.KeyName = cred.ID, cred.Secret.Reveal(), cred.Name
 	rendered, err := secret.Render(ak.Spec.Secret, values)
 	if err != nil {
 		return "", refuse(ReasonInvalidSpec, "%v", err)
 	}
-	existing, err := r.getSecret(ctx, ak)
-	if err != nil {
-		return "", err
-	}
 	if conflictsWith(existing, ak) {
 		return "", refuse(ReasonSecretConflict, "Secret %s exists and is not controlled by this AccessKey", secretName(ak))
 	}
-	s := existing
+	s := existing.DeepCopy()
 	if s == nil {
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName(ak), Namespace: ak.Namespace}, Type: corev1.SecretTypeOpaque}
 	}

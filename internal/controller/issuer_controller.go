@@ -63,7 +63,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	id := string(iss.Kind) + "/" + iss.Key.String()
+	id := issuerID(iss)
 	fingerprint, err := r.Issuers.credentialsFingerprint(ctx, iss)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -100,7 +100,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // check returns the Ready reason and message, and how many operations the
 // issuer's key holds. The error is set for failures worth retrying soon.
 func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, message string, grantable int, err error) {
-	keys, err := r.Issuers.Keys(ctx, iss)
+	keys, err := r.Issuers.refresh(ctx, iss)
 	if credErr, ok := asCredentialsError(err); ok {
 		return credErr.Reason, credErr.Message, 0, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -78,6 +79,11 @@ type IssuerClients struct {
 	// retries, metrics).
 	Base    exoscale.Config
 	Factory KeysFactory
+	// ReuseFor is how long a backend is handed out without reading its
+	// credentials Secret again (default 10s), so a burst of AccessKeys
+	// does not read it once each. The issuer reconciler refreshes it as
+	// soon as it sees the Secret change.
+	ReuseFor time.Duration
 
 	mu      sync.Mutex
 	entries map[string]clientEntry
@@ -86,24 +92,52 @@ type IssuerClients struct {
 type clientEntry struct {
 	generation    int64
 	secretVersion string
+	readAt        time.Time
 	keys          exoscale.Keys
 }
 
 // Keys returns the backend of an issuer.
 func (c *IssuerClients) Keys(ctx context.Context, i *issuer) (exoscale.Keys, error) {
+	reuseFor := c.ReuseFor
+	if reuseFor <= 0 {
+		reuseFor = 10 * time.Second
+	}
+	c.mu.Lock()
+	entry, ok := c.entries[issuerID(i)]
+	c.mu.Unlock()
+	if ok && entry.generation == i.Generation && time.Since(entry.readAt) < reuseFor {
+		return entry.keys, nil
+	}
+	return c.refresh(ctx, i)
+}
+
+func (c *IssuerClients) forget(i *issuer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, issuerID(i))
+}
+
+func issuerID(i *issuer) string { return string(i.Kind) + "/" + i.Key.String() }
+
+// refresh reads the issuer's credentials Secret and returns its backend,
+// built again when the issuer or the Secret changed.
+func (c *IssuerClients) refresh(ctx context.Context, i *issuer) (exoscale.Keys, error) {
 	ref := i.credentialsKey()
 	secret := &corev1.Secret{}
 	if err := c.Reader.Get(ctx, ref, secret); err != nil {
 		if apierrors.IsNotFound(err) {
+			c.forget(i)
 			return nil, &CredentialsError{Reason: ReasonCredentialsMissing,
 				Message: fmt.Sprintf("credentials Secret %s not found", ref)}
 		}
 		return nil, fmt.Errorf("read credentials Secret %s: %w", ref, err)
 	}
-	id := string(i.Kind) + "/" + i.Key.String()
+	id := issuerID(i)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if entry, ok := c.entries[id]; ok && entry.generation == i.Generation && entry.secretVersion == secret.ResourceVersion {
+		entry.readAt = time.Now()
+		c.entries[id] = entry
 		return entry.keys, nil
 	}
 	keyField, secretField := i.Spec.CredentialsRef.KeyField, i.Spec.CredentialsRef.SecretField
@@ -115,6 +149,7 @@ func (c *IssuerClients) Keys(ctx context.Context, i *issuer) (exoscale.Keys, err
 	}
 	for _, field := range []string{keyField, secretField} {
 		if len(secret.Data[field]) == 0 {
+			delete(c.entries, id)
 			return nil, &CredentialsError{Reason: ReasonCredentialsMissing,
 				Message: fmt.Sprintf("credentials Secret %s has no field %s", ref, field)}
 		}
@@ -136,7 +171,7 @@ func (c *IssuerClients) Keys(ctx context.Context, i *issuer) (exoscale.Keys, err
 	if c.entries == nil {
 		c.entries = map[string]clientEntry{}
 	}
-	c.entries[id] = clientEntry{generation: i.Generation, secretVersion: secret.ResourceVersion, keys: keys}
+	c.entries[id] = clientEntry{generation: i.Generation, secretVersion: secret.ResourceVersion, readAt: time.Now(), keys: keys}
 	return keys, nil
 }
 
