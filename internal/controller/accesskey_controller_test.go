@@ -68,6 +68,15 @@ func condition(ak *iamv1alpha1.AccessKey, conditionType string) *metav1.Conditio
 	return meta.FindStatusCondition(ak.Status.Conditions, conditionType)
 }
 
+// waitReplaced waits until a key other than first is Ready and its Secret's
+// credential works, and returns the AccessKey.
+func waitReplaced(ak *iamv1alpha1.AccessKey, first string) *iamv1alpha1.AccessKey {
+	EventuallyWithOffset(1, func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
+	ak = waitReady(ak)
+	ExpectWithOffset(1, allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+	return ak
+}
+
 // waitReady waits until the AccessKey is Ready for its current generation
 // with no create pending, and returns it.
 func waitReady(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
@@ -180,9 +189,7 @@ var _ = Describe("AccessKey", func() {
 				ak := waitReady(newAccessKey(namespace, "revoked", api))
 				first := ak.Status.KeyID
 				Expect(rootKeys[api].Revoke(ctx, exoscale.Key{ID: first, RoleID: ak.Status.RoleID})).To(Succeed())
-				Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
-				ak = waitReady(ak)
-				Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+				ak = waitReplaced(ak, first)
 				Expect(ak.Status.Retiring).To(BeEmpty(), "a key already gone does not retire")
 				Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
 			})
@@ -191,9 +198,7 @@ var _ = Describe("AccessKey", func() {
 				ak := waitReady(newAccessKey(namespace, "lost", api))
 				first := ak.Status.KeyID
 				Expect(k8sClient.Delete(ctx, secretOf(ak))).To(Succeed())
-				Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
-				ak = waitReady(ak)
-				Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+				ak = waitReplaced(ak, first)
 				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(ConsistOf(ak.Status.KeyID))
 			})
 
@@ -205,9 +210,7 @@ var _ = Describe("AccessKey", func() {
 					s.Data["EXOSCALE_API_SECRET"] = []byte("not the secret")
 					return k8sClient.Update(ctx, s)
 				})).To(Succeed())
-				Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
-				ak = waitReady(ak)
-				Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+				ak = waitReplaced(ak, first)
 				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(ConsistOf(ak.Status.KeyID))
 			})
 

@@ -95,23 +95,3 @@ func TestInheritance(t *testing.T) {
 		})
 	}
 }
-
-func FuzzPolicyEvaluation(f *testing.F) {
-	f.Add("operation in ['get-sos-object'] && parameters.bucket == 'b'", "get-sos-object", "b")
-	f.Add("parameters.bucket.startsWith('team-')", "list-sos-bucket", "team-a")
-	f.Add("size(parameters) > 0 || operation.matches('^get-')", "put-sos-object", "")
-	cat := catalog.Default()
-	target, _ := cat.Lookup("get-sos-object")
-	f.Fuzz(func(t *testing.T, expression, operation, bucket string) {
-		p := rules("sos", policy.PolicyRule{Action: "allow", Expression: expression})
-		compiled, err := policy.Compile(p, cat)
-		if err != nil {
-			return
-		}
-		target.Name = operation
-		allowed := roleGrant{policy: compiled}.allows(target, map[string]string{"bucket": bucket})
-		if allowed && strings.TrimSpace(expression) == "false" {
-			t.Fatalf("a false rule allowed %q", operation)
-		}
-	})
-}
