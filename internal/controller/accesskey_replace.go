@@ -189,7 +189,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 
 	checksum, err := r.publish(ctx, ak, iss, cred, current)
 	if err != nil {
-		return err // status.pending stays: the next pass revokes the unpublished key
+		return err // the pending record stays: the next pass revokes the unpublished key
 	}
 	log.Info("published key", "secret", secretName(ak), "checksum", checksum[:12])
 	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "published key %s in Secret %s", cred.ID, secretName(ak))

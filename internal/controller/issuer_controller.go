@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,8 +61,15 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		ref.Kind = iamv1alpha1.ClusterKeyIssuerKind
 	}
 	iss, err := getIssuer(ctx, r.Client, ref, req.Namespace)
+	if apierrors.IsNotFound(err) {
+		// Deleted: drop what this process kept for it.
+		gone := &issuer{Kind: ref.Kind, Key: req.NamespacedName}
+		r.checked.Delete(issuerID(gone))
+		r.Issuers.forget(gone)
+		return ctrl.Result{}, nil
+	}
 	if err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	id := issuerID(iss)
 	fingerprint, err := r.Issuers.credentialsFingerprint(ctx, iss)
