@@ -86,6 +86,8 @@ build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml from config/d
 fuzz: ## Run each fuzz target for FUZZ_TIME (default 10s).
 	go test -run '^$$' -fuzz '^FuzzParseAuthorization$$' -fuzztime $(FUZZ_TIME) ./internal/emulator/
 	go test -run '^$$' -fuzz '^FuzzPolicyEvaluation$$' -fuzztime $(FUZZ_TIME) ./internal/exoscale/policy/
+	go test -run '^$$' -fuzz '^FuzzTemplateSandbox$$' -fuzztime $(FUZZ_TIME) ./internal/secret/
+	go test -run '^$$' -fuzz '^FuzzCeiling$$' -fuzztime $(FUZZ_TIME) ./internal/controller/
 
 ##@ Build
 

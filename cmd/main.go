@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"os"
@@ -49,6 +50,9 @@ func main() {
 		credentialsPollPeriod   time.Duration
 		exoscaleQPS             float64
 		exoscaleBurst           int
+		clusterID               string
+		orphanSweep             string
+		orphanSweepPeriod       time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -63,6 +67,11 @@ func main() {
 		"How often issuers' credentials Secrets are read for a change, which is checked at once.")
 	flag.Float64Var(&exoscaleQPS, "exoscale-qps", 10, "Requests per second to Exoscale, per issuer.")
 	flag.IntVar(&exoscaleBurst, "exoscale-burst", 20, "Burst of requests to Exoscale, per issuer.")
+	flag.StringVar(&clusterID, "cluster-id", "",
+		"Identity of this cluster on the IAM v3 roles exokey mints; defaults to the UID of the kube-system namespace.")
+	flag.StringVar(&orphanSweep, "orphan-sweep", "revoke",
+		"What the sweep does with IAM v3 keys exokey minted whose AccessKey is gone: revoke, report (events and a metric) or off.")
+	flag.DurationVar(&orphanSweepPeriod, "orphan-sweep-period", time.Hour, "How often the orphan sweep runs.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -93,16 +102,30 @@ func main() {
 		Cache: cache.Options{
 			// Only the Secrets exokey writes are cached, so the manager's
 			// memory does not grow with the cluster's other Secrets.
+			// The label is tenant-writable, so the cache keeps no Secret's
+			// data: only exokey's metadata and a checksum.
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{
 					iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue,
-				})},
+				}), Transform: controller.SecretCacheTransform},
 			},
 		},
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
 		os.Exit(1)
+	}
+
+	if orphanSweep != "revoke" && orphanSweep != "report" && orphanSweep != "off" {
+		log.Error(nil, "--orphan-sweep takes revoke, report or off", "value", orphanSweep)
+		os.Exit(1)
+	}
+	if clusterID == "" {
+		clusterID, err = controller.ClusterID(context.Background(), mgr.GetAPIReader())
+		if err != nil {
+			log.Error(err, "unable to read the cluster's identity (set --cluster-id)")
+			os.Exit(1)
+		}
 	}
 
 	issuers := &controller.IssuerClients{
@@ -112,16 +135,27 @@ func main() {
 		},
 	}
 	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}
+	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetClient())
 	if err := (&controller.AccessKeyReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
 		Recorder:         mgr.GetEventRecorder("exokey"),
 		Issuers:          issuers,
 		DriftCheckPeriod: driftCheckPeriod,
-		Metrics:          controller.NewMetrics(metrics.Registry, mgr.GetClient()),
+		Metrics:          exokeyMetrics,
+		ClusterID:        clusterID,
 	}).SetupWithManager(mgr, opts); err != nil {
 		log.Error(err, "unable to set up the controller", "controller", "AccessKey")
 		os.Exit(1)
+	}
+	if orphanSweep != "off" {
+		if err := mgr.Add(&controller.OrphanSweeper{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Recorder: mgr.GetEventRecorder("exokey"),
+			ClusterID: clusterID, Period: orphanSweepPeriod, ReportOnly: orphanSweep == "report", Metrics: exokeyMetrics,
+		}); err != nil {
+			log.Error(err, "unable to set up the orphan sweep")
+			os.Exit(1)
+		}
 	}
 	for _, cluster := range []bool{false, true} {
 		if err := (&controller.IssuerReconciler{

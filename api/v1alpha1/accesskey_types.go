@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Finalizer, annotations and labels exokey puts on the objects it manages.
@@ -10,13 +11,10 @@ const (
 	RevokeFinalizer = "iam.exokey.io/revoke"
 	// RotateAnnotation asks for a rotation now whenever its value changes.
 	RotateAnnotation = "iam.exokey.io/rotate"
-	// PendingKeyAnnotation on an AccessKey records the key create in flight
-	// (its name, when it started and what it is minted for), written with
-	// the finalizer before the create call so a crash is recovered, not leaked.
-	PendingKeyAnnotation = "iam.exokey.io/pending-key"
-
 	// KeyIDAnnotation, KeyNameAnnotation and ChecksumAnnotation on a Secret
 	// record which key it holds and the checksum of the data exokey wrote.
+	// They are for people and tools: the tenant can write them, so exokey
+	// takes no key identity from them.
 	KeyIDAnnotation    = "iam.exokey.io/key-id"
 	KeyNameAnnotation  = "iam.exokey.io/key-name"
 	ChecksumAnnotation = "iam.exokey.io/checksum"
@@ -64,15 +62,22 @@ const (
 )
 
 // SecretTemplate renders the Secret's data, labels and annotations with Go
-// text/template.
+// text/template. Templates are sandboxed: no define, template or block,
+// bounded nesting, bounded output; .Secret may be used in data only.
 type SecretTemplate struct {
 	// Data maps each Secret key to a template of its value.
 	// +kubebuilder:validation:MinProperties=1
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 253 && size(self[k]) <= 4096)",message="secret.template.data: keys are at most 253 characters and templates at most 4096"
 	Data map[string]string `json:"data"`
 	// Labels maps label keys to templates of their values.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && size(self[k]) <= 1024)",message="secret.template.labels: keys are at most 317 characters and templates at most 1024"
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
 	// Annotations maps annotation keys to templates of their values.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && size(self[k]) <= 4096)",message="secret.template.annotations: keys are at most 317 characters and templates at most 4096"
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -97,10 +102,13 @@ type SecretSpec struct {
 	Template *SecretTemplate `json:"template,omitempty"`
 
 	// Labels added to the Secret.
+	// +kubebuilder:validation:MaxProperties=32
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
 
 	// Annotations added to the Secret.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 4096)",message="secret.annotations: values are at most 4096 characters"
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -159,6 +167,7 @@ type AccessKeySpec struct {
 	// Operations the key may call, by Exoscale operation id, e.g. get-sos-object.
 	// +kubebuilder:validation:MaxItems=512
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]+(-[a-z0-9]+)*$`
+	// +kubebuilder:validation:items:MaxLength=64
 	// +listType=set
 	// +optional
 	Operations []string `json:"operations,omitempty"`
@@ -166,6 +175,7 @@ type AccessKeySpec struct {
 	// Tags grant whole services, e.g. compute or sos; "compute/*" is read as compute.
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]+(-[a-z0-9]+)*(/\*)?$`
+	// +kubebuilder:validation:items:MaxLength=64
 	// +listType=set
 	// +optional
 	Tags []string `json:"tags,omitempty"`
@@ -216,6 +226,15 @@ type AccessKeySpec struct {
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 }
 
+// MintingIssuer identifies the issuer that minted a key: keys are revoked
+// through it and no other, and only while it is the same object (UID).
+type MintingIssuer struct {
+	Kind IssuerKind `json:"kind"`
+	Name string     `json:"name"`
+	UID  types.UID  `json:"uid"`
+	API  IssuerAPI  `json:"api"`
+}
+
 // RetiringKey is a replaced key kept valid until RevokeAt.
 type RetiringKey struct {
 	KeyID string `json:"keyID"`
@@ -224,6 +243,28 @@ type RetiringKey struct {
 	// +optional
 	RoleID   string      `json:"roleID,omitempty"`
 	RevokeAt metav1.Time `json:"revokeAt"`
+	// Issuer minted the key and revokes it.
+	// +optional
+	Issuer *MintingIssuer `json:"issuer,omitempty"`
+}
+
+// PendingKey is the intent record of a create in flight, written before the
+// create call so that an interrupted create is recovered, not leaked. It
+// lives in status, where a tenant cannot write.
+type PendingKey struct {
+	// KeyName is the unique name the key is created with.
+	KeyName   string      `json:"keyName"`
+	StartedAt metav1.Time `json:"startedAt"`
+	// Issuer the key is created through.
+	Issuer MintingIssuer `json:"issuer"`
+	// RestrictionHash and RotateRequest are what the key is minted for.
+	// +optional
+	RestrictionHash string `json:"restrictionHash,omitempty"`
+	// +optional
+	RotateRequest string `json:"rotateRequest,omitempty"`
+	// CeilingHash is the issuer's ceiling the key was checked against.
+	// +optional
+	CeilingHash string `json:"ceilingHash,omitempty"`
 }
 
 // AccessKeyStatus is what exokey observed and did. It never holds a secret.
@@ -246,9 +287,18 @@ type AccessKeyStatus struct {
 	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
+	// Issuer minted the current key and revokes it.
+	// +optional
+	Issuer *MintingIssuer `json:"issuer,omitempty"`
 	// RestrictionHash identifies the restrictions the current key was minted with.
 	// +optional
 	RestrictionHash string `json:"restrictionHash,omitempty"`
+	// CeilingHash identifies the issuer's ceiling the current key was checked against.
+	// +optional
+	CeilingHash string `json:"ceilingHash,omitempty"`
+	// Pending is a key create in flight.
+	// +optional
+	Pending *PendingKey `json:"pending,omitempty"`
 	// RotateRequest is the last value of the rotate annotation that was handled.
 	// +optional
 	RotateRequest string `json:"rotateRequest,omitempty"`

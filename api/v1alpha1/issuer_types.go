@@ -57,6 +57,42 @@ type Allowed struct {
 	Unrestricted bool `json:"unrestricted,omitempty"`
 }
 
+// IssuerLimits bound what one AccessKey may cost. They keep a tenant from
+// holding many keys, or old keys for long.
+type IssuerLimits struct {
+	// MaxGracePeriod caps rotation.gracePeriod of the AccessKeys.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:default="1h"
+	// +optional
+	MaxGracePeriod *metav1.Duration `json:"maxGracePeriod,omitempty"`
+	// MinRotationPeriod is the shortest rotation.every an AccessKey may ask for.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:default="1h"
+	// +optional
+	MinRotationPeriod *metav1.Duration `json:"minRotationPeriod,omitempty"`
+	// MaxKeysPerAccessKey caps the live keys (current and retiring) of one
+	// AccessKey; a replacement waits until a retiring key is revoked.
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=16
+	// +kubebuilder:default=3
+	// +optional
+	MaxKeysPerAccessKey int32 `json:"maxKeysPerAccessKey,omitempty"`
+}
+
+// BeyondCeilingPolicy says what happens to a key that an issuer's narrowed
+// ceiling or namespace selection no longer allows.
+// +kubebuilder:validation:Enum=Revoke;Keep
+type BeyondCeilingPolicy string
+
+const (
+	// BeyondCeilingRevoke revokes such a key after the grace period.
+	BeyondCeilingRevoke BeyondCeilingPolicy = "Revoke"
+	// BeyondCeilingKeep keeps it until the AccessKey changes or is deleted.
+	BeyondCeilingKeep BeyondCeilingPolicy = "Keep"
+)
+
 // IssuerSpec is where keys come from and how far they may reach.
 type IssuerSpec struct {
 	// API is the Exoscale IAM API keys are minted with.
@@ -71,11 +107,18 @@ type IssuerSpec struct {
 	Zone string `json:"zone,omitempty"`
 
 	// Endpoint overrides the zone's API endpoint, e.g. an emulator's
-	// http://127.0.0.1:8080/v2.
+	// http://127.0.0.1:8080/v2. Plain http is accepted for loopback only,
+	// unless allowInsecureEndpoint is set.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
+
+	// AllowInsecureEndpoint accepts an endpoint over plain http beyond
+	// loopback, where the issuer's signed requests and the minted secrets
+	// travel unencrypted.
+	// +optional
+	AllowInsecureEndpoint bool `json:"allowInsecureEndpoint,omitempty"`
 
 	// CredentialsRef is the Secret holding the issuer's own key and secret.
 	CredentialsRef CredentialsReference `json:"credentialsRef"`
@@ -90,6 +133,40 @@ type IssuerSpec struct {
 	// Allowed is the ceiling of what AccessKeys may be granted.
 	// +optional
 	Allowed Allowed `json:"allowed,omitempty"`
+
+	// Limits bound what one AccessKey may cost.
+	// +kubebuilder:default={}
+	// +optional
+	Limits IssuerLimits `json:"limits,omitempty"`
+
+	// AllowedDeletionPolicies are the deletionPolicy values AccessKeys may
+	// use. Orphan leaves a live key behind the AccessKey, so it must be
+	// allowed explicitly.
+	// +kubebuilder:default={Delete}
+	// +kubebuilder:validation:MaxItems=2
+	// +listType=set
+	// +optional
+	AllowedDeletionPolicies []DeletionPolicy `json:"allowedDeletionPolicies,omitempty"`
+
+	// KeysBeyondCeiling: Revoke (the default) revokes, after the grace
+	// period, a key that a narrowed ceiling or namespace selection no
+	// longer allows; Keep leaves it until the AccessKey changes.
+	// +kubebuilder:default=Revoke
+	// +optional
+	KeysBeyondCeiling BeyondCeilingPolicy `json:"keysBeyondCeiling,omitempty"`
+}
+
+// Ceiling is what an issuer's allowed patterns expand to in the catalogue.
+type Ceiling struct {
+	// Operations is how many catalogue operations may be granted.
+	Operations int `json:"operations"`
+	// Services may be granted whole.
+	// +optional
+	Services []string `json:"services,omitempty"`
+	// IAMOperations are the IAM administration operations that may be
+	// granted: only those named explicitly, never through a wildcard.
+	// +optional
+	IAMOperations []string `json:"iamOperations,omitempty"`
 }
 
 // IssuerStatus is the observed state of an issuer.
@@ -99,6 +176,9 @@ type IssuerStatus struct {
 	// Grantable is how many catalogue operations the issuer's key holds.
 	// +optional
 	Grantable int `json:"grantable,omitempty"`
+	// Ceiling is what spec.allowed expands to.
+	// +optional
+	Ceiling *Ceiling `json:"ceiling,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -42,6 +42,7 @@ func run() error {
 	flag.Float64Var(&faults.ErrorRate, "error-rate", 0, "fraction of /v2 calls answered 503")
 	flag.Float64Var(&faults.ThrottleRate, "throttle-rate", 0, "fraction of /v2 calls answered 429")
 	flag.IntVar(&faults.RetryAfterSeconds, "retry-after", 1, "Retry-After seconds of a 429")
+	flag.Float64Var(&faults.LoseResponseRate, "lose-response-rate", 0, "fraction of mutating /v2 calls applied and then answered 504")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -44,6 +44,9 @@ type AccessKeyReconciler struct {
 	DriftCheckPeriod time.Duration
 	// Metrics counts rotations; nil counts nothing.
 	Metrics *Metrics
+	// ClusterID labels the IAM v3 roles this cluster's exokey mints (the
+	// UID of the kube-system namespace), for the orphan sweep.
+	ClusterID string
 
 	// lastDriftCheck holds, per AccessKey UID, when its key was last looked up.
 	lastDriftCheck sync.Map
@@ -55,7 +58,7 @@ type AccessKeyReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
 
 // Reconcile brings one AccessKey to its desired state.
 func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -197,7 +200,7 @@ func (r *AccessKeyReconciler) nextDriftCheck(ak *iamv1alpha1.AccessKey) time.Dur
 }
 
 func holdsKeys(ak *iamv1alpha1.AccessKey) bool {
-	return ak.Status.KeyID != "" || len(ak.Status.Retiring) > 0
+	return ak.Status.KeyID != "" || len(ak.Status.Retiring) > 0 || ak.Status.Pending != nil
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

@@ -87,7 +87,7 @@ func waitReady(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "%s: %s", ready.Reason, ready.Message)
 		g.Expect(ready.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(unsettledPending(got)).To(BeNil())
+		g.Expect(got.Status.Pending).To(BeNil())
 	}, timeout, poll).Should(Succeed())
 	return got
 }
@@ -227,7 +227,11 @@ var _ = Describe("AccessKey", func() {
 			})
 
 			It("keeps the key and the Secret with deletionPolicy Orphan", func() {
+				orphans := clusterIssuer("orphans-"+namespace, api, nil)
+				orphans.Spec.AllowedDeletionPolicies = []iamv1alpha1.DeletionPolicy{iamv1alpha1.DeletionPolicyOrphan}
+				Expect(k8sClient.Create(ctx, orphans)).To(Succeed())
 				ak := waitReady(newAccessKey(namespace, "orphan", api, func(ak *iamv1alpha1.AccessKey) {
+					ak.Spec.IssuerRef.Name = orphans.Name
 					ak.Spec.DeletionPolicy = iamv1alpha1.DeletionPolicyOrphan
 				}))
 				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -68,11 +69,10 @@ var _ = Describe("Recovering an interrupted create", func() {
 		// the Secret was written: the key's secret is lost, so it is revoked.
 		It(fmt.Sprintf("revokes a key created and never published (%s)", api), func() {
 			namespace := newNamespace(nil)
-			lost := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-lost-0a0b0c", namespace))
-			ak := newAccessKey(namespace, "lost", api, func(ak *iamv1alpha1.AccessKey) {
-				ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
-				ak.Annotations = map[string]string{iamv1alpha1.PendingKeyAnnotation: pendingRecord(lost.Name, "")}
-			})
+			ak := heldBack(namespace, "lost", api)
+			lost := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-lost-0a0b0c0d0e0f", namespace), ak)
+			recordPendingAsTheManager(ak, api, lost.Name, "")
+			edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
 
 			got := waitReady(ak)
 			Expect(got.Status.KeyID).NotTo(Equal(lost.ID))
@@ -84,13 +84,8 @@ var _ = Describe("Recovering an interrupted create", func() {
 		// it: the Secret is the key's durable home, so the key is adopted.
 		It(fmt.Sprintf("adopts a key published and not yet recorded (%s)", api), func() {
 			namespace := newNamespace(nil)
-			// An issuer that does not exist keeps the manager from minting
-			// while the scene is set.
-			ak := newAccessKey(namespace, "published", api, func(ak *iamv1alpha1.AccessKey) {
-				ak.Spec.IssuerRef.Name = "not-yet"
-			})
-			waitRefused(ak, ReasonIssuerNotFound)
-			published := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-published-0d0e0f", namespace))
+			ak := heldBack(namespace, "published", api)
+			published := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-published-0d0e0f0a0b0c", namespace), ak)
 			data := map[string][]byte{"EXOSCALE_API_KEY": []byte(published.ID), "EXOSCALE_API_SECRET": []byte(published.Secret.Reveal())}
 			s := &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: namespace,
@@ -103,12 +98,10 @@ var _ = Describe("Recovering an interrupted create", func() {
 			}
 			Expect(controllerutil.SetControllerReference(fetch(ak), s, scheme)).To(Succeed())
 			Expect(k8sClient.Create(ctx, s)).To(Succeed())
-
-			edit(ak, func(ak *iamv1alpha1.AccessKey) {
-				ak.Spec.IssuerRef.Name = issuerName(api)
-				ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
-				ak.Annotations = map[string]string{iamv1alpha1.PendingKeyAnnotation: pendingRecord(published.Name, restrictionHash(ak))}
-			})
+			withSpec := fetch(ak)
+			withSpec.Spec.IssuerRef.Name = issuerName(api)
+			recordPendingAsTheManager(ak, api, published.Name, restrictionHash(withSpec))
+			edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
 
 			got := waitReady(ak)
 			Expect(got.Status.KeyID).To(Equal(published.ID))
@@ -118,20 +111,53 @@ var _ = Describe("Recovering an interrupted create", func() {
 	}
 })
 
+// heldBack creates an AccessKey whose issuer does not exist, which keeps the
+// manager from minting while a test sets the scene of an interruption.
+func heldBack(namespace, name string, api iamv1alpha1.IssuerAPI) *iamv1alpha1.AccessKey {
+	ak := newAccessKey(namespace, name, api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "not-yet" })
+	waitRefused(ak, ReasonIssuerNotFound)
+	return fetch(ak)
+}
+
+// recordPendingAsTheManager writes what the manager writes before a create:
+// the finalizer and the pending record in status.
+func recordPendingAsTheManager(ak *iamv1alpha1.AccessKey, api iamv1alpha1.IssuerAPI, keyName, restrictionHash string) {
+	iss := &iamv1alpha1.ClusterKeyIssuer{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Name: issuerName(api)}, iss)).To(Succeed())
+	edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer} })
+	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := fetch(ak)
+		got.Status.Pending = &iamv1alpha1.PendingKey{
+			KeyName: keyName, StartedAt: metav1.Now(), RestrictionHash: restrictionHash,
+			Issuer: iamv1alpha1.MintingIssuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Name: iss.Name, UID: iss.UID, API: api},
+		}
+		return k8sClient.Status().Update(ctx, got)
+	})).To(Succeed())
+}
+
 // mintOutsideTheManager creates a key as the manager would have before it
-// stopped.
-func mintOutsideTheManager(api iamv1alpha1.IssuerAPI, name string) exoscale.Credential {
-	cred, err := rootKeys[api].Create(ctx, exoscale.KeySpec{Name: name, Operations: []string{"get-sos-object"}})
+// stopped, for ak when given (its role labelled as the manager labels it).
+func mintOutsideTheManager(api iamv1alpha1.IssuerAPI, name string, ak ...*iamv1alpha1.AccessKey) exoscale.Credential {
+	spec := exoscale.KeySpec{Name: name, Operations: []string{"get-sos-object"}}
+	if len(ak) > 0 {
+		spec.Labels = map[string]string{LabelNamespace: ak[0].Namespace, LabelName: ak[0].Name, LabelUID: string(ak[0].UID)}
+	}
+	cred, err := rootKeys[api].Create(ctx, spec)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	ExpectWithOffset(1, authenticates(cred.ID, cred.Secret.Reveal())).To(BeTrue())
 	return cred
 }
 
+// pendingRecord is the intent record earlier versions kept in an
+// annotation, which tenants can forge.
 func pendingRecord(keyName, restrictionHash string) string {
-	raw, err := json.Marshal(pendingKey{KeyName: keyName, StartedAt: time.Now().UTC().Truncate(time.Second), RestrictionHash: restrictionHash})
+	raw, err := json.Marshal(map[string]any{"keyName": keyName, "startedAt": time.Now().UTC().Truncate(time.Second), "restrictionHash": restrictionHash})
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return string(raw)
 }
+
+// forgedPendingAnnotation is where earlier versions kept the intent record.
+const forgedPendingAnnotation = "iam.exokey.io/pending-key"
 
 func lower(api iamv1alpha1.IssuerAPI) string {
 	if api == iamv1alpha1.IssuerAPIIAMv3 {
@@ -149,7 +175,7 @@ func waitReadyWithin(ak *iamv1alpha1.AccessKey, within time.Duration) *iamv1alph
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(BeEquivalentTo("True"))
 		g.Expect(ready.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(unsettledPending(got)).To(BeNil())
+		g.Expect(got.Status.Pending).To(BeNil())
 		g.Expect(got.Status.RestrictionHash).To(Equal(restrictionHash(got)))
 	}, within, poll).Should(Succeed())
 	return got

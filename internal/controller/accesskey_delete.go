@@ -17,18 +17,18 @@ import (
 )
 
 // finalize runs when an AccessKey is deleted. Delete revokes every key it
-// still holds (current, retiring, pending); Orphan keeps the key and
-// releases the Secret from garbage collection. The Secret of a Delete goes
-// with the AccessKey through its owner reference.
+// still holds (current, retiring, pending); Orphan, where the issuer that
+// minted the current key allows it, keeps that key alone (the others are
+// revoked) and releases the Secret from garbage collection. The Secret of a
+// Delete goes with the AccessKey through its owner reference.
 func (r *AccessKeyReconciler) finalize(ctx context.Context, ak *iamv1alpha1.AccessKey) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	var err error
-	if ak.Spec.DeletionPolicy == iamv1alpha1.DeletionPolicyOrphan {
+	orphan := ak.Spec.DeletionPolicy == iamv1alpha1.DeletionPolicyOrphan && r.orphanAllowed(ctx, ak)
+	err := r.revokeHeld(ctx, ak, !orphan)
+	if err == nil && orphan {
 		err = r.orphan(ctx, ak)
-	} else {
-		err = r.revokeAll(ctx, ak)
 	}
 	if err != nil {
 		status := ak.Status.DeepCopy()
@@ -41,50 +41,77 @@ func (r *AccessKeyReconciler) finalize(ctx context.Context, ak *iamv1alpha1.Acce
 	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, ak))
 }
 
-func (r *AccessKeyReconciler) revokeAll(ctx context.Context, ak *iamv1alpha1.AccessKey) error {
+// orphanAllowed reports whether the issuer that minted the current key
+// allows deletionPolicy Orphan. An issuer that cannot be read allows nothing.
+func (r *AccessKeyReconciler) orphanAllowed(ctx context.Context, ak *iamv1alpha1.AccessKey) bool {
+	if ak.Status.KeyID == "" {
+		return false
+	}
+	ref := ak.Spec.IssuerRef
+	if minted := ak.Status.Issuer; minted != nil {
+		ref = iamv1alpha1.IssuerReference{Kind: minted.Kind, Name: minted.Name}
+	}
+	iss, err := getIssuer(ctx, r.Client, ref, ak.Namespace)
+	if err != nil || (ak.Status.Issuer != nil && iss.Object.GetUID() != ak.Status.Issuer.UID) {
+		return false
+	}
+	return allowsOrphan(iss)
+}
+
+// revokeHeld revokes the AccessKey's pending and retiring keys, and its
+// current key too when withCurrent, each through the issuer that minted it.
+func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.AccessKey, withCurrent bool) error {
 	s := ak.Status
-	pending, err := unsettledPending(ak)
-	if err != nil {
-		return err
+	type held struct {
+		key    exoscale.Key
+		issuer *iamv1alpha1.MintingIssuer
 	}
-	if s.KeyID == "" && len(s.Retiring) == 0 && pending == nil {
-		return nil
-	}
-	iss, err := getIssuer(ctx, r.Client, ak.Spec.IssuerRef, ak.Namespace)
-	if err != nil {
-		return fmt.Errorf("the issuer is needed to revoke the keys: %w", err)
-	}
-	keys, err := r.Issuers.Keys(ctx, iss)
-	if err != nil {
-		return fmt.Errorf("the issuer is needed to revoke the keys: %w", err)
-	}
-	live := []exoscale.Key{}
-	if s.KeyID != "" {
-		live = append(live, exoscale.Key{ID: s.KeyID, Name: s.KeyName, RoleID: s.RoleID})
+	var live []held
+	if s.KeyID != "" && withCurrent {
+		live = append(live, held{exoscale.Key{ID: s.KeyID, Name: s.KeyName, RoleID: s.RoleID}, s.Issuer})
 	}
 	for _, old := range s.Retiring {
-		live = append(live, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID})
+		live = append(live, held{exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, old.Issuer})
 	}
-	if pending != nil {
-		found, err := keys.FindByName(ctx, pending.KeyName)
+	if p := s.Pending; p != nil {
+		_, keys, err := r.keysOf(ctx, ak, &p.Issuer)
 		if err != nil {
-			return fmt.Errorf("look up pending key %s: %w", pending.KeyName, err)
+			return err
 		}
-		live = append(live, found...)
+		found, err := keys.FindByName(ctx, p.KeyName)
+		if err != nil {
+			return fmt.Errorf("look up pending key %s: %w", p.KeyName, err)
+		}
+		for _, key := range mintedFor(ak, found) {
+			live = append(live, held{key, &p.Issuer})
+		}
 	}
-	for _, key := range live {
-		if err := keys.Revoke(ctx, key); err != nil {
-			return fmt.Errorf("revoke key %s: %w", key.ID, err)
+	for _, h := range live {
+		_, keys, err := r.keysOf(ctx, ak, h.issuer)
+		if err == nil {
+			err = keys.Revoke(ctx, h.key)
 		}
-		logf.FromContext(ctx).Info("revoked key of a deleted AccessKey", "keyID", key.ID)
-		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Delete", "revoked key %s", key.ID)
+		if err != nil {
+			return fmt.Errorf("revoke key %s: %w", keyLabel(h.key), err)
+		}
+		logf.FromContext(ctx).Info("revoked key of a deleted AccessKey", "keyID", h.key.ID)
+		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Delete", "revoked key %s", keyLabel(h.key))
 	}
 	return nil
 }
 
-// orphan removes the AccessKey's owner reference from its Secret, so the
-// garbage collector keeps it.
+// orphan keeps the current key: its role is marked so the orphan sweep
+// leaves it, and the AccessKey's owner reference is removed from the Secret
+// so the garbage collector keeps it.
 func (r *AccessKeyReconciler) orphan(ctx context.Context, ak *iamv1alpha1.AccessKey) error {
+	_, keys, err := r.keysOf(ctx, ak, ak.Status.Issuer)
+	if err != nil {
+		return err
+	}
+	current := exoscale.Key{ID: ak.Status.KeyID, Name: ak.Status.KeyName, RoleID: ak.Status.RoleID}
+	if err := keys.Release(ctx, current, LabelOrphaned); err != nil && !errors.Is(err, exoscale.ErrNotFound) {
+		return fmt.Errorf("mark key %s orphaned: %w", current.ID, err)
+	}
 	s, err := r.getSecret(ctx, ak)
 	if err != nil || s == nil || conflictsWith(s, ak) {
 		return err

@@ -1,50 +1,34 @@
 package controller
 
 import (
-	"errors"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
 )
 
-func TestUnsettledPending(t *testing.T) {
-	withRecord := func(record string) *iamv1alpha1.AccessKey {
-		ak := &iamv1alpha1.AccessKey{
-			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}},
-			Status:     iamv1alpha1.AccessKeyStatus{KeyName: "k-current", Retiring: []iamv1alpha1.RetiringKey{{KeyID: "EXO0", KeyName: "k-old"}}},
-		}
-		if record != "" {
-			ak.Annotations[iamv1alpha1.PendingKeyAnnotation] = record
-		}
-		return ak
+func TestMintedForKeepsOnlyThisAccessKeysKeys(t *testing.T) {
+	ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{UID: "uid-1"}}
+	found := []exoscale.Key{
+		{ID: "legacy", Name: "k"}, // legacy keys carry no labels: their name is all there is
+		{ID: "mine", RoleID: "r1", Labels: map[string]string{LabelUID: "uid-1"}},
+		{ID: "another AccessKey's", RoleID: "r2", Labels: map[string]string{LabelUID: "uid-2"}},
+		{ID: "unlabelled role", RoleID: "r3", Labels: map[string]string{}},
+		{RoleID: "r4", Labels: map[string]string{LabelUID: "uid-1"}}, // a role whose key was never made
 	}
-	for _, tc := range []struct {
-		name, record string
-		wantName     string // empty: nothing to recover
-		wantRefusal  bool
-	}{
-		{name: "no record"},
-		{name: "record of the current key", record: `{"keyName":"k-current"}`},
-		{name: "record of a retiring key", record: `{"keyName":"k-old"}`},
-		{name: "create interrupted", record: `{"keyName":"k-new","startedAt":"2026-11-22T12:00:00Z"}`, wantName: "k-new"},
-		{name: "not JSON", record: `k-new`, wantRefusal: true},
-		{name: "no name", record: `{}`, wantRefusal: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := unsettledPending(withRecord(tc.record))
-			var refused *refusal
-			if got := errors.As(err, &refused); got != tc.wantRefusal {
-				t.Fatalf("refusal = %v (%v), want %v", got, err, tc.wantRefusal)
-			}
-			gotName := ""
-			if p != nil {
-				gotName = p.KeyName
-			}
-			if gotName != tc.wantName {
-				t.Fatalf("pending key = %q, want %q", gotName, tc.wantName)
-			}
-		})
+	var got []string
+	for _, key := range mintedFor(ak, found) {
+		got = append(got, key.ID+"/"+key.RoleID)
+	}
+	want := []string{"legacy/", "mine/r1", "/r4"}
+	if len(got) != len(want) {
+		t.Fatalf("mintedFor = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("mintedFor = %v, want %v", got, want)
+		}
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +25,9 @@ import (
 type refusal struct {
 	Reason  string
 	Message string
+	// BeyondCeiling: the issuer's ceiling or namespace selection refuses
+	// the spec; NamespaceRefused: the namespace selection does.
+	BeyondCeiling, NamespaceRefused bool
 }
 
 func (r *refusal) Error() string { return r.Message }
@@ -30,8 +36,19 @@ func refuse(reason, format string, args ...any) *refusal {
 	return &refusal{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
+// deferral is a new key that must wait: a Synced reason, and when to look again.
+type deferral struct {
+	Reason  string
+	Message string
+	After   time.Duration
+}
+
+func (d *deferral) Error() string { return d.Message }
+
 // resolveIssuer finds the AccessKey's issuer and checks that it may serve
-// the AccessKey: namespace selection, the ceiling and the catalogue.
+// the AccessKey: its endpoint, namespace selection, the ceiling, the
+// catalogue and the deletion policy. The issuer is returned with a refusal
+// of the ceiling, so a key beyond it can be retired.
 func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1.AccessKey) (*issuer, error) {
 	iss, err := getIssuer(ctx, r.Client, ak.Spec.IssuerRef, ak.Namespace)
 	if isNotFound(err) {
@@ -39,6 +56,9 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := checkEndpoint(iss.Spec); err != nil {
+		return nil, refuse(ReasonIssuerNotReady, "%s %q: %v", iss.Kind, iss.Key.Name, err)
 	}
 	if iss.Selector != nil && iss.Selector.NamespaceSelector != nil {
 		selector, err := metav1.LabelSelectorAsSelector(iss.Selector.NamespaceSelector)
@@ -50,17 +70,52 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 			return nil, err
 		}
 		if !selector.Matches(labels.Set(namespace.Labels)) {
-			return nil, refuse(ReasonNotPermitted, "ClusterKeyIssuer %q does not serve namespace %s: its namespaceSelector is %s",
+			refused := refuse(ReasonNotPermitted, "ClusterKeyIssuer %q does not serve namespace %s: its namespaceSelector is %s",
 				iss.Key.Name, ak.Namespace, selector)
+			refused.BeyondCeiling, refused.NamespaceRefused = true, true
+			return iss, refused
 		}
 	}
 	if err := checkCatalogue(ak, iss, r.Catalog); err != nil {
 		return nil, err
 	}
 	if err := checkCeiling(ak.Spec, iss.Spec.Allowed, r.Catalog); err != nil {
-		return nil, refuse(ReasonNotPermitted, "%s %q does not allow this: %s", iss.Kind, iss.Key.Name, err.Error())
+		refused := refuse(ReasonNotPermitted, "%s %q does not allow this: %s", iss.Kind, iss.Key.Name, err.Error())
+		refused.BeyondCeiling = true
+		return iss, refused
+	}
+	if ak.Spec.DeletionPolicy == iamv1alpha1.DeletionPolicyOrphan && !allowsOrphan(iss) {
+		return nil, refuse(ReasonNotPermitted, "%s %q does not allow deletionPolicy Orphan (see its allowedDeletionPolicies): use Delete",
+			iss.Kind, iss.Key.Name)
 	}
 	return iss, nil
+}
+
+// allowsOrphan reports whether an issuer lets AccessKeys keep their key
+// after deletion. Orphan must be allowed explicitly.
+func allowsOrphan(iss *issuer) bool {
+	return slices.Contains(iss.Spec.AllowedDeletionPolicies, iamv1alpha1.DeletionPolicyOrphan)
+}
+
+// checkEndpoint refuses an endpoint over plain http beyond loopback, where
+// signed requests and minted secrets would travel unencrypted, unless the
+// issuer accepts that risk.
+func checkEndpoint(spec iamv1alpha1.IssuerSpec) error {
+	if spec.Endpoint == "" || spec.AllowInsecureEndpoint {
+		return nil
+	}
+	u, err := url.Parse(spec.Endpoint)
+	if err != nil {
+		return fmt.Errorf("endpoint %q is not a URL: %v", spec.Endpoint, err)
+	}
+	if u.Scheme == "https" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("endpoint %s is plain http beyond loopback: use https, or set allowInsecureEndpoint to accept the risk", spec.Endpoint)
 }
 
 func kindOf(ref iamv1alpha1.IssuerReference) iamv1alpha1.IssuerKind {
@@ -91,6 +146,34 @@ func checkCatalogue(ak *iamv1alpha1.AccessKey, iss *issuer, cat *catalog.Catalog
 	return err
 }
 
+// iamService is the service of IAM administration: creating keys and roles,
+// assuming roles. A key holding it can mint itself anything its parent may.
+const iamService = "iam"
+
+// Ceiling expands an issuer's allowed patterns over the catalogue: what its
+// status shows. IAM operations count only when named explicitly.
+func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceiling {
+	var out iamv1alpha1.Ceiling
+	for _, op := range cat.Operations() {
+		spec := iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}
+		if len(allowed.Resources) > 0 && op.Service == "sos" {
+			spec.Resources = []string{"sos/bucket:"} // any bucket matching is enough to count it
+		}
+		if checkCeiling(spec, iamv1alpha1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, cat) == nil {
+			out.Operations++
+			if op.Service == iamService {
+				out.IAMOperations = append(out.IAMOperations, op.Name)
+			}
+		}
+	}
+	for _, service := range cat.Services() {
+		if checkCeiling(iamv1alpha1.AccessKeySpec{Tags: []string{service}}, iamv1alpha1.Allowed{Tags: allowed.Tags}, cat) == nil {
+			out.Services = append(out.Services, service)
+		}
+	}
+	return out
+}
+
 // checkCeiling checks a spec against an issuer's allowed ceiling. Empty
 // allows nothing. An operation is allowed by an operation pattern or by a
 // tag pattern matching its service; with resource patterns, a grant that
@@ -112,6 +195,12 @@ func checkCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, c
 		if op.Service == "sos" {
 			reachesSOS = true
 		}
+		if op.Service == iamService {
+			if !slices.Contains(allowed.Operations, name) && !slices.Contains(allowed.Tags, iamService) {
+				beyond = append(beyond, "IAM operation "+name+" (IAM operations must be named explicitly in allowed.operations; wildcards do not reach them)")
+			}
+			continue
+		}
 		if !matchesAny(allowed.Operations, name) && !matchesAny(allowed.Tags, op.Service) {
 			beyond = append(beyond, "operation "+name)
 		}
@@ -120,6 +209,12 @@ func checkCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, c
 		service := catalog.NormalizeTag(tag)
 		if service == "sos" {
 			reachesSOS = true
+		}
+		if service == iamService {
+			if !slices.Contains(allowed.Tags, iamService) {
+				beyond = append(beyond, "tag iam (the iam service must be named explicitly in allowed.tags; wildcards do not reach it)")
+			}
+			continue
 		}
 		if !matchesAny(allowed.Tags, service) {
 			beyond = append(beyond, "tag "+service)

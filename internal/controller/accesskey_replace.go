@@ -26,21 +26,55 @@ func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.
 	result, err := r.ensureKey(ctx, ak, status)
 	r.recordOutcome(ak, status, err)
 	var refused *refusal
-	if errors.As(err, &refused) {
-		return result, nil // nothing to retry until the spec, the issuer or the Secret changes
+	var deferred *deferral
+	switch {
+	case errors.As(err, &deferred):
+		return ctrl.Result{RequeueAfter: min(deferred.After, r.nextWake(ak, status))}, nil
+	case errors.As(err, &refused):
+		// Nothing to retry until the spec, the issuer or the Secret
+		// changes, but keys still retiring are revoked on time.
+		return ctrl.Result{RequeueAfter: r.nextRevocation(status)}, nil
+	case exoscale.IsTerminal(err):
+		return ctrl.Result{RequeueAfter: min(r.DriftCheckPeriod, r.nextWake(ak, status))}, nil
+	case err != nil:
+		return ctrl.Result{}, err
 	}
-	if exoscale.IsTerminal(err) {
-		return ctrl.Result{RequeueAfter: r.DriftCheckPeriod}, nil
+	if result.RequeueAfter > 0 {
+		return result, nil
 	}
-	return result, err
+	return ctrl.Result{RequeueAfter: r.nextWake(ak, status)}, nil
 }
 
+// ensureKey looks after the keys already minted first (an interrupted
+// create, retiring keys that are due), whatever the spec or the issuer say
+// now, then makes sure the current key is the one the spec asks for.
 func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) (ctrl.Result, error) {
-	iss, err := r.resolveIssuer(ctx, ak)
+	current, err := r.getSecret(ctx, ak)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := secret.Validate(ak.Spec.Secret, secretValues(ak, iss)); err != nil {
+	if err := r.recoverPending(ctx, ak, status, current); err != nil {
+		return ctrl.Result{}, err
+	}
+	retireErr := r.revokeRetiring(ctx, ak, status)
+	result, err := r.ensureCurrent(ctx, ak, status, current)
+	if err != nil {
+		return result, err
+	}
+	return result, retireErr
+}
+
+func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
+	current *corev1.Secret) (ctrl.Result, error) {
+	iss, err := r.resolveIssuer(ctx, ak)
+	if err != nil {
+		var refused *refusal
+		if errors.As(err, &refused) && refused.BeyondCeiling {
+			r.retireBeyondCeiling(ak, status, iss, refused)
+		}
+		return ctrl.Result{}, err
+	}
+	if err := secret.Validate(ak.Spec.Secret, secretValues(ak, iss), newKeyName(iss.Spec.KeyNamePrefix, ak)); err != nil {
 		return ctrl.Result{}, refuse(ReasonInvalidSpec, "%v", err)
 	}
 	keys, err := r.Issuers.Keys(ctx, iss)
@@ -50,70 +84,106 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	current, err := r.getSecret(ctx, ak)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 	if conflictsWith(current, ak) {
 		return ctrl.Result{}, refuse(ReasonSecretConflict,
 			"Secret %s exists and is not controlled by this AccessKey: choose another spec.secret.name or remove the Secret", secretName(ak))
 	}
-	pending, err := unsettledPending(ak)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if pending != nil {
-		if err := r.recoverPending(ctx, ak, status, keys, current, pending); err != nil {
-			return ctrl.Result{}, err
-		}
+	if rejected := findCondition(status.Conditions, ConditionReady); rejected != nil && rejected.Reason == ReasonSecretRejected &&
+		rejected.ObservedGeneration == ak.Generation {
+		// The API server refused this generation's Secret: minting again
+		// would only be refused again. An edit of the spec retries.
+		return ctrl.Result{}, refuse(ReasonSecretRejected, "%s", rejected.Message)
 	}
 
-	state, err := r.observe(ctx, ak, status, keys, current)
+	limits := limitsOf(iss)
+	state, err := r.observe(ctx, ak, status, iss, keys, current, limits)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if d := needsNewKey(state); d.Needed {
+	d := needsNewKey(state)
+	if d.Needed && (d.Reason == RotationSecretMissing || d.Reason == RotationSecretTampered) {
 		// A Secret seen missing or changed in the cache is confirmed before
 		// a key is replaced for it.
-		if d.Reason == RotationSecretMissing || d.Reason == RotationSecretTampered {
-			fresh := &corev1.Secret{}
-			if err := r.APIReader.Get(ctx, keyOf(ak.Namespace, secretName(ak)), fresh); err == nil {
-				current = fresh
-				state.SecretFound, state.SecretKeyID, state.SecretChecksumOK = true, fresh.Annotations[iamv1alpha1.KeyIDAnnotation], checksumOK(fresh)
-				d = needsNewKey(state)
-			}
-		}
-		if d.Needed {
-			if err := r.replace(ctx, ak, status, iss, keys, current, d, state.KeyGone); err != nil {
-				return ctrl.Result{}, err
-			}
+		fresh := &corev1.Secret{}
+		if err := r.APIReader.Get(ctx, keyOf(ak.Namespace, secretName(ak)), fresh); err == nil {
+			current = fresh
+			state.SecretFound, state.SecretKeyID, state.SecretChecksumOK = true, fresh.Annotations[iamv1alpha1.KeyIDAnnotation], checksumOK(fresh)
+			d = needsNewKey(state)
 		}
 	}
-	if err := r.revokeRetiring(ctx, ak, status, keys); err != nil {
-		return ctrl.Result{}, err
+	if !d.Needed {
+		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{RequeueAfter: r.nextWake(ak, status)}, nil
+	if live := liveKeys(status, state.KeyGone); live >= limits.maxKeys {
+		next := r.nextRevocation(status)
+		return ctrl.Result{}, &deferral{Reason: ReasonKeyLimitReached, After: next, Message: fmt.Sprintf(
+			"%s, but %d keys are live, the most %s %q allows: the new key waits for a retiring key's revocation", d.Message, live, iss.Kind, iss.Key.Name)}
+	}
+	if wait := r.Issuers.admit(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, d, state.KeyGone, limits)
+}
+
+// liveKeys counts the keys an AccessKey holds: current and retiring.
+func liveKeys(status *iamv1alpha1.AccessKeyStatus, currentGone bool) int {
+	live := len(status.Retiring)
+	if status.KeyID != "" && !currentGone {
+		live++
+	}
+	return live
+}
+
+// retireBeyondCeiling retires the current key when the issuer that minted
+// it no longer allows it (a narrowed ceiling, a namespace it no longer
+// selects), unless the issuer keeps such keys. A key whose spec changed is
+// known to be within the ceiling only while the ceiling is the one it was
+// checked against.
+func (r *AccessKeyReconciler) retireBeyondCeiling(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, iss *issuer, refused *refusal) {
+	if status.KeyID == "" || iss == nil || iss.Spec.KeysBeyondCeiling == iamv1alpha1.BeyondCeilingKeep {
+		return
+	}
+	if status.Issuer != nil && *status.Issuer != iss.identity() {
+		return // another issuer minted the current key; this one's ceiling does not concern it
+	}
+	specIsKey := status.RestrictionHash == restrictionHash(ak)
+	if !refused.NamespaceRefused && !specIsKey && status.CeilingHash == ceilingHash(iss) {
+		return
+	}
+	grace := graceFor(ak, limitsOf(iss))
+	revokeAt := metav1.NewTime(r.Clock.Now().Add(grace))
+	status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
+		KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
+	})
+	r.event(ak, corev1.EventTypeWarning, EventKeyBeyondCeiling, "Retire",
+		"key %s is beyond what %s %q allows now: it is revoked at %s (the issuer's keysBeyondCeiling is Revoke)",
+		status.KeyID, iss.Kind, iss.Key.Name, revokeAt.UTC().Format(time.RFC3339))
+	clearCurrent(status)
+}
+
+func clearCurrent(status *iamv1alpha1.AccessKeyStatus) {
+	status.KeyID, status.KeyName, status.RoleID, status.Issuer = "", "", "", nil
+	status.CreatedAt, status.NextRotationAt, status.RestrictionHash, status.CeilingHash = nil, nil, "", ""
 }
 
 // observe gathers the inputs of the new-key decision; it looks the key up
-// at Exoscale once per drift-check period.
+// at Exoscale once per drift-check period, through the issuer that minted it.
 func (r *AccessKeyReconciler) observe(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	keys exoscale.Keys, current *corev1.Secret) (keyState, error) {
+	iss *issuer, keys exoscale.Keys, current *corev1.Secret, limits issuerLimits) (keyState, error) {
 	state := keyState{
 		Now:             r.Clock.Now(),
 		Status:          *status,
 		RestrictionHash: restrictionHash(ak),
 		RotateRequest:   ak.Annotations[iamv1alpha1.RotateAnnotation],
-	}
-	if ak.Spec.Rotation != nil && ak.Spec.Rotation.Every != nil {
-		state.RotateEvery = ak.Spec.Rotation.Every.Duration
+		RotateEvery:     rotationEvery(ak, limits),
 	}
 	if current != nil {
 		state.SecretFound = true
 		state.SecretKeyID = current.Annotations[iamv1alpha1.KeyIDAnnotation]
 		state.SecretChecksumOK = checksumOK(current)
 	}
-	if status.KeyID != "" && r.driftCheckDue(ak) {
+	sameIssuer := status.Issuer == nil || *status.Issuer == iss.identity()
+	if status.KeyID != "" && sameIssuer && r.driftCheckDue(ak) {
 		_, err := keys.Get(ctx, status.KeyID)
 		switch {
 		case errors.Is(err, exoscale.ErrNotFound):
@@ -127,60 +197,31 @@ func (r *AccessKeyReconciler) observe(ctx context.Context, ak *iamv1alpha1.Acces
 }
 
 func checksumOK(s *corev1.Secret) bool {
-	return s.Annotations[iamv1alpha1.ChecksumAnnotation] == secret.Checksum(s.Data)
-}
-
-// recoverPending finishes a create a previous pass started: a Secret that
-// names the pending key means it was published, so it is adopted; otherwise
-// its secret is lost and whatever was created under that name is revoked.
-func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	keys exoscale.Keys, current *corev1.Secret, pending *pendingKey) error {
-	log := logf.FromContext(ctx).WithValues("keyName", pending.KeyName)
-	if current != nil && current.Annotations[iamv1alpha1.KeyNameAnnotation] == pending.KeyName {
-		adopted := exoscale.Key{
-			ID: current.Annotations[iamv1alpha1.KeyIDAnnotation], Name: pending.KeyName, RoleID: current.Annotations[RoleIDAnnotation],
-		}
-		r.rollTargets(ctx, ak, current.Annotations[iamv1alpha1.ChecksumAnnotation])
-		r.promote(ak, status, adopted, pending.StartedAt, false)
-		status.RestrictionHash, status.RotateRequest = pending.RestrictionHash, pending.RotateRequest
-		log.Info("adopted a key published before an interruption", "keyID", adopted.ID)
-		r.event(ak, corev1.EventTypeNormal, EventKeyAdopted, "Adopt", "adopted key %s, published before an interruption", adopted.ID)
-		return nil
-	}
-	found, err := keys.FindByName(ctx, pending.KeyName)
-	if err != nil {
-		return fmt.Errorf("look up pending key %s: %w", pending.KeyName, err)
-	}
-	for _, key := range found {
-		if err := keys.Revoke(ctx, key); err != nil {
-			return fmt.Errorf("revoke unpublished key %s: %w", pending.KeyName, err)
-		}
-		log.Info("revoked a key whose create was interrupted before it was published", "keyID", key.ID)
-		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s: its create was interrupted before it was published", key.ID)
-	}
-	return r.clearPending(ctx, ak)
+	return s.Annotations[iamv1alpha1.ChecksumAnnotation] == observedChecksum(s)
 }
 
 // replace mints a new key, publishes it and retires the old one:
-// intent first (the pending record, with the finalizer), then create, then
-// the Secret, then status.
+// intent first (the finalizer, then the pending record in status), then
+// create, then the Secret, then status.
 func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	iss *issuer, keys exoscale.Keys, current *corev1.Secret, d decision, oldKeyGone bool) error {
+	iss *issuer, keys exoscale.Keys, current *corev1.Secret, d decision, oldKeyGone bool, limits issuerLimits) error {
 	now := r.Clock.Now()
 	name := newKeyName(iss.Spec.KeyNamePrefix, ak)
-	intent := pendingKey{KeyName: name, StartedAt: now.UTC().Truncate(time.Second),
-		RestrictionHash: restrictionHash(ak), RotateRequest: ak.Annotations[iamv1alpha1.RotateAnnotation]}
-	if err := r.recordPending(ctx, ak, intent); err != nil {
+	if err := secret.Validate(ak.Spec.Secret, secretValues(ak, iss), name); err != nil {
+		return refuse(ReasonInvalidSpec, "%v", err)
+	}
+	pending := newPending(ak, iss, name, now)
+	if err := r.recordPending(ctx, ak, status, pending); err != nil {
 		return fmt.Errorf("record the pending key: %w", err)
 	}
 
-	cred, err := keys.Create(ctx, keySpec(ak, name))
+	cred, err := keys.Create(ctx, r.keySpec(ak, name))
 	if err != nil {
 		if exoscale.IsTerminal(err) {
-			// Refused: nothing was created. A record left behind costs one
-			// lookup on the next pass, so failing to clear it is harmless.
-			_ = r.clearPending(ctx, ak)
+			status.Pending = nil // refused: nothing was created
 		}
+		// Otherwise the create may have happened: the record stays, and the
+		// next pass looks the name up and revokes what it finds.
 		return fmt.Errorf("create key %s: %w", name, err)
 	}
 	log := logf.FromContext(ctx).WithValues("keyID", cred.ID, "keyName", name, "reason", d.Reason)
@@ -189,49 +230,69 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 
 	checksum, err := r.publish(ctx, ak, iss, cred, current)
 	if err != nil {
-		return err // the pending record stays: the next pass revokes the unpublished key
+		// The secret exists nowhere else: a key that cannot be published is
+		// revoked now (or, if that fails, through the record next pass).
+		if revokeErr := keys.Revoke(ctx, cred.Key); revokeErr == nil {
+			status.Pending = nil
+			r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s: it could not be published", cred.ID)
+		}
+		return err
 	}
 	log.Info("published key", "secret", secretName(ak), "checksum", checksum[:12])
 	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "published key %s in Secret %s", cred.ID, secretName(ak))
 
 	r.rollTargets(ctx, ak, checksum)
-	r.promote(ak, status, cred.Key, now, oldKeyGone)
+	r.promote(ak, status, cred.Key, pending.Issuer, now, oldKeyGone, graceFor(ak, limits), limits)
 	r.lastDriftCheck.Store(ak.UID, now) // it exists: it was just made
 	r.Metrics.rotated(d.Reason)
-	status.RestrictionHash = restrictionHash(ak)
-	status.RotateRequest = ak.Annotations[iamv1alpha1.RotateAnnotation]
+	status.Pending = nil
+	status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
 	return nil
 }
 
 // promote makes key the current key; the old one retires after the grace
 // period, unless it is already gone.
-func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, key exoscale.Key, createdAt time.Time, oldKeyGone bool) {
+func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, key exoscale.Key,
+	minted iamv1alpha1.MintingIssuer, createdAt time.Time, oldKeyGone bool, grace time.Duration, limits issuerLimits) {
 	if status.KeyID != "" && status.KeyID != key.ID && !oldKeyGone {
-		revokeAt := metav1.NewTime(r.Clock.Now().Add(gracePeriod(ak)))
+		revokeAt := metav1.NewTime(r.Clock.Now().Add(grace))
 		status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
-			KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt,
+			KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
 		})
 		r.event(ak, corev1.EventTypeNormal, EventKeyRetiring, "Retire", "key %s stays valid until %s, then is revoked",
 			status.KeyID, revokeAt.UTC().Format(time.RFC3339))
 	}
 	created := metav1.NewTime(createdAt)
 	status.KeyID, status.KeyName, status.RoleID, status.CreatedAt = key.ID, key.Name, key.RoleID, &created
+	status.Issuer = &minted
 	status.NextRotationAt = nil
-	if ak.Spec.Rotation != nil && ak.Spec.Rotation.Every != nil {
-		next := metav1.NewTime(createdAt.Add(ak.Spec.Rotation.Every.Duration))
+	if every := rotationEvery(ak, limits); every > 0 {
+		next := metav1.NewTime(createdAt.Add(every))
 		status.NextRotationAt = &next
 	}
 }
 
-func gracePeriod(ak *iamv1alpha1.AccessKey) time.Duration {
+// graceFor is the AccessKey's grace period, capped by its issuer.
+func graceFor(ak *iamv1alpha1.AccessKey, limits issuerLimits) time.Duration {
+	grace := 10 * time.Minute
 	if ak.Spec.Rotation != nil && ak.Spec.Rotation.GracePeriod != nil {
-		return ak.Spec.Rotation.GracePeriod.Duration
+		grace = ak.Spec.Rotation.GracePeriod.Duration
 	}
-	return 10 * time.Minute
+	return min(grace, limits.maxGrace)
 }
 
-// revokeRetiring revokes the retiring keys whose time has come.
-func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, keys exoscale.Keys) error {
+// rotationEvery is spec.rotation.every, no shorter than its issuer allows;
+// zero when the AccessKey does not rotate on a schedule.
+func rotationEvery(ak *iamv1alpha1.AccessKey, limits issuerLimits) time.Duration {
+	if ak.Spec.Rotation == nil || ak.Spec.Rotation.Every == nil {
+		return 0
+	}
+	return max(ak.Spec.Rotation.Every.Duration, limits.minRotation)
+}
+
+// revokeRetiring revokes the retiring keys whose time has come, each
+// through the issuer that minted it.
+func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) error {
 	now := r.Clock.Now()
 	var kept []iamv1alpha1.RetiringKey
 	var errs []error
@@ -240,7 +301,11 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 			kept = append(kept, old)
 			continue
 		}
-		if err := keys.Revoke(ctx, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}); err != nil {
+		_, keys, err := r.keysOf(ctx, ak, old.Issuer)
+		if err == nil {
+			err = keys.Revoke(ctx, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID})
+		}
+		if err != nil {
 			kept = append(kept, old)
 			errs = append(errs, fmt.Errorf("revoke retired key %s: %w", old.KeyID, err))
 			continue
@@ -250,6 +315,18 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 	}
 	status.Retiring = kept
 	return errors.Join(errs...)
+}
+
+// nextRevocation is when the next retiring key is due, or zero when none is.
+func (r *AccessKeyReconciler) nextRevocation(status *iamv1alpha1.AccessKeyStatus) time.Duration {
+	var next time.Duration
+	for _, old := range status.Retiring {
+		d := max(old.RevokeAt.Sub(r.Clock.Now()), time.Second)
+		if next == 0 || d < next {
+			next = d
+		}
+	}
+	return next
 }
 
 // nextWake is the earliest of the next revocation, the next rotation and
@@ -271,17 +348,27 @@ func (r *AccessKeyReconciler) nextWake(ak *iamv1alpha1.AccessKey, status *iamv1a
 	return wake
 }
 
-// keySpec is what the AccessKey asks Exoscale for.
+// keySpec is what the AccessKey asks Exoscale for. The labels (IAMv3 roles
+// only) tie the key to this AccessKey and this cluster.
+func (r *AccessKeyReconciler) keySpec(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
+	spec := keySpec(ak, name)
+	spec.Labels = map[string]string{LabelNamespace: ak.Namespace, LabelName: ak.Name, LabelUID: string(ak.UID)}
+	if r.ClusterID != "" {
+		spec.Labels[LabelCluster] = r.ClusterID
+	}
+	return spec
+}
+
+// keySpec is the restrictions the AccessKey asks for.
 func keySpec(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
 	return exoscale.KeySpec{
 		Name: name, Operations: ak.Spec.Operations, Tags: ak.Spec.Tags, Resources: ak.Spec.Resources,
 		Unrestricted: ak.Spec.Unrestricted,
-		Labels:       map[string]string{"exokey.io/namespace": ak.Namespace, "exokey.io/name": ak.Name},
 	}
 }
 
 // maxKeyNameBase keeps names within the IAM role name limit (191) with the suffix.
-const maxKeyNameBase = 180
+const maxKeyNameBase = 177
 
 // newKeyName is <prefix>-<namespace>-<name>-<random>, or <keyName>-<random>:
 // unique, so the pending, current and retiring keys are told apart by name.
@@ -296,7 +383,9 @@ func newKeyName(prefix string, ak *iamv1alpha1.AccessKey) string {
 	if len(base) > maxKeyNameBase {
 		base = base[:maxKeyNameBase]
 	}
-	suffix := make([]byte, 3)
+	// 48 random bits: names are how the records in status find their keys,
+	// and a tenant chooses the rest of the name (spec.keyName).
+	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)
 	return base + "-" + hex.EncodeToString(suffix)
 }

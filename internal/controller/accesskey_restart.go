@@ -19,8 +19,9 @@ import (
 const RestartAnnotation = "iam.exokey.io/secret-checksum"
 
 // rollTargets stamps the Secret's checksum on each restart target's pod
-// template. The patch is blind (no read, so workloads need not be cached)
-// and a no-op when the checksum is already there. A missing target is a
+// template. A target is read first (uncached: workloads are not cached) and
+// rolled only if its pods consume the Secret, so a rotation cannot be used
+// to restart an unrelated workload. A missing or unrelated target is a
 // warning, not a failure: the key is published either way.
 func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.AccessKey, checksum string) {
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
@@ -39,7 +40,15 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 		default:
 			continue
 		}
-		err := r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, patch))
+		err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(workload), workload)
+		if err == nil && !consumesSecret(podSpecOf(workload), secretName(ak)) {
+			r.event(ak, corev1.EventTypeWarning, "RestartTargetUnrelated", "Restart",
+				"%s %s does not consume Secret %s: it was not restarted", target.Kind, target.Name, secretName(ak))
+			continue
+		}
+		if err == nil {
+			err = r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, patch))
+		}
 		switch {
 		case isNotFound(err):
 			r.event(ak, corev1.EventTypeWarning, "RestartTargetMissing", "Restart", "%s %s not found: it was not restarted", target.Kind, target.Name)
@@ -49,4 +58,50 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 			logf.FromContext(ctx).Info("rolled restart target", "kind", target.Kind, "name", target.Name)
 		}
 	}
+}
+
+func podSpecOf(workload client.Object) *corev1.PodSpec {
+	switch w := workload.(type) {
+	case *appsv1.Deployment:
+		return &w.Spec.Template.Spec
+	case *appsv1.StatefulSet:
+		return &w.Spec.Template.Spec
+	case *appsv1.DaemonSet:
+		return &w.Spec.Template.Spec
+	}
+	return nil
+}
+
+// consumesSecret reports whether pods of spec read the Secret: through a
+// volume (plain or projected), envFrom, or an env var's secretKeyRef.
+func consumesSecret(spec *corev1.PodSpec, name string) bool {
+	if spec == nil {
+		return false
+	}
+	for _, v := range spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == name {
+			return true
+		}
+		if v.Projected != nil {
+			for _, source := range v.Projected.Sources {
+				if source.Secret != nil && source.Secret.Name == name {
+					return true
+				}
+			}
+		}
+	}
+	containers := append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...)
+	for _, c := range containers {
+		for _, from := range c.EnvFrom {
+			if from.SecretRef != nil && from.SecretRef.Name == name {
+				return true
+			}
+		}
+		for _, env := range c.Env {
+			if env.ValueFrom != nil && env.ValueFrom.SecretKeyRef != nil && env.ValueFrom.SecretKeyRef.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }

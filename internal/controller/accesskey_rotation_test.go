@@ -75,18 +75,7 @@ var _ = Describe("Rotation", func() {
 	})
 
 	It("rolls a Deployment target on every publish and not otherwise", func() {
-		labels := map[string]string{"app": "backup"}
-		deployment := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "backup", Namespace: namespace},
-			Spec: appsv1.DeploymentSpec{
-				Selector: &metav1.LabelSelector{MatchLabels: labels},
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: labels},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "backup", Image: "backup:1"}}},
-				},
-			},
-		}
-		Expect(k8sClient.Create(ctx, deployment)).To(Succeed())
+		deployment := deployment(namespace, "backup", "rolled") // its pods read the Secret through envFrom
 		stamp := func() string {
 			d := &appsv1.Deployment{}
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(deployment), d)).To(Succeed())

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
@@ -58,26 +61,57 @@ func conflictsWith(s *corev1.Secret, ak *iamv1alpha1.AccessKey) bool {
 func secretValues(ak *iamv1alpha1.AccessKey, iss *issuer) secret.Values {
 	return secret.Values{
 		Zone: iss.Spec.Zone, APIEndpoint: iss.Spec.Endpoint,
-		Name: ak.Name, Namespace: ak.Namespace, Labels: ak.Labels, Annotations: userAnnotations(ak),
+		Name: ak.Name, Namespace: ak.Namespace, Labels: ak.Labels, Annotations: ak.Annotations,
 	}
 }
 
-// userAnnotations are the AccessKey's annotations without exokey's own
-// bookkeeping, which templates have no use for.
-func userAnnotations(ak *iamv1alpha1.AccessKey) map[string]string {
-	if _, ok := ak.Annotations[iamv1alpha1.PendingKeyAnnotation]; !ok {
-		return ak.Annotations
+// ObservedChecksumAnnotation is set by SecretCacheTransform on the cached
+// copy of a Secret only: the checksum of the data the cache dropped.
+const ObservedChecksumAnnotation = "iam.exokey.io/observed-checksum"
+
+// SecretCacheTransform keeps in the manager's cache only what exokey reads
+// of a Secret: exokey's own labels and annotations, the owner references,
+// and the checksum of the data instead of the data. The label that selects
+// Secrets for the cache is tenant-writable, so without this a tenant could
+// grow the manager with labelled Secrets full of junk.
+func SecretCacheTransform(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
 	}
-	out := maps.Clone(ak.Annotations)
-	delete(out, iamv1alpha1.PendingKeyAnnotation)
-	return out
+	annotations := map[string]string{}
+	for name, value := range s.Annotations {
+		if strings.HasPrefix(name, "iam.exokey.io/") {
+			annotations[name] = value
+		}
+	}
+	annotations[ObservedChecksumAnnotation] = secret.Checksum(s.Data)
+	labels := map[string]string{}
+	if value, ok := s.Labels[iamv1alpha1.ManagedByLabel]; ok {
+		labels[iamv1alpha1.ManagedByLabel] = value
+	}
+	s.Annotations, s.Labels, s.Data, s.StringData, s.ManagedFields = annotations, labels, nil, nil, nil
+	return s, nil
+}
+
+// observedChecksum is the checksum of a Secret's data: recorded by the cache
+// transform on a cached copy, computed on a copy read from the API server.
+func observedChecksum(s *corev1.Secret) string {
+	if s.Data == nil {
+		if sum, ok := s.Annotations[ObservedChecksumAnnotation]; ok {
+			return sum
+		}
+	}
+	return secret.Checksum(s.Data)
 }
 
 // publish writes a credential into the AccessKey's Secret: the durable home
 // of the key's secret. existing is the Secret as this pass read it (nil when
-// there was none): a create then fails if one appeared since, an update if
-// it changed, so nothing is overwritten unseen. It refuses a Secret
-// controlled by anything else and returns the data's checksum.
+// there was none): a create then fails if one appeared since. An existing
+// Secret is read again from the API server (the cache holds no data) and
+// updated with that resourceVersion, so nothing is overwritten unseen. It
+// refuses a Secret controlled by anything else and returns the data's
+// checksum. No error it returns carries the secret.
 func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, cred exoscale.Credential,
 	existing *corev1.Secret) (string, error) {
 	values := secretValues(ak, iss)
@@ -86,10 +120,16 @@ func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.Acces
 	if err != nil {
 		return "", refuse(ReasonInvalidSpec, "%v", err)
 	}
-	if conflictsWith(existing, ak) {
+	var s *corev1.Secret
+	if existing != nil {
+		s = &corev1.Secret{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(existing), s); err != nil {
+			return "", fmt.Errorf("read Secret %s: %w", secretName(ak), err)
+		}
+	}
+	if conflictsWith(s, ak) {
 		return "", refuse(ReasonSecretConflict, "Secret %s exists and is not controlled by this AccessKey", secretName(ak))
 	}
-	s := existing.DeepCopy()
 	if s == nil {
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName(ak), Namespace: ak.Namespace}, Type: corev1.SecretTypeOpaque}
 	}
@@ -101,6 +141,7 @@ func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.Acces
 		iamv1alpha1.KeyNameAnnotation:  cred.Name,
 		iamv1alpha1.ChecksumAnnotation: checksum,
 	})
+	delete(s.Annotations, ObservedChecksumAnnotation)
 	if cred.RoleID != "" {
 		s.Annotations[RoleIDAnnotation] = cred.RoleID
 	} else {
@@ -109,12 +150,18 @@ func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.Acces
 	if err := controllerutil.SetControllerReference(ak, s, r.Scheme()); err != nil {
 		return "", err
 	}
-	if existing == nil {
+	if s.ResourceVersion == "" {
 		err = r.Create(ctx, s)
 	} else {
 		err = r.Update(ctx, s)
 	}
 	if err != nil {
+		// The API server's answer may quote what it refused.
+		rejected := apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsBadRequest(err)
+		err = secret.Scrub(err, cred.Secret.Reveal())
+		if rejected {
+			return "", refuse(ReasonSecretRejected, "the API server refused Secret %s: %v", secretName(ak), err)
+		}
 		return "", fmt.Errorf("write Secret %s: %w", secretName(ak), err)
 	}
 	return checksum, nil

@@ -28,10 +28,16 @@ const (
 	ReasonRejected         = "RejectedByAPI"
 	ReasonReconciled       = "Reconciled"
 	ReasonRevokeFailed     = "RevokeFailed"
+	// ReasonSecretRejected: the API server refused the rendered Secret;
+	// nothing more is minted for this generation.
+	ReasonSecretRejected = "SecretRejected"
+	// ReasonKeyLimitReached: a new key waits until a retiring one is revoked.
+	ReasonKeyLimitReached = "KeyLimitReached"
 
 	ReasonCredentialsMissing  = "CredentialsMissing"
 	ReasonCredentialsInvalid  = "CredentialsInvalid"
 	ReasonEndpointUnreachable = "EndpointUnreachable"
+	ReasonInsecureEndpoint    = "InsecureEndpoint"
 	ReasonIssuerReady         = "Ready"
 )
 
@@ -44,6 +50,12 @@ const (
 	EventKeyAdopted   = "KeyAdopted"
 	EventKeyOrphaned  = "KeyOrphaned"
 	EventRefused      = "Refused"
+	// EventKeyBeyondCeiling: the issuer no longer allows the current key.
+	EventKeyBeyondCeiling = "KeyBeyondCeiling"
+	// EventOrphanFound and EventOrphanRevoked: the sweep found a key exokey
+	// minted whose AccessKey is gone, and revoked it.
+	EventOrphanFound   = "OrphanedKeyFound"
+	EventOrphanRevoked = "OrphanedKeyRevoked"
 )
 
 func setCondition(conditions *[]metav1.Condition, generation int64, conditionType string, status metav1.ConditionStatus, reason, message string) {

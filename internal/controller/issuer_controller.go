@@ -17,6 +17,7 @@ import (
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
 // IssuerReconciler checks that a KeyIssuer's or ClusterKeyIssuer's
@@ -83,6 +84,8 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 	status := iss.Status.DeepCopy()
 	status.ObservedGeneration = iss.Generation
+	ceiling := Ceiling(iss.Spec.Allowed, catalog.Default())
+	status.Ceiling = &ceiling
 	reason, message, grantable, checkErr := r.check(ctx, iss)
 	ready := metav1.ConditionFalse
 	if reason == ReasonIssuerReady {
@@ -108,6 +111,9 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // check returns the Ready reason and message, and how many operations the
 // issuer's key holds. The error is set for failures worth retrying soon.
 func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, message string, grantable int, err error) {
+	if err := checkEndpoint(iss.Spec); err != nil {
+		return ReasonInsecureEndpoint, err.Error(), 0, nil
+	}
 	keys, err := r.Issuers.refresh(ctx, iss)
 	if credErr, ok := asCredentialsError(err); ok {
 		return credErr.Reason, credErr.Message, 0, nil

@@ -87,6 +87,35 @@ type IssuerClients struct {
 
 	mu      sync.Mutex
 	entries map[string]clientEntry
+	shares  map[string]*mintShare
+}
+
+// admit spends one mint of namespace's fair share of the issuer's rate, or
+// says how long to wait for one. The rate is the issuer's request rate
+// (Base.QPS) over the calls a mint costs.
+func (c *IssuerClients) admit(i *issuer, namespace string, now time.Time) time.Duration {
+	c.mu.Lock()
+	if c.shares == nil {
+		c.shares = map[string]*mintShare{}
+	}
+	share, ok := c.shares[issuerID(i)]
+	if !ok {
+		qps, burst := c.Base.QPS, c.Base.Burst
+		if qps <= 0 {
+			qps = 10
+		}
+		if burst <= 0 {
+			burst = max(1, int(qps))
+		}
+		callsPerMint := 1.0
+		if i.Spec.API != iamv1alpha1.IssuerAPIAccessKeyV2 {
+			callsPerMint = 2 // a role and its key
+		}
+		share = newMintShare(qps/callsPerMint, max(1, int(float64(burst)/callsPerMint)))
+		c.shares[issuerID(i)] = share
+	}
+	c.mu.Unlock()
+	return share.take(namespace, now)
 }
 
 type clientEntry struct {
@@ -115,6 +144,7 @@ func (c *IssuerClients) forget(i *issuer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, issuerID(i))
+	delete(c.shares, issuerID(i))
 }
 
 func issuerID(i *issuer) string { return string(i.Kind) + "/" + i.Key.String() }

@@ -16,6 +16,7 @@ import (
 // cannot drift from what the cluster says.
 type Metrics struct {
 	rotations *prometheus.CounterVec
+	orphans   *prometheus.CounterVec
 	reader    client.Reader
 
 	accessKeys         *prometheus.Desc
@@ -31,6 +32,10 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 			Name: "exokey_rotations_total",
 			Help: "Keys minted, by reason: NoKey, RestrictionsChanged, RotationDue, RotationRequested, KeyGone, SecretMissing, SecretTampered.",
 		}, []string{"reason"}),
+		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exokey_orphaned_keys_total",
+			Help: "Keys exokey minted whose AccessKey is gone, found by the orphan sweep, by issuer and action (revoked, reported).",
+		}, []string{"issuer", "action"}),
 		reader: reader,
 		accessKeys: prometheus.NewDesc("exokey_access_keys",
 			"AccessKeys by issuer and readiness.", []string{"issuer", "ready"}, nil),
@@ -41,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 		revocationsPending: prometheus.NewDesc("exokey_revocations_pending",
 			"Replaced keys waiting for their grace period to end.", nil, nil),
 	}
-	reg.MustRegister(m.rotations, m)
+	reg.MustRegister(m.rotations, m.orphans, m)
 	return m
 }
 
@@ -49,6 +54,13 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 func (m *Metrics) rotated(reason string) {
 	if m != nil {
 		m.rotations.WithLabelValues(reason).Inc()
+	}
+}
+
+// orphan counts a key the sweep found; a nil Metrics counts nothing.
+func (m *Metrics) orphan(iss *issuer, action string) {
+	if m != nil {
+		m.orphans.WithLabelValues(issuerID(iss), action).Inc()
 	}
 }
 
@@ -84,11 +96,19 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if ak.Spec.Rotation != nil && ak.Spec.Rotation.Every != nil {
 			ch <- prometheus.MustNewConstMetric(m.keyMaxAge, prometheus.GaugeValue,
-				(ak.Spec.Rotation.Every.Duration + gracePeriod(&ak)).Seconds(), ak.Namespace, ak.Name)
+				(ak.Spec.Rotation.Every.Duration + specGrace(&ak)).Seconds(), ak.Namespace, ak.Name)
 		}
 	}
 	for key, n := range counts {
 		ch <- prometheus.MustNewConstMetric(m.accessKeys, prometheus.GaugeValue, float64(n), key.issuer, key.ready)
 	}
 	ch <- prometheus.MustNewConstMetric(m.revocationsPending, prometheus.GaugeValue, float64(pending))
+}
+
+// specGrace is the grace period the AccessKey asks for.
+func specGrace(ak *iamv1alpha1.AccessKey) time.Duration {
+	if ak.Spec.Rotation != nil && ak.Spec.Rotation.GracePeriod != nil {
+		return ak.Spec.Rotation.GracePeriod.Duration
+	}
+	return 10 * time.Minute
 }

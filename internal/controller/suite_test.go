@@ -67,6 +67,10 @@ var (
 	testRegistry = prometheus.NewRegistry()
 	// rootKeys are the root credential's backends by API, for acting behind exokey's back.
 	rootKeys = map[iamv1alpha1.IssuerAPI]exoscale.Keys{}
+	// managerCache reads through the manager's cache, to see what it holds.
+	managerCache client.Reader
+	// clusterID labels the roles the manager mints.
+	clusterID string
 )
 
 func TestControllers(t *testing.T) {
@@ -128,20 +132,26 @@ func startManager() {
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue})},
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}),
+				Transform: SecretCacheTransform},
 		}},
 	})
 	Expect(err).NotTo(HaveOccurred())
+	managerCache = mgr.GetCache()
 	issuers := &IssuerClients{Reader: mgr.GetAPIReader(), Base: fastConfig()}
 	faultyClient := interceptor.NewClient(watchless{mgr.GetClient()}, faults.funcs())
 	opts := controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptrTo(true),
 		// Failures are injected on purpose: keep the backoff short.
 		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, time.Second)}
+	clusterID, err = ClusterID(ctx, mgr.GetAPIReader())
+	Expect(err).NotTo(HaveOccurred())
+	metrics := NewMetrics(testRegistry, mgr.GetClient())
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("exokey"),
-		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock,
-		Metrics: NewMetrics(testRegistry, mgr.GetClient()),
+		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
+	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers,
+		Recorder: mgr.GetEventRecorder("exokey"), ClusterID: clusterID, Period: time.Second, Metrics: metrics})).To(Succeed())
 	for _, cluster := range []bool{false, true} {
 		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute,
 			CredentialsPollPeriod: 500 * time.Millisecond}).

@@ -530,3 +530,32 @@ func TestConcurrentMinting(t *testing.T) {
 		t.Errorf("%d live keys, want 20", got)
 	}
 }
+
+func TestLostResponsesAreAppliedFirst(t *testing.T) {
+	f := start(t, emulator.Options{Faults: emulator.Faults{LoseResponseNext: 1, LoseResponseOperations: []string{"create-access-key"}}})
+	key, secret := f.root()
+	call := func(method, path, body string) *http.Response {
+		req, _ := http.NewRequest(method, f.endpoint+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		emulator.Sign(req, []byte(body), key, secret, time.Now().Add(time.Minute))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := call("GET", "/zone", ""); resp.StatusCode != 200 {
+		t.Fatalf("a read is never lost: %d", resp.StatusCode)
+	}
+	if resp := call("POST", "/access-key", `{"name":"lost-answer","operations":["list-zones"]}`); resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("create with a lost response: %d, want 504", resp.StatusCode)
+	}
+	keys := f.server.Keys()
+	if len(keys) != 1 || keys[0].Name != "lost-answer" {
+		t.Fatalf("the create was applied before its response was lost: keys %+v", keys)
+	}
+	if resp := call("POST", "/access-key", `{"name":"answered","operations":["list-zones"]}`); resp.StatusCode != 200 {
+		t.Fatalf("the fault is spent: %d, want 200", resp.StatusCode)
+	}
+}

@@ -67,6 +67,13 @@ type Faults struct {
 	// FailNext and ThrottleNext answer the next N calls 503 or 429.
 	FailNext     int `json:"failNext"`
 	ThrottleNext int `json:"throttleNext"`
+	// LoseResponseRate is the fraction of mutating calls (POST, PUT,
+	// DELETE) that are applied and then answered 504, as when a response
+	// is lost on the way back; LoseResponseNext does it to the next N.
+	LoseResponseRate float64 `json:"loseResponseRate"`
+	LoseResponseNext int     `json:"loseResponseNext"`
+	// LoseResponseOperations limits lost responses to these operations.
+	LoseResponseOperations []string `json:"loseResponseOperations,omitempty"`
 }
 
 // Stats count /v2 calls by operation, by status and by key.
@@ -285,6 +292,24 @@ func (s *Server) Keys() []KeyInfo {
 	return keys
 }
 
+// RoleInfo describes an IAM v3 role.
+type RoleInfo struct {
+	ID, Name string
+	Labels   map[string]string
+}
+
+// Roles lists the IAM v3 roles, sorted by name.
+func (s *Server) Roles() []RoleInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	roles := make([]RoleInfo, 0, len(s.state.Roles))
+	for _, r := range s.state.Roles {
+		roles = append(roles, RoleInfo{ID: r.ID, Name: r.Name, Labels: maps.Clone(r.Labels)})
+	}
+	slices.SortFunc(roles, func(a, b RoleInfo) int { return strings.Compare(a.Name, b.Name) })
+	return roles
+}
+
 // RoleCount returns how many IAM v3 roles exist.
 func (s *Server) RoleCount() int {
 	s.mu.Lock()
@@ -407,6 +432,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	if r.Method != http.MethodGet && s.loseResponse(op.Name) {
+		fail(errorf(http.StatusGatewayTimeout, "injected fault: the call was applied and its response lost"))
+		return
+	}
 	respond(http.StatusOK, result)
 }
 
@@ -449,6 +478,20 @@ func (s *Server) injectFaults(ctx context.Context) (retryAfter, status int) {
 		retryAfter = 0
 	}
 	return retryAfter, status
+}
+
+// loseResponse decides whether an applied mutating call loses its response.
+func (s *Server) loseResponse(operation string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.faults.LoseResponseOperations) > 0 && !slices.Contains(s.faults.LoseResponseOperations, operation) {
+		return false
+	}
+	if s.faults.LoseResponseNext > 0 {
+		s.faults.LoseResponseNext--
+		return true
+	}
+	return s.faults.LoseResponseRate > 0 && mrand.Float64() < s.faults.LoseResponseRate
 }
 
 func (s *Server) count(op string, status int, key string) {

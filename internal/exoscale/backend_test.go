@@ -156,8 +156,9 @@ func TestRetriesAndTerminalErrors(t *testing.T) {
 			registry := prometheus.NewRegistry()
 			keys := e.rootKeys(t, api, func(c *exoscale.Config) { c.Metrics = exoscale.NewMetrics(registry) })
 
-			// Two throttled calls and two 503s are retried away.
-			e.server.SetFaults(emulator.Faults{ThrottleNext: 2, FailNext: 2, RetryAfterSeconds: 1})
+			// Two throttled creates are retried away: a 429 is answered
+			// before anything is applied.
+			e.server.SetFaults(emulator.Faults{ThrottleNext: 2, RetryAfterSeconds: 1})
 			ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
 			defer cancel()
 			cred, err := keys.Create(ctx, exoscale.KeySpec{Name: "retried", Operations: []string{"list-zones"}})
@@ -165,8 +166,27 @@ func TestRetriesAndTerminalErrors(t *testing.T) {
 				t.Fatalf("create through faults: %v", err)
 			}
 			stats := e.server.Stats()
-			if stats.Statuses["429"] != 2 || stats.Statuses["503"] != 2 {
+			if stats.Statuses["429"] != 2 {
 				t.Errorf("want the faults served: %v", stats.Statuses)
+			}
+
+			// A create answered 503 or 504 may have been applied: it is not
+			// sent again, the caller recovers by name. Reads are retried.
+			for _, faults := range []emulator.Faults{{FailNext: 1}, {LoseResponseNext: 1}} {
+				e.server.SetFaults(faults)
+				e.server.ResetStats()
+				_, err := keys.Create(ctx, exoscale.KeySpec{Name: "not-sent-twice", Operations: []string{"list-zones"}})
+				var apiErr *exoscale.APIError
+				if !errors.As(err, &apiErr) || apiErr.Terminal() || (apiErr.Status != 503 && apiErr.Status != 504) {
+					t.Fatalf("create with %+v: %v, want a retryable 5xx", faults, err)
+				}
+				if calls := e.server.Stats().Total; calls != 1 {
+					t.Errorf("create with %+v was sent %d times", faults, calls)
+				}
+			}
+			e.server.SetFaults(emulator.Faults{FailNext: 2})
+			if _, err := keys.Get(ctx, cred.ID); err != nil {
+				t.Fatalf("a read through two 503s: %v", err)
 			}
 			firstOp := map[string]string{exoscale.APIIAMv3: "create-iam-role", exoscale.APIAccessKeyV2: "create-access-key"}[api]
 			if got := testutil.ToFloat64(mustCounter(t, registry, api, firstOp, "429")); got != 2 {

@@ -182,6 +182,7 @@ func newHTTPClient(cfg Config) *http.Client {
 		// DefaultBackoff honours Retry-After without a bound; keep it bounded.
 		return min(retryablehttp.DefaultBackoff(waitMin, waitMax, attempt, resp), waitMax)
 	}
+	retrying.CheckRetry = retryPolicy
 	// Answer the last response rather than a generic "giving up" error, so
 	// the SDK reports the status and message.
 	retrying.ErrorHandler = retryablehttp.PassthroughErrorHandler
@@ -195,5 +196,33 @@ func newHTTPClient(cfg Config) *http.Client {
 			router:  catalog.NewRouter(cfg.Catalog),
 		},
 	}
-	return retrying.StandardClient()
+	return &http.Client{Transport: markNonIdempotent{retrying.StandardClient().Transport}}
+}
+
+type nonIdempotentKey struct{}
+
+// markNonIdempotent tells the retry policy which requests are creates: a
+// POST that timed out or failed with a 5xx may have been applied, and
+// sending it again would mint a second key whose secret nobody keeps.
+type markNonIdempotent struct{ next http.RoundTripper }
+
+func (m markNonIdempotent) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost {
+		req = req.WithContext(context.WithValue(req.Context(), nonIdempotentKey{}, true))
+	}
+	return m.next.RoundTrip(req)
+}
+
+// retryPolicy retries 429, 5xx and transport errors, except that a
+// non-idempotent request is retried only on 429, which is answered before
+// anything is applied. Its other failures go to the caller, who recovers
+// through its record of the create and a lookup by name.
+func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Value(nonIdempotentKey{}) != nil && (resp == nil || resp.StatusCode != http.StatusTooManyRequests) {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, nil
+	}
+	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 }

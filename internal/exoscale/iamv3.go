@@ -121,30 +121,84 @@ func (k *iamv3Keys) Get(ctx context.Context, keyID string) (Key, error) {
 }
 
 func (k *iamv3Keys) FindByName(ctx context.Context, name string) ([]Key, error) {
+	return k.find(ctx, func(role v3.IAMRole) bool { return role.Name == name })
+}
+
+func (k *iamv3Keys) FindByLabels(ctx context.Context, labels map[string]string) ([]Key, error) {
+	return k.find(ctx, func(role v3.IAMRole) bool {
+		for name, value := range labels {
+			if role.Labels[name] != value {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// find returns the API keys whose role matches, and the matching roles
+// left without a key (an interrupted create), each with its role's labels.
+func (k *iamv3Keys) find(ctx context.Context, match func(v3.IAMRole) bool) ([]Key, error) {
 	callCtx, rec := recordCall(ctx)
+	roles, err := k.client.ListIAMRoles(callCtx)
+	if err != nil {
+		return nil, apiError("list-iam-roles", rec, err)
+	}
+	matched := map[v3.UUID]v3.IAMRole{}
+	for _, role := range roles.IAMRoles {
+		if match(role) {
+			matched[role.ID] = role
+		}
+	}
+	if len(matched) == 0 {
+		return nil, nil
+	}
+	callCtx, rec = recordCall(ctx)
 	keys, err := k.client.ListAPIKeys(callCtx)
 	if err != nil {
 		return nil, apiError("list-api-keys", rec, err)
 	}
 	var found []Key
-	withKey := map[string]bool{}
+	withKey := map[v3.UUID]bool{}
 	for _, key := range keys.APIKeys {
-		if key.Name == name {
-			found = append(found, Key{ID: key.Key, Name: name, RoleID: string(key.RoleID)})
-			withKey[string(key.RoleID)] = true
+		if role, ok := matched[key.RoleID]; ok {
+			found = append(found, Key{ID: key.Key, Name: key.Name, RoleID: string(key.RoleID), Labels: labelsOf(role)})
+			withKey[key.RoleID] = true
 		}
 	}
-	callCtx, rec = recordCall(ctx)
-	roles, err := k.client.ListIAMRoles(callCtx)
-	if err != nil {
-		return nil, apiError("list-iam-roles", rec, err)
-	}
-	for _, role := range roles.IAMRoles {
-		if role.Name == name && !withKey[string(role.ID)] {
-			found = append(found, Key{Name: name, RoleID: string(role.ID)}) // a role whose key was never made
+	for id, role := range matched {
+		if !withKey[id] {
+			found = append(found, Key{Name: role.Name, RoleID: string(id), Labels: labelsOf(role)}) // a role whose key was never made
 		}
 	}
 	return found, nil
+}
+
+func labelsOf(role v3.IAMRole) map[string]string {
+	labels := map[string]string{}
+	for name, value := range role.Labels {
+		labels[name] = value
+	}
+	return labels
+}
+
+func (k *iamv3Keys) Release(ctx context.Context, key Key, label string) error {
+	if key.RoleID == "" {
+		return nil
+	}
+	callCtx, rec := recordCall(ctx)
+	role, err := k.client.GetIAMRole(callCtx, v3.UUID(key.RoleID))
+	if err != nil {
+		return apiError("get-iam-role", rec, err)
+	}
+	labels := labelsOf(*role)
+	labels[label] = "true"
+	callCtx, rec = recordCall(ctx)
+	op, err := k.client.UpdateIAMRole(callCtx, role.ID, v3.UpdateIAMRoleRequest{Labels: labels})
+	if err != nil {
+		return apiError("update-iam-role", rec, err)
+	}
+	_, err = k.wait(ctx, "update-iam-role", op, nil)
+	return err
 }
 
 func (k *iamv3Keys) Revoke(ctx context.Context, key Key) error {

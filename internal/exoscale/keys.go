@@ -25,7 +25,17 @@ type Keys interface {
 	Revoke(ctx context.Context, key Key) error
 	// Grantable lists the catalogue operations the issuer's own key holds.
 	Grantable(ctx context.Context) ([]string, error)
+	// FindByLabels returns the keys (and keyless roles) whose role carries
+	// every one of labels. Legacy keys carry no labels: ErrNoLabels.
+	FindByLabels(ctx context.Context, labels map[string]string) ([]Key, error)
+	// Release marks a key that outlives what it was minted for, so a sweep
+	// of keys by labels leaves it alone (on IAMv3, a label on its role; a
+	// no-op on legacy keys).
+	Release(ctx context.Context, key Key, label string) error
 }
+
+// ErrNoLabels is returned by FindByLabels where keys carry no labels.
+var ErrNoLabels = errors.New("legacy access keys carry no labels")
 
 // KeySpec is what a key may do.
 type KeySpec struct {
@@ -49,6 +59,9 @@ type Key struct {
 	Name string
 	// RoleID is the key's role on IAMv3, empty on AccessKeyV2.
 	RoleID string
+	// Labels are the labels of the key's role as FindByName and
+	// FindByLabels saw them: never nil on IAMv3, nil on AccessKeyV2.
+	Labels map[string]string
 }
 
 // Credential is a freshly minted key with its secret.

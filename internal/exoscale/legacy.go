@@ -109,6 +109,12 @@ func (k *legacyKeys) Revoke(ctx context.Context, key Key) error {
 	return err
 }
 
+func (k *legacyKeys) FindByLabels(context.Context, map[string]string) ([]Key, error) {
+	return nil, ErrNoLabels
+}
+
+func (k *legacyKeys) Release(context.Context, Key, string) error { return nil }
+
 func (k *legacyKeys) Grantable(ctx context.Context) ([]string, error) {
 	return listMyOperations(ctx, k.client, k.cfg.Zone)
 }

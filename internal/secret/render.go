@@ -3,16 +3,22 @@
 package secret
 
 import (
-	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
+
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 )
@@ -57,6 +63,7 @@ var funcs = template.FuncMap{
 	"lower":  strings.ToLower,
 	"trim":   strings.TrimSpace,
 	"quote":  strconv.Quote,
+	"printf": safePrintf,
 }
 
 // Render lays a credential out in the spec's format.
@@ -85,19 +92,27 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		if spec.Template == nil {
 			return Rendered{}, fmt.Errorf("secret.format Template needs secret.template")
 		}
-		data, err := renderMap("data", spec.Template.Data, v)
+		ctx, cancel := context.WithTimeout(context.Background(), RenderTimeout)
+		defer cancel()
+		budget := MaxSecretBytes
+		data, err := renderMap(ctx, "data", spec.Template.Data, v, true, &budget)
 		if err != nil {
 			return Rendered{}, err
 		}
 		for k, value := range data {
 			out.Data[k] = []byte(value)
 		}
-		labels, err := renderMap("labels", spec.Template.Labels, v)
+		// Labels and annotations are never rendered with the secret: they
+		// are not secret, and an error about them quotes their values.
+		public := v
+		public.Secret = ""
+		metaBudget := MaxSecretBytes
+		labels, err := renderMap(ctx, "labels", spec.Template.Labels, public, false, &metaBudget)
 		if err != nil {
 			return Rendered{}, err
 		}
 		maps.Copy(out.Labels, labels)
-		annotations, err := renderMap("annotations", spec.Template.Annotations, v)
+		annotations, err := renderMap(ctx, "annotations", spec.Template.Annotations, public, false, &metaBudget)
 		if err != nil {
 			return Rendered{}, err
 		}
@@ -105,37 +120,113 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 	default:
 		return Rendered{}, fmt.Errorf("unknown secret format %q", spec.Format)
 	}
+	if err := validateRendered(out); err != nil {
+		return Rendered{}, scrub(err, v.Secret)
+	}
 	return out, nil
 }
 
-func renderMap(field string, templates map[string]string, v Values) (map[string]string, error) {
+// RenderTimeout bounds the rendering of one Secret's templates.
+const RenderTimeout = time.Second
+
+func renderMap(ctx context.Context, field string, templates map[string]string, v Values, secretAllowed bool, budget *int) (map[string]string, error) {
 	out := make(map[string]string, len(templates))
 	for _, key := range slices.Sorted(maps.Keys(templates)) {
-		t, err := template.New(key).Funcs(funcs).Option("missingkey=error").Parse(templates[key])
-		if err != nil {
-			return nil, fmt.Errorf("secret.template.%s[%s]: %w", field, key, err)
+		value, err := renderOne(ctx, key, templates[key], v, secretAllowed, min(MaxValueBytes, *budget))
+		if errors.Is(err, errTooLarge) {
+			err = fmt.Errorf("the rendered value is over %d KiB, or the Secret over %d KiB", MaxValueBytes>>10, MaxSecretBytes>>10)
 		}
-		var buf bytes.Buffer
-		if err := t.Execute(&buf, v); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("secret.template.%s[%s]: %w", field, key, scrub(err, v.Secret))
 		}
-		out[key] = buf.String()
+		*budget -= len(value)
+		out[key] = value
 	}
 	return out, nil
 }
 
-// scrub keeps the secret out of a template error, which may quote values.
-func scrub(err error, secret string) error {
-	if secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
+// renderOne parses and runs one sandboxed template under ctx's deadline.
+func renderOne(ctx context.Context, name, text string, v Values, secretAllowed bool, limit int) (string, error) {
+	t, err := parseSandboxed(name, text, secretAllowed)
+	if err != nil {
+		return "", err
 	}
-	return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), secret, "[redacted]"))
+	type result struct {
+		value string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Nesting and output are bounded, so an abandoned run ends soon too.
+		w := &cappedWriter{limit: limit}
+		err := t.Execute(w, v)
+		done <- result{string(w.buf), err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil && errors.Is(r.err, errTooLarge) {
+			return "", errTooLarge
+		}
+		return r.value, r.err
+	case <-ctx.Done():
+		return "", fmt.Errorf("rendering took longer than %s", RenderTimeout)
+	}
 }
 
-// Validate renders the spec with placeholder values, so a broken template is
-// reported before any key is minted.
-func Validate(spec iamv1alpha1.SecretSpec, v Values) error {
-	v.KeyID, v.Secret, v.KeyName = "EXO000000000000000000000000", "placeholder", "placeholder"
+// validateRendered checks the rendered Secret as the API server would, so
+// that a Secret it would refuse is refused before any key is minted.
+func validateRendered(out Rendered) error {
+	var problems []string
+	for key := range out.Data {
+		for _, msg := range validation.IsConfigMapKey(key) {
+			problems = append(problems, fmt.Sprintf("data key %q: %s", key, msg))
+		}
+	}
+	for key, value := range out.Labels {
+		for _, msg := range validation.IsQualifiedName(key) {
+			problems = append(problems, fmt.Sprintf("label key %q: %s", key, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(value) {
+			problems = append(problems, fmt.Sprintf("label %q: %s", key, msg))
+		}
+	}
+	for _, e := range apivalidation.ValidateAnnotations(out.Annotations, field.NewPath("annotations")) {
+		problems = append(problems, fmt.Sprintf("%s: %s", e.Field, e.Detail))
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return fmt.Errorf("the rendered Secret would be refused: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// scrub keeps the secret out of an error, which may quote values, in the
+// clear or base64-encoded.
+func scrub(err error, secret string) error {
+	return Scrub(err, secret)
+}
+
+// Scrub returns err with every occurrence of secret, plain or base64,
+// replaced by [redacted].
+func Scrub(err error, secret string) error {
+	if err == nil || secret == "" {
+		return err
+	}
+	msg := err.Error()
+	for _, form := range []string{secret, base64.StdEncoding.EncodeToString([]byte(secret))} {
+		msg = strings.ReplaceAll(msg, form, "[redacted]")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return errors.New(msg)
+}
+
+// Validate renders the spec with placeholders shaped like a real key, so a
+// broken template, or a Secret the API server would refuse, is reported
+// before any key is minted. keyName is the name the key will have.
+func Validate(spec iamv1alpha1.SecretSpec, v Values, keyName string) error {
+	v.KeyID, v.Secret, v.KeyName = "EXO"+strings.Repeat("0", 24), strings.Repeat("x", 43), keyName
 	_, err := Render(spec, v)
 	return err
 }

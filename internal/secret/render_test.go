@@ -59,11 +59,11 @@ func TestTemplateErrorsNeverHoldTheSecret(t *testing.T) {
 		t.Fatalf("want an error without the secret, got %v", err)
 	}
 	if err := Validate(iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{
-		Data: map[string]string{"k": "{{ .Missing }}"}}}, values); err == nil || !strings.Contains(err.Error(), "secret.template.data[k]") {
+		Data: map[string]string{"k": "{{ .Missing }}"}}}, values, "k8s-ns-ak-0a0b0c"); err == nil || !strings.Contains(err.Error(), "secret.template.data[k]") {
 		t.Errorf("Validate: %v", err)
 	}
 	if err := Validate(iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{
-		Data: map[string]string{"k": "{{ .KeyID "}}}, values); err == nil {
+		Data: map[string]string{"k": "{{ .KeyID "}}}, values, "k8s-ns-ak-0a0b0c"); err == nil {
 		t.Error("Validate accepted a template that does not parse")
 	}
 }

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -55,17 +54,9 @@ func ready(ak *iamv1alpha1.AccessKey) bool {
 	return meta.IsStatusConditionTrue(got.Status.Conditions, "Ready") && !createInFlight(got)
 }
 
-// createInFlight reports a pending-key record that names a key status does
-// not hold yet.
+// createInFlight reports a key create recorded and not yet finished.
 func createInFlight(ak *iamv1alpha1.AccessKey) bool {
-	raw, ok := ak.Annotations[iamv1alpha1.PendingKeyAnnotation]
-	if !ok {
-		return false
-	}
-	var record struct {
-		KeyName string `json:"keyName"`
-	}
-	return json.Unmarshal([]byte(raw), &record) != nil || record.KeyName != ak.Status.KeyName
+	return ak.Status.Pending != nil
 }
 
 func secretOf(ak *iamv1alpha1.AccessKey) *corev1.Secret {

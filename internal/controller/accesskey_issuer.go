@@ -1,0 +1,89 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// Labels exokey puts on the IAM v3 roles it mints: who the key is for, and
+// which cluster's exokey minted it, so the orphan sweep can tell its own
+// keys whose AccessKey is gone from everyone else's.
+const (
+	LabelNamespace = "exokey.io/namespace"
+	LabelName      = "exokey.io/name"
+	LabelUID       = "exokey.io/uid"
+	LabelCluster   = "exokey.io/cluster"
+	// LabelOrphaned marks the role of a key kept by deletionPolicy Orphan.
+	LabelOrphaned = "exokey.io/orphaned"
+)
+
+// identity is what status records of the issuer that mints a key.
+func (i *issuer) identity() iamv1alpha1.MintingIssuer {
+	api := i.Spec.API
+	if api == "" {
+		api = iamv1alpha1.IssuerAPIIAMv3
+	}
+	return iamv1alpha1.MintingIssuer{Kind: i.Kind, Name: i.Key.Name, UID: i.Object.GetUID(), API: api}
+}
+
+// keysOf returns the backend of the issuer that minted a key. Keys are
+// revoked through that issuer only, and only while it is the same object: a
+// "not found" from another organisation is not a revocation. Keys recorded
+// before issuers were (older statuses) go through the AccessKey's issuer.
+func (r *AccessKeyReconciler) keysOf(ctx context.Context, ak *iamv1alpha1.AccessKey, minted *iamv1alpha1.MintingIssuer) (*issuer, exoscale.Keys, error) {
+	ref := ak.Spec.IssuerRef
+	if minted != nil {
+		ref = iamv1alpha1.IssuerReference{Kind: minted.Kind, Name: minted.Name}
+	}
+	iss, err := getIssuer(ctx, r.Client, ref, ak.Namespace)
+	if isNotFound(err) {
+		return nil, nil, fmt.Errorf("%s %q, which minted the key, is gone: its keys cannot be revoked", kindOf(ref), ref.Name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if minted != nil && minted.UID != "" && iss.Object.GetUID() != minted.UID {
+		return nil, nil, fmt.Errorf("%s %q was deleted and created again: the keys its predecessor minted cannot be revoked through it",
+			kindOf(ref), ref.Name)
+	}
+	keys, err := r.Issuers.Keys(ctx, iss)
+	if credErr, ok := asCredentialsError(err); ok {
+		return nil, nil, fmt.Errorf("%s %q: %s", iss.Kind, ref.Name, credErr.Message)
+	}
+	return iss, keys, err
+}
+
+// ceilingHash identifies what an issuer allows an AccessKey: a key checked
+// against one ceiling is still within it while the hash is the same.
+func ceilingHash(iss *issuer) string {
+	raw, _ := json.Marshal(iss.Spec.Allowed)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
+}
+
+// issuerLimits are an issuer's limits with their defaults.
+type issuerLimits struct {
+	maxGrace, minRotation time.Duration
+	maxKeys               int
+}
+
+func limitsOf(iss *issuer) issuerLimits {
+	l := issuerLimits{maxGrace: time.Hour, minRotation: time.Hour, maxKeys: 3}
+	if d := iss.Spec.Limits.MaxGracePeriod; d != nil && d.Duration > 0 {
+		l.maxGrace = d.Duration
+	}
+	if d := iss.Spec.Limits.MinRotationPeriod; d != nil && d.Duration > 0 {
+		l.minRotation = d.Duration
+	}
+	if n := iss.Spec.Limits.MaxKeysPerAccessKey; n >= 2 {
+		l.maxKeys = int(n)
+	}
+	return l
+}

@@ -1,0 +1,111 @@
+package controller
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
+)
+
+func TestCeilingKeepsIAMOutOfWildcards(t *testing.T) {
+	cat := catalog.Default()
+	for _, tc := range []struct {
+		name    string
+		spec    iamv1alpha1.AccessKeySpec
+		allowed iamv1alpha1.Allowed
+		refused string // empty: allowed
+	}{
+		{"create-* does not reach create-api-key", iamv1alpha1.AccessKeySpec{Operations: []string{"create-api-key"}},
+			iamv1alpha1.Allowed{Operations: []string{"create-*"}}, "named explicitly"},
+		{"* does not reach assume-iam-role", iamv1alpha1.AccessKeySpec{Operations: []string{"assume-iam-role"}},
+			iamv1alpha1.Allowed{Operations: []string{"*"}}, "named explicitly"},
+		{"tag * does not reach the iam service", iamv1alpha1.AccessKeySpec{Operations: []string{"create-iam-role"}},
+			iamv1alpha1.Allowed{Tags: []string{"*"}}, "named explicitly"},
+		{"tag * does not grant tag iam", iamv1alpha1.AccessKeySpec{Tags: []string{"iam"}},
+			iamv1alpha1.Allowed{Tags: []string{"*"}}, "tag iam"},
+		{"tag i* does not grant tag iam", iamv1alpha1.AccessKeySpec{Tags: []string{"iam/*"}},
+			iamv1alpha1.Allowed{Tags: []string{"i*"}}, "tag iam"},
+		{"an IAM operation named explicitly", iamv1alpha1.AccessKeySpec{Operations: []string{"create-api-key"}},
+			iamv1alpha1.Allowed{Operations: []string{"create-api-key"}}, ""},
+		{"the iam service named explicitly", iamv1alpha1.AccessKeySpec{Operations: []string{"list-api-keys"}, Tags: []string{"iam"}},
+			iamv1alpha1.Allowed{Tags: []string{"iam"}}, ""},
+		{"create-* still reaches compute", iamv1alpha1.AccessKeySpec{Operations: []string{"create-instance"}},
+			iamv1alpha1.Allowed{Operations: []string{"create-*"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkCeiling(tc.spec, tc.allowed, cat)
+			switch {
+			case tc.refused == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
+				t.Fatalf("got %v, want a refusal with %q", err, tc.refused)
+			}
+		})
+	}
+}
+
+func TestCeilingStatusShowsWhatAllowedExpandsTo(t *testing.T) {
+	cat := catalog.Default()
+	wild := Ceiling(iamv1alpha1.Allowed{Operations: []string{"*"}, Tags: []string{"*"}}, cat)
+	if len(wild.IAMOperations) != 0 || slices.Contains(wild.Services, "iam") {
+		t.Fatalf("wildcards expanded to IAM: %+v", wild)
+	}
+	if wild.Operations != len(cat.Operations())-len(cat.ServiceOperations("iam")) {
+		t.Fatalf("wildcards expand to %d operations, want every one outside iam", wild.Operations)
+	}
+	named := Ceiling(iamv1alpha1.Allowed{Operations: []string{"get-sos-*", "create-api-key"}}, cat)
+	if !slices.Equal(named.IAMOperations, []string{"create-api-key"}) || len(named.Services) != 0 {
+		t.Fatalf("named: %+v", named)
+	}
+}
+
+func TestCheckEndpoint(t *testing.T) {
+	for endpoint, ok := range map[string]bool{
+		"":                                  true,
+		"https://api-ch-gva-2.exoscale.com": true,
+		"http://127.0.0.1:8080/v2":          true,
+		"http://[::1]:8080/v2":              true,
+		"http://localhost:8080/v2":          true,
+		"http://10.0.0.7:8080/v2":           false,
+		"http://exoscale.example/v2":        false,
+		"http://127.0.0.1.example.com/v2":   false,
+	} {
+		err := checkEndpoint(iamv1alpha1.IssuerSpec{Endpoint: endpoint})
+		if (err == nil) != ok {
+			t.Errorf("%q: %v, want ok=%v", endpoint, err, ok)
+		}
+	}
+	if err := checkEndpoint(iamv1alpha1.IssuerSpec{Endpoint: "http://10.0.0.7/v2", AllowInsecureEndpoint: true}); err != nil {
+		t.Errorf("an issuer that accepts the risk: %v", err)
+	}
+}
+
+// FuzzCeiling checks the ceiling against its promise: an operation passes
+// only when a pattern or a tag allows it, and an IAM operation only when it
+// or the iam service is named exactly.
+func FuzzCeiling(f *testing.F) {
+	cat := catalog.Default()
+	ops := cat.Operations()
+	for _, seed := range []string{"*", "create-*", "get-sos-*", "create-api-key", "iam", "i*", "*-*"} {
+		f.Add(seed, seed, uint16(3))
+	}
+	f.Fuzz(func(t *testing.T, opPattern, tagPattern string, index uint16) {
+		op := ops[int(index)%len(ops)]
+		allowed := iamv1alpha1.Allowed{Operations: []string{opPattern}, Tags: []string{tagPattern}}
+		err := checkCeiling(iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}, allowed, cat)
+		if err != nil {
+			return
+		}
+		if op.Service == iamService {
+			if opPattern != op.Name && tagPattern != iamService {
+				t.Fatalf("IAM operation %s passed a ceiling of %q / tag %q", op.Name, opPattern, tagPattern)
+			}
+			return
+		}
+		if !catalog.Glob(opPattern, op.Name) && !catalog.Glob(tagPattern, op.Service) {
+			t.Fatalf("operation %s passed a ceiling of %q / tag %q", op.Name, opPattern, tagPattern)
+		}
+	})
+}

@@ -1,0 +1,191 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// OrphanSweeper finds the keys this cluster's exokey minted whose AccessKey
+// is gone (a finalizer stripped, a record lost) and revokes them, or only
+// reports them. It knows its keys by their roles' labels: the cluster's
+// identity and the AccessKey's namespace, name and UID. Legacy access keys
+// carry no labels, so only IAM v3 issuers are swept.
+type OrphanSweeper struct {
+	Client client.Client
+	// APIReader reads AccessKeys fresh: a key is only called orphaned
+	// after a quorum read found no AccessKey with its UID.
+	APIReader client.Reader
+	Issuers   *IssuerClients
+	Recorder  events.EventRecorder
+	ClusterID string
+	Period    time.Duration
+	// ReportOnly reports orphaned keys (events, metric) without revoking.
+	ReportOnly bool
+	Metrics    *Metrics
+}
+
+// SweepResult is what one sweep found and did.
+type SweepResult struct {
+	Found, Revoked int
+}
+
+// NeedLeaderElection: one replica sweeps.
+func (s *OrphanSweeper) NeedLeaderElection() bool { return true }
+
+// Start sweeps every Period until ctx ends.
+func (s *OrphanSweeper) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("orphan-sweep")
+	if s.ClusterID == "" {
+		log.Info("no cluster identity: the orphan sweep is off")
+		return nil
+	}
+	ticker := time.NewTicker(s.Period)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		sweepCtx, cancel := context.WithTimeout(ctx, max(s.Period, time.Minute))
+		result, err := s.Sweep(sweepCtx)
+		cancel()
+		if err != nil {
+			log.Error(err, "sweep for orphaned keys")
+		}
+		if result.Found > 0 {
+			log.Info("swept orphaned keys", "found", result.Found, "revoked", result.Revoked)
+		}
+	}
+}
+
+// Sweep looks at every IAM v3 issuer once.
+func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
+	var result SweepResult
+	var errs []error
+	issuers, err := s.issuers(ctx)
+	if err != nil {
+		return result, err
+	}
+	seen := map[string]bool{} // roles already judged through another issuer of the same organisation
+	for _, iss := range issuers {
+		if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+			continue
+		}
+		keys, err := s.Issuers.Keys(ctx, iss)
+		if err != nil {
+			continue // an issuer that cannot be used now is swept next time
+		}
+		found, err := keys.FindByLabels(ctx, map[string]string{LabelCluster: s.ClusterID})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", iss.Kind, iss.Key, err))
+			continue
+		}
+		for _, key := range found {
+			if seen[key.RoleID] && key.ID == "" {
+				continue
+			}
+			seen[key.RoleID] = true
+			orphaned, err := s.orphaned(ctx, key)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !orphaned {
+				continue
+			}
+			result.Found++
+			if err := s.handle(ctx, iss, keys, key); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !s.ReportOnly {
+				result.Revoked++
+			}
+		}
+	}
+	return result, errors.Join(errs...)
+}
+
+// orphaned reports whether a key exokey minted has lost its AccessKey.
+func (s *OrphanSweeper) orphaned(ctx context.Context, key exoscale.Key) (bool, error) {
+	if key.Labels[LabelOrphaned] == "true" || key.Labels[LabelUID] == "" {
+		return false, nil // kept on purpose (deletionPolicy Orphan), or not an AccessKey's
+	}
+	ak := &iamv1alpha1.AccessKey{}
+	err := s.APIReader.Get(ctx, keyOf(key.Labels[LabelNamespace], key.Labels[LabelName]), ak)
+	if isNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the AccessKey of role %s: %w", key.RoleID, err)
+	}
+	return string(ak.UID) != key.Labels[LabelUID], nil
+}
+
+func (s *OrphanSweeper) handle(ctx context.Context, iss *issuer, keys exoscale.Keys, key exoscale.Key) error {
+	owner := key.Labels[LabelNamespace] + "/" + key.Labels[LabelName]
+	if s.ReportOnly {
+		s.Metrics.orphan(iss, "reported")
+		s.event(iss, corev1.EventTypeWarning, EventOrphanFound, "key %s (role %s) was minted for AccessKey %s, which is gone: revoke it by hand",
+			key.ID, key.RoleID, owner)
+		return nil
+	}
+	if err := keys.Revoke(ctx, key); err != nil {
+		return fmt.Errorf("revoke orphaned key %s (role %s): %w", key.ID, key.RoleID, err)
+	}
+	s.Metrics.orphan(iss, "revoked")
+	logf.FromContext(ctx).Info("revoked an orphaned key", "keyID", key.ID, "roleID", key.RoleID, "accessKey", owner)
+	s.event(iss, corev1.EventTypeNormal, EventOrphanRevoked, "revoked key %s (role %s): it was minted for AccessKey %s, which is gone",
+		key.ID, key.RoleID, owner)
+	return nil
+}
+
+func (s *OrphanSweeper) issuers(ctx context.Context) ([]*issuer, error) {
+	var out []*issuer
+	cluster := &iamv1alpha1.ClusterKeyIssuerList{}
+	if err := s.Client.List(ctx, cluster); err != nil {
+		return nil, err
+	}
+	for i := range cluster.Items {
+		obj := &cluster.Items[i]
+		out = append(out, &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj,
+			Generation: obj.Generation, Spec: obj.Spec.IssuerSpec, Selector: &obj.Spec, Status: &obj.Status})
+	}
+	namespaced := &iamv1alpha1.KeyIssuerList{}
+	if err := s.Client.List(ctx, namespaced); err != nil {
+		return nil, err
+	}
+	for i := range namespaced.Items {
+		obj := &namespaced.Items[i]
+		out = append(out, &issuer{Kind: iamv1alpha1.KeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj,
+			Generation: obj.Generation, Spec: obj.Spec, Status: &obj.Status})
+	}
+	return out, nil
+}
+
+func (s *OrphanSweeper) event(iss *issuer, eventType, reason, format string, args ...any) {
+	if s.Recorder != nil {
+		s.Recorder.Eventf(iss.Object, nil, eventType, reason, "Sweep", format, args...)
+	}
+}
+
+// ClusterID is the UID of the kube-system namespace: a stable identity of
+// the cluster, for the labels of the roles its exokey mints.
+func ClusterID(ctx context.Context, reader client.Reader) (string, error) {
+	ns := &corev1.Namespace{}
+	if err := reader.Get(ctx, client.ObjectKey{Name: "kube-system"}, ns); err != nil {
+		return "", err
+	}
+	return string(ns.UID), nil
+}

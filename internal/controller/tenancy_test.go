@@ -1,0 +1,369 @@
+package controller
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/secret"
+)
+
+// The tenancy suite plays a hostile tenant: it may create, update, patch and
+// delete AccessKeys, Secrets and Deployments in its own namespace, with their
+// labels, annotations, finalizers and owner references, but not their status.
+// Each spec is one hole of the security review; each failed before its fix.
+var _ = Describe("Tenant boundary", func() {
+	var namespace string
+	BeforeEach(func() { namespace = newNamespace(nil) })
+
+	// 1. The crash-safety record and key identities are not tenant-writable.
+	Context("a forged crash-safety record", func() {
+		for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+			It(fmt.Sprintf("cannot make exokey revoke a key it did not mint for the AccessKey (%s)", api), func() {
+				victim := mintOutsideTheManager(api, "victim-"+namespace)
+				ak := waitReady(newAccessKey(namespace, "forger", api, func(ak *iamv1alpha1.AccessKey) {
+					ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
+					ak.Annotations = map[string]string{forgedPendingAnnotation: pendingRecord(victim.Name, "")}
+				}))
+				Expect(ak.Status.KeyID).NotTo(Equal(victim.ID))
+				Consistently(func() bool { return authenticates(victim.ID, victim.Secret.Reveal()) }, 2*time.Second, poll).Should(BeTrue())
+				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(BeEmpty())
+				Expect(authenticates(victim.ID, victim.Secret.Reveal())).To(BeTrue(), "the victim key survives the forger's deletion")
+			})
+
+			It(fmt.Sprintf("cannot make exokey adopt, then revoke, a key named in a forged Secret (%s)", api), func() {
+				victim := mintOutsideTheManager(api, "victim-"+namespace)
+				ak := newAccessKey(namespace, "adopter", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "not-yet" })
+				waitRefused(ak, ReasonIssuerNotFound)
+				data := map[string][]byte{"EXOSCALE_API_KEY": []byte(victim.ID), "EXOSCALE_API_SECRET": []byte("unknown to the tenant")}
+				forged := &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: namespace,
+						Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
+						Annotations: map[string]string{
+							iamv1alpha1.KeyIDAnnotation: victim.ID, iamv1alpha1.KeyNameAnnotation: victim.Name,
+							iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: victim.RoleID,
+						}},
+					Data: data,
+				}
+				Expect(controllerutil.SetControllerReference(fetch(ak), forged, scheme)).To(Succeed())
+				Expect(k8sClient.Create(ctx, forged)).To(Succeed())
+				edit(ak, func(ak *iamv1alpha1.AccessKey) {
+					ak.Spec.IssuerRef.Name = issuerName(api)
+					ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
+					ak.Annotations = map[string]string{forgedPendingAnnotation: pendingRecord(victim.Name, restrictionHash(ak))}
+				})
+				got := waitReady(ak)
+				Expect(got.Status.KeyID).NotTo(Equal(victim.ID), "the forged key is not adopted")
+				Expect(k8sClient.Delete(ctx, got)).To(Succeed())
+				Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), ak) }, timeout, poll).Should(Satisfy(isNotFound))
+				Expect(authenticates(victim.ID, victim.Secret.Reveal())).To(BeTrue(), "the victim key survives")
+			})
+		}
+	})
+
+	// 2. Templates are sandboxed.
+	It("refuses template constructs that can recurse or blow up before minting anything", func() {
+		api := iamv1alpha1.IssuerAPIIAMv3
+		for name, data := range map[string]string{
+			"define":  `{{define "k"}}{{.KeyID}}{{end}}{{template "k" .}}`,
+			"printf":  `{{printf "%20000000d" 1}}`,
+			"nesting": strings.Repeat("{{if true}}", 40) + "x" + strings.Repeat("{{end}}", 40),
+		} {
+			ak := newAccessKey(namespace, "template-"+name, api, func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.Secret = iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
+					Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{"value": data}}}
+			})
+			Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring("secret.template.data[value]"), name)
+			Consistently(func() []string { return liveKeysOf(ak) }, 2*time.Second, poll).Should(BeEmpty(), name)
+		}
+	})
+
+	// 3. A secret never reaches a condition, an event or a loop of mints.
+	It("keeps .Secret out of labels and never quotes a secret in a condition or event", func() {
+		ak := newAccessKey(namespace, "leaky", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.Secret = iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
+				Template: &iamv1alpha1.SecretTemplate{
+					Data:   map[string]string{"key": "{{.KeyID}}"},
+					Labels: map[string]string{"leak": "!{{.Secret}}"},
+				}}
+		})
+		Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring(".Secret"))
+		Consistently(func() []string { return liveKeysOf(ak) }, 2*time.Second, poll).Should(BeEmpty(), "nothing is minted")
+		quoted := regexp.MustCompile(`![A-Za-z0-9_-]{43}`)
+		Expect(quoted.FindString(conditionsAndEvents(ak))).To(BeEmpty())
+	})
+
+	// 4. Refused AccessKeys keep no key alive beyond its time.
+	It("revokes a retiring key on time while the AccessKey is refused", func() {
+		api := iamv1alpha1.IssuerAPIIAMv3
+		ak := waitReady(newAccessKey(namespace, "refused-retiring", api))
+		old := secretOf(ak)
+		ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }))
+		Expect(ak.Status.Retiring).To(HaveLen(1))
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "gone" })
+		waitRefused(ak, ReasonIssuerNotFound)
+		Eventually(func() bool {
+			return authenticates(string(old.Data["EXOSCALE_API_KEY"]), string(old.Data["EXOSCALE_API_SECRET"]))
+		}, timeout, poll).Should(BeFalse(), "the retiring key is revoked after its grace period")
+	})
+
+	It("revokes a key beyond a narrowed ceiling after the grace period", func() {
+		api := iamv1alpha1.IssuerAPIIAMv3
+		iss := clusterIssuer("narrowing-"+namespace, api, nil)
+		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		ak := waitReady(newAccessKey(namespace, "beyond", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name }))
+		s := secretOf(ak)
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
+		iss.Spec.Allowed = iamv1alpha1.Allowed{Operations: []string{"list-zones"}}
+		Expect(k8sClient.Update(ctx, iss)).To(Succeed())
+		waitRefused(ak, ReasonNotPermitted)
+		Eventually(func() bool {
+			return authenticates(string(s.Data["EXOSCALE_API_KEY"]), string(s.Data["EXOSCALE_API_SECRET"]))
+		}, timeout, poll).Should(BeFalse(), "the key beyond the ceiling is revoked")
+		Expect(conditionsAndEvents(ak)).To(ContainSubstring("beyond"))
+	})
+
+	// 5. Keys are revoked through the issuer that minted them.
+	It("revokes a retiring key through the issuer that minted it, not the one named now", func() {
+		otherOrg, err := emulator.New(emulator.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		server := httptest.NewServer(otherOrg)
+		DeferCleanup(server.Close)
+		key, secretValue := otherOrg.Root()
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other-org", Namespace: namespace},
+			StringData: map[string]string{"EXOSCALE_API_KEY": key, "EXOSCALE_API_SECRET": secretValue}})).To(Succeed())
+		other := clusterIssuer("other-org-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		other.Spec.Endpoint = server.URL + "/v2"
+		other.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "other-org", Namespace: namespace}
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+
+		ak := waitReady(newAccessKey(namespace, "mover", iamv1alpha1.IssuerAPIIAMv3))
+		first := secretOf(ak)
+		ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = other.Name }))
+		Expect(ak.Status.Retiring).To(HaveLen(1))
+		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
+		Expect(authenticates(string(first.Data["EXOSCALE_API_KEY"]), string(first.Data["EXOSCALE_API_SECRET"]))).To(BeFalse(),
+			"the key is revoked in the organisation that minted it")
+	})
+
+	// 6. A tenant cannot keep keys alive for long, or pile them up.
+	It("caps the grace period and the live keys of an AccessKey", func() {
+		ak := waitReady(newAccessKey(namespace, "hoarder", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.Rotation.GracePeriod.Duration = 24 * 365 * time.Hour
+		}))
+		for i := range 5 {
+			ak = edit(ak, func(ak *iamv1alpha1.AccessKey) {
+				if ak.Annotations == nil {
+					ak.Annotations = map[string]string{}
+				}
+				ak.Annotations[iamv1alpha1.RotateAnnotation] = fmt.Sprint(i)
+			})
+			time.Sleep(300 * time.Millisecond) // a tenant's loop, not a wait for exokey
+		}
+		Consistently(func() int { return len(liveKeysOf(ak)) }, 3*time.Second, poll).Should(BeNumerically("<=", 3))
+		for _, old := range fetch(ak).Status.Retiring {
+			Expect(old.RevokeAt.Time).To(BeTemporally("<=", testClock.Now().Add(time.Hour+time.Minute)))
+		}
+	})
+
+	// 7. A label does not decide what the manager keeps in memory.
+	It("does not cache the data of a Secret merely labelled as exokey's", func() {
+		junk := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "junk", Namespace: namespace,
+				Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}},
+			Data: map[string][]byte{"blob": []byte(strings.Repeat("x", 256<<10))},
+		}
+		Expect(k8sClient.Create(ctx, junk)).To(Succeed())
+		cached := &corev1.Secret{}
+		Eventually(func() error { return managerCache.Get(ctx, client.ObjectKeyFromObject(junk), cached) }, timeout, poll).Should(Succeed())
+		Expect(cached.Data).To(BeEmpty())
+	})
+
+	// 8. A create whose response is lost leaves no second key.
+	for _, tc := range []struct {
+		api       iamv1alpha1.IssuerAPI
+		operation string
+	}{
+		{iamv1alpha1.IssuerAPIIAMv3, "create-api-key"},
+		{iamv1alpha1.IssuerAPIIAMv3, "create-iam-role"},
+		{iamv1alpha1.IssuerAPIAccessKeyV2, "create-access-key"},
+	} {
+		It(fmt.Sprintf("recovers a %s whose response was lost without leaking a key", tc.operation), func() {
+			emu.SetFaults(emulator.Faults{LoseResponseNext: 1, LoseResponseOperations: []string{tc.operation}})
+			DeferCleanup(func() { emu.SetFaults(emulator.Faults{}) })
+			before := emu.Stats().ByOperationStatus[tc.operation+" 504"]
+			ak := waitReady(newAccessKey(namespace, "lost-answer", tc.api))
+			Expect(emu.Stats().ByOperationStatus[tc.operation+" 504"]).To(Equal(before+1), "the fault hit this AccessKey's create")
+			Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(ConsistOf(fetch(ak).Status.KeyID))
+			if tc.api == iamv1alpha1.IssuerAPIIAMv3 {
+				Eventually(func() int { return rolesNamed("k8s-" + namespace + "-") }, timeout, poll).Should(Equal(1))
+			}
+		})
+	}
+
+	// 9. Keys are not left behind.
+	It("revokes the retiring keys of an orphaned AccessKey and keeps only the current one", func() {
+		api := iamv1alpha1.IssuerAPIIAMv3
+		orphans := clusterIssuer("orphans-"+namespace, api, nil)
+		orphans.Spec.AllowedDeletionPolicies = []iamv1alpha1.DeletionPolicy{iamv1alpha1.DeletionPolicyDelete, iamv1alpha1.DeletionPolicyOrphan}
+		Expect(k8sClient.Create(ctx, orphans)).To(Succeed())
+		ak := waitReady(newAccessKey(namespace, "orphan-retiring", api, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.IssuerRef.Name = orphans.Name
+			ak.Spec.DeletionPolicy = iamv1alpha1.DeletionPolicyOrphan
+			ak.Spec.Rotation.GracePeriod.Duration = 30 * time.Minute
+		}))
+		ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }))
+		current, retiring := ak.Status.KeyID, ak.Status.Retiring[0].KeyID
+		Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+		Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(ConsistOf(current))
+		Expect(liveKeysOf(ak)).NotTo(ContainElement(retiring))
+		Consistently(func() []string { return liveKeysOf(ak) }, 3*time.Second, poll).Should(ConsistOf(current),
+			"the orphan sweep leaves a key kept on purpose")
+		DeferCleanup(func() { Expect(rootKeys[api].Revoke(ctx, exoscale.Key{ID: current})).To(Succeed()) })
+	})
+
+	It("refuses deletionPolicy Orphan on an issuer that does not allow it, and revokes on delete", func() {
+		api := iamv1alpha1.IssuerAPIIAMv3
+		ak := waitReady(newAccessKey(namespace, "orphan-forbidden", api))
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.DeletionPolicy = iamv1alpha1.DeletionPolicyOrphan })
+		Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring("deletionPolicy Orphan"))
+		Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+		Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(BeEmpty())
+	})
+
+	It("sweeps the keys exokey minted whose AccessKey is gone, and only those", func() {
+		api := iamv1alpha1.IssuerAPIIAMv3
+		live := waitReady(newAccessKey(namespace, "live", api))
+		mint := func(name, uid, cluster string) exoscale.Credential {
+			cred, err := rootKeys[api].Create(ctx, exoscale.KeySpec{Name: name, Operations: []string{"get-sos-object"}, Labels: map[string]string{
+				LabelNamespace: namespace, LabelName: "gone", LabelUID: uid, LabelCluster: cluster}})
+			Expect(err).NotTo(HaveOccurred())
+			return cred
+		}
+		// What a tenant who strips the finalizer in the instant before the
+		// manager sees the deletion leaves behind.
+		leaked := mint("k8s-"+namespace+"-gone-0a0b0c0d0e0f", "uid-of-a-deleted-accesskey", clusterID)
+		elsewhere := mint("elsewhere-"+namespace, "uid-in-another-cluster", "another-cluster")
+		DeferCleanup(func() { Expect(rootKeys[api].Revoke(ctx, elsewhere.Key)).To(Succeed()) })
+
+		Eventually(func() bool { return authenticates(leaked.ID, leaked.Secret.Reveal()) }, timeout, poll).Should(BeFalse())
+		Expect(authenticates(elsewhere.ID, elsewhere.Secret.Reveal())).To(BeTrue(), "another cluster's key is not this sweep's")
+		Expect(liveKeysOf(live)).To(ConsistOf(fetch(live).Status.KeyID), "a live AccessKey's key is not swept")
+		Expect(counter("exokey_orphaned_keys_total", "action", "revoked")).To(BeNumerically(">=", 1))
+	})
+
+	// 10. Wildcards in a ceiling do not reach IAM administration.
+	It("does not grant IAM operations through a wildcard ceiling", func() {
+		api := iamv1alpha1.IssuerAPIIAMv3
+		wild := clusterIssuer("wild-"+namespace, api, nil)
+		wild.Spec.Allowed = iamv1alpha1.Allowed{Operations: []string{"create-*", "get-*"}, Tags: []string{"*"}}
+		Expect(k8sClient.Create(ctx, wild)).To(Succeed())
+		for name, mutate := range map[string]func(*iamv1alpha1.AccessKey){
+			"operation": func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations, ak.Spec.Resources = []string{"create-api-key"}, nil },
+			"tag":       func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations, ak.Spec.Tags, ak.Spec.Resources = nil, []string{"iam"}, nil },
+		} {
+			ak := newAccessKey(namespace, "iam-"+name, api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = wild.Name }, mutate)
+			Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring("named explicitly"), name)
+			Consistently(func() []string { return liveKeysOf(ak) }, time.Second, poll).Should(BeEmpty())
+		}
+	})
+
+	// 11. Smaller ones.
+	It("refuses an issuer endpoint over plain http beyond loopback", func() {
+		iss := clusterIssuer("plain-http-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		iss.Spec.Endpoint = "http://exoscale.example.invalid/v2"
+		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		Eventually(func() string { return issuerCondition(iss.Name).Reason }, timeout, poll).Should(Equal(ReasonInsecureEndpoint))
+	})
+
+	It("refuses an operation name too long to be one at admission", func() {
+		ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "long", Namespace: namespace},
+			Spec: iamv1alpha1.AccessKeySpec{IssuerRef: iamv1alpha1.IssuerReference{Name: issuerName(iamv1alpha1.IssuerAPIIAMv3)},
+				Operations: []string{strings.Repeat("a", 10000)}}}
+		Expect(k8sClient.Create(ctx, ak)).To(MatchError(ContainSubstring("spec.operations[0]")))
+	})
+
+	It("restarts only workloads that consume the Secret", func() {
+		consumer := deployment(namespace, "consumer", "rolled")
+		bystander := deployment(namespace, "bystander", "someone-else")
+		ak := waitReady(newAccessKey(namespace, "rolled", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: consumer.Name}, {Kind: "Deployment", Name: bystander.Name}}
+		}))
+		Eventually(func() map[string]string { return podAnnotations(consumer) }, timeout, poll).Should(HaveKey(RestartAnnotation))
+		Expect(podAnnotations(bystander)).NotTo(HaveKey(RestartAnnotation))
+		Expect(conditionsAndEvents(ak)).To(ContainSubstring("does not consume Secret"))
+	})
+})
+
+// conditionsAndEvents is everything a tenant can read about an AccessKey
+// besides its spec: its conditions and the events of its namespace.
+func conditionsAndEvents(ak *iamv1alpha1.AccessKey) string {
+	var out strings.Builder
+	for _, c := range fetch(ak).Status.Conditions {
+		fmt.Fprintf(&out, "%s %s %s\n", c.Type, c.Reason, c.Message)
+	}
+	events := &corev1.EventList{}
+	ExpectWithOffset(1, k8sClient.List(ctx, events, client.InNamespace(ak.Namespace))).To(Succeed())
+	for _, e := range events.Items {
+		fmt.Fprintf(&out, "%s %s %s\n", e.Type, e.Reason, e.Message)
+	}
+	return out.String()
+}
+
+// rolesNamed counts the emulator's IAM roles whose name starts with prefix.
+func rolesNamed(prefix string) int {
+	n := 0
+	for _, r := range emu.Roles() {
+		if strings.HasPrefix(r.Name, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func issuerCondition(name string) metav1.Condition {
+	got := &iamv1alpha1.ClusterKeyIssuer{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
+	if c := condition(&iamv1alpha1.AccessKey{Status: iamv1alpha1.AccessKeyStatus{Conditions: got.Status.Conditions}}, ConditionReady); c != nil {
+		return *c
+	}
+	return metav1.Condition{}
+}
+
+// deployment creates a Deployment whose pods read the named Secret through envFrom.
+func deployment(namespace, name, secretName string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app",
+					EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secretName}}}}}}},
+			},
+		},
+	}
+	ExpectWithOffset(1, k8sClient.Create(ctx, d)).To(Succeed())
+	return d
+}
+
+func podAnnotations(d *appsv1.Deployment) map[string]string {
+	got := &appsv1.Deployment{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKeyFromObject(d), got)).To(Succeed())
+	return got.Spec.Template.Annotations
+}
