@@ -273,8 +273,12 @@ var _ = Describe("Tenant boundary", func() {
 		wild.Spec.Allowed = iamv1alpha1.Allowed{Operations: []string{"create-*", "get-*"}, Tags: []string{"*"}}
 		Expect(k8sClient.Create(ctx, wild)).To(Succeed())
 		for name, mutate := range map[string]func(*iamv1alpha1.AccessKey){
-			"operation": func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations, ak.Spec.Resources = []string{"create-api-key"}, nil },
-			"tag":       func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations, ak.Spec.Tags, ak.Spec.Resources = nil, []string{"iam"}, nil },
+			"operation": func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.Operations, ak.Spec.Resources = []string{"create-api-key"}, nil
+			},
+			"tag": func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.Operations, ak.Spec.Tags, ak.Spec.Resources = nil, []string{"iam"}, nil
+			},
 		} {
 			ak := newAccessKey(namespace, "iam-"+name, api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = wild.Name }, mutate)
 			Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring("named explicitly"), name)
