@@ -49,6 +49,15 @@ func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.
 // create, retiring keys that are due), whatever the spec or the issuer say
 // now, then makes sure the current key is the one the spec asks for.
 func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) (ctrl.Result, error) {
+	if !holdsKeys(ak) {
+		// A first key: an AccessKey over its namespace's share waits before
+		// any read of the API server, so a storm of them stays cheap.
+		if iss, err := r.resolveIssuer(ctx, ak); err == nil {
+			if wait := r.Issuers.mayMint(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
+				return ctrl.Result{}, &deferral{After: wait}
+			}
+		}
+	}
 	current, err := r.getSecret(ctx, ak)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -120,7 +129,7 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 			"%s, but %d keys are live, the most %s %q allows: the new key waits for a retiring key's revocation", d.Message, live, iss.Kind, iss.Key.Name)}
 	}
 	if wait := r.Issuers.admit(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
-		return ctrl.Result{RequeueAfter: wait}, nil
+		return ctrl.Result{}, &deferral{After: wait} // the namespace's fair share of the issuer is spent for now
 	}
 	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, d, state.KeyGone, limits)
 }

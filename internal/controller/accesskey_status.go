@@ -37,6 +37,13 @@ func (r *AccessKeyReconciler) writeStatus(ctx context.Context, ak *iamv1alpha1.A
 // and emits an event for a refusal.
 func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, err error) {
 	gen := ak.Generation
+	var deferred *deferral
+	if errors.As(err, &deferred) && deferred.Reason == "" {
+		return // a short wait for a share of the issuer's rate: nothing to report
+	}
+	if err == nil && status.KeyID == "" {
+		return // nothing minted yet, nothing refused
+	}
 	if err == nil {
 		setCondition(&status.Conditions, gen, ConditionReady, metav1.ConditionTrue, ReasonKeyPublished,
 			fmt.Sprintf("Secret %s holds key %s", status.SecretName, status.KeyID))
@@ -49,6 +56,8 @@ func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *i
 	switch {
 	case errors.As(err, &refused):
 		reason, message = refused.Reason, refused.Message
+	case deferred != nil:
+		reason = deferred.Reason
 	case errors.As(err, &apiErr) && apiErr.Terminal():
 		reason = ReasonRejected
 	case errors.As(err, &apiErr):

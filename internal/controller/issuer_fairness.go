@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -33,6 +34,11 @@ func newMintShare(rate float64, burst int) *mintShare {
 
 // take spends a token of namespace's share, or says how long to wait.
 func (m *mintShare) take(namespace string, now time.Time) time.Duration {
+	return m.ask(namespace, now, true)
+}
+
+// ask is take that spends the token only when spend is set.
+func (m *mintShare) ask(namespace string, now time.Time, spend bool) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	active := 0
@@ -53,8 +59,13 @@ func (m *mintShare) take(namespace string, now time.Time) time.Duration {
 	b.tokens = min(m.burst, b.tokens+now.Sub(b.updated).Seconds()*share)
 	b.updated, b.asked = now, now
 	if b.tokens >= 1 {
-		b.tokens--
+		if spend {
+			b.tokens--
+		}
 		return 0
 	}
-	return time.Duration((1 - b.tokens) / share * float64(time.Second))
+	// Jitter spreads the AccessKeys that wait on one bucket, so they do not
+	// all come back for the same token.
+	wait := (1 - b.tokens) / share * (1 + rand.Float64())
+	return time.Duration(wait * float64(time.Second))
 }

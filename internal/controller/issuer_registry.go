@@ -94,6 +94,16 @@ type IssuerClients struct {
 // says how long to wait for one. The rate is the issuer's request rate
 // (Base.QPS) over the calls a mint costs.
 func (c *IssuerClients) admit(i *issuer, namespace string, now time.Time) time.Duration {
+	return c.share(i).take(namespace, now)
+}
+
+// mayMint says how long namespace must wait for a mint on the issuer,
+// without spending it.
+func (c *IssuerClients) mayMint(i *issuer, namespace string, now time.Time) time.Duration {
+	return c.share(i).ask(namespace, now, false)
+}
+
+func (c *IssuerClients) share(i *issuer) *mintShare {
 	c.mu.Lock()
 	if c.shares == nil {
 		c.shares = map[string]*mintShare{}
@@ -115,7 +125,7 @@ func (c *IssuerClients) admit(i *issuer, namespace string, now time.Time) time.D
 		c.shares[issuerID(i)] = share
 	}
 	c.mu.Unlock()
-	return share.take(namespace, now)
+	return share
 }
 
 type clientEntry struct {
