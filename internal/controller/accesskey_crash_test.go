@@ -86,18 +86,7 @@ var _ = Describe("Recovering an interrupted create", func() {
 			namespace := newNamespace(nil)
 			ak := heldBack(namespace, "published", api)
 			published := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-published-0d0e0f0a0b0c", namespace), ak)
-			data := map[string][]byte{"EXOSCALE_API_KEY": []byte(published.ID), "EXOSCALE_API_SECRET": []byte(published.Secret.Reveal())}
-			s := &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: namespace,
-					Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
-					Annotations: map[string]string{
-						iamv1alpha1.KeyIDAnnotation: published.ID, iamv1alpha1.KeyNameAnnotation: published.Name,
-						iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: published.RoleID,
-					}},
-				Data: data,
-			}
-			Expect(controllerutil.SetControllerReference(fetch(ak), s, scheme)).To(Succeed())
-			Expect(k8sClient.Create(ctx, s)).To(Succeed())
+			createSecretAsPublished(ak, published.Key, published.Secret.Reveal())
 			withSpec := fetch(ak)
 			withSpec.Spec.IssuerRef.Name = issuerName(api)
 			recordPendingAsTheManager(ak, api, published.Name, restrictionHash(withSpec))
@@ -110,6 +99,23 @@ var _ = Describe("Recovering an interrupted create", func() {
 		})
 	}
 })
+
+// createSecretAsPublished writes the AccessKey's Secret as exokey publishes
+// a key: data, annotations, label and controller reference.
+func createSecretAsPublished(ak *iamv1alpha1.AccessKey, key exoscale.Key, secretValue string) {
+	data := map[string][]byte{"EXOSCALE_API_KEY": []byte(key.ID), "EXOSCALE_API_SECRET": []byte(secretValue)}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: ak.Namespace,
+			Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
+			Annotations: map[string]string{
+				iamv1alpha1.KeyIDAnnotation: key.ID, iamv1alpha1.KeyNameAnnotation: key.Name,
+				iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: key.RoleID,
+			}},
+		Data: data,
+	}
+	ExpectWithOffset(1, controllerutil.SetControllerReference(fetch(ak), s, scheme)).To(Succeed())
+	ExpectWithOffset(1, k8sClient.Create(ctx, s)).To(Succeed())
+}
 
 // heldBack creates an AccessKey whose issuer does not exist, which keeps the
 // manager from minting while a test sets the scene of an interruption.

@@ -30,22 +30,29 @@ type issuer struct {
 }
 
 // getIssuer reads the issuer an AccessKey in namespace refers to.
-func getIssuer(ctx context.Context, c client.Client, ref iamv1alpha1.IssuerReference, namespace string) (*issuer, error) {
+func getIssuer(ctx context.Context, c client.Reader, ref iamv1alpha1.IssuerReference, namespace string) (*issuer, error) {
 	if ref.Kind == iamv1alpha1.KeyIssuerKind {
 		obj := &iamv1alpha1.KeyIssuer{}
-		key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
-		if err := c.Get(ctx, key, obj); err != nil {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, obj); err != nil {
 			return nil, err
 		}
-		return &issuer{Kind: ref.Kind, Key: key, Object: obj, Generation: obj.Generation, Spec: obj.Spec, Status: &obj.Status}, nil
+		return keyIssuer(obj), nil
 	}
 	obj := &iamv1alpha1.ClusterKeyIssuer{}
-	key := types.NamespacedName{Name: ref.Name}
-	if err := c.Get(ctx, key, obj); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Name: ref.Name}, obj); err != nil {
 		return nil, err
 	}
-	return &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: key, Object: obj, Generation: obj.Generation,
-		Spec: obj.Spec.IssuerSpec, Selector: &obj.Spec, Status: &obj.Status}, nil
+	return clusterKeyIssuer(obj), nil
+}
+
+func keyIssuer(obj *iamv1alpha1.KeyIssuer) *issuer {
+	return &issuer{Kind: iamv1alpha1.KeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj, Generation: obj.Generation,
+		Spec: obj.Spec, Status: &obj.Status}
+}
+
+func clusterKeyIssuer(obj *iamv1alpha1.ClusterKeyIssuer) *issuer {
+	return &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj, Generation: obj.Generation,
+		Spec: obj.Spec.IssuerSpec, Selector: &obj.Spec, Status: &obj.Status}
 }
 
 // credentialsKey is where the issuer's credentials Secret lives.

@@ -158,18 +158,14 @@ func (s *OrphanSweeper) issuers(ctx context.Context) ([]*issuer, error) {
 		return nil, err
 	}
 	for i := range cluster.Items {
-		obj := &cluster.Items[i]
-		out = append(out, &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj,
-			Generation: obj.Generation, Spec: obj.Spec.IssuerSpec, Selector: &obj.Spec, Status: &obj.Status})
+		out = append(out, clusterKeyIssuer(&cluster.Items[i]))
 	}
 	namespaced := &iamv1alpha1.KeyIssuerList{}
 	if err := s.Client.List(ctx, namespaced); err != nil {
 		return nil, err
 	}
 	for i := range namespaced.Items {
-		obj := &namespaced.Items[i]
-		out = append(out, &issuer{Kind: iamv1alpha1.KeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj,
-			Generation: obj.Generation, Spec: obj.Spec, Status: &obj.Status})
+		out = append(out, keyIssuer(&namespaced.Items[i]))
 	}
 	return out, nil
 }

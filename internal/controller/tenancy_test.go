@@ -13,12 +13,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
-	"github.com/exokey/exokey/internal/secret"
 )
 
 // The tenancy suite plays a hostile tenant: it may create, update, patch and
@@ -49,18 +47,7 @@ var _ = Describe("Tenant boundary", func() {
 				victim := mintOutsideTheManager(api, "victim-"+namespace)
 				ak := newAccessKey(namespace, "adopter", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "not-yet" })
 				waitRefused(ak, ReasonIssuerNotFound)
-				data := map[string][]byte{"EXOSCALE_API_KEY": []byte(victim.ID), "EXOSCALE_API_SECRET": []byte("unknown to the tenant")}
-				forged := &corev1.Secret{
-					ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: namespace,
-						Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
-						Annotations: map[string]string{
-							iamv1alpha1.KeyIDAnnotation: victim.ID, iamv1alpha1.KeyNameAnnotation: victim.Name,
-							iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: victim.RoleID,
-						}},
-					Data: data,
-				}
-				Expect(controllerutil.SetControllerReference(fetch(ak), forged, scheme)).To(Succeed())
-				Expect(k8sClient.Create(ctx, forged)).To(Succeed())
+				createSecretAsPublished(ak, victim.Key, "unknown to the tenant")
 				edit(ak, func(ak *iamv1alpha1.AccessKey) {
 					ak.Spec.IssuerRef.Name = issuerName(api)
 					ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
