@@ -209,10 +209,13 @@ type manager struct {
 	log string
 }
 
-func startManager(name string) *manager {
-	cmd := start(name, filepath.Join(root, "bin", "manager"),
-		"--kubeconfig="+managerKubeconfig, "--leader-elect", "--leader-election-namespace="+releaseNamespace,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--drift-check-period=5s")
+func startManager(name string, flags ...string) *manager {
+	if len(flags) == 0 {
+		flags = []string{"--drift-check-period=5s"}
+	}
+	cmd := start(name, filepath.Join(root, "bin", "manager"), append([]string{
+		"--kubeconfig=" + managerKubeconfig, "--leader-elect", "--leader-election-namespace=" + releaseNamespace,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0"}, flags...)...)
 	return &manager{cmd: cmd, log: filepath.Join(workDir, name+".log")}
 }
 
