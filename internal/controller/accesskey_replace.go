@@ -49,13 +49,12 @@ func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.
 // create, retiring keys that are due), whatever the spec or the issuer say
 // now, then makes sure the current key is the one the spec asks for.
 func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) (ctrl.Result, error) {
-	if !holdsKeys(ak) {
+	iss, resolveErr := r.resolveIssuer(ctx, ak)
+	if resolveErr == nil && !holdsKeys(ak) {
 		// A first key: an AccessKey over its namespace's share waits before
 		// any read of the API server, so a storm of them stays cheap.
-		if iss, err := r.resolveIssuer(ctx, ak); err == nil {
-			if wait := r.Issuers.mayMint(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
-				return ctrl.Result{}, &deferral{After: wait}
-			}
+		if wait := r.Issuers.mayMint(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
+			return ctrl.Result{}, &deferral{After: wait}
 		}
 	}
 	current, err := r.getSecret(ctx, ak)
@@ -66,24 +65,27 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 		return ctrl.Result{}, err
 	}
 	retireErr := r.revokeRetiring(ctx, ak, status)
-	result, err := r.ensureCurrent(ctx, ak, status, current)
+	if resolveErr != nil {
+		var refused *refusal
+		if errors.As(resolveErr, &refused) && refused.BeyondCeiling {
+			r.retireBeyondCeiling(ak, status, iss, refused)
+		}
+		return ctrl.Result{}, resolveErr
+	}
+	result, err := r.ensureCurrent(ctx, ak, status, iss, current)
 	if err != nil {
 		return result, err
 	}
 	return result, retireErr
 }
 
+// ensureCurrent makes sure the current key is the one the spec asks for,
+// from an issuer that may serve it.
 func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	current *corev1.Secret) (ctrl.Result, error) {
-	iss, err := r.resolveIssuer(ctx, ak)
-	if err != nil {
-		var refused *refusal
-		if errors.As(err, &refused) && refused.BeyondCeiling {
-			r.retireBeyondCeiling(ak, status, iss, refused)
-		}
-		return ctrl.Result{}, err
-	}
-	if err := secret.Validate(ak.Spec.Secret, secretValues(ak, iss), newKeyName(iss.Spec.KeyNamePrefix, ak)); err != nil {
+	iss *issuer, current *corev1.Secret) (ctrl.Result, error) {
+	// The name the next key would have: the Secret is checked with it.
+	name := newKeyName(iss.Spec.KeyNamePrefix, ak)
+	if err := secret.Validate(ak.Spec.Secret, secretValues(ak, iss), name); err != nil {
 		return ctrl.Result{}, refuse(ReasonInvalidSpec, "%v", err)
 	}
 	keys, err := r.Issuers.Keys(ctx, iss)
@@ -131,7 +133,7 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 	if wait := r.Issuers.admit(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
 		return ctrl.Result{}, &deferral{After: wait} // the namespace's fair share of the issuer is spent for now
 	}
-	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, d, state.KeyGone, limits)
+	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, name, d, state.KeyGone, limits)
 }
 
 // liveKeys counts the keys an AccessKey holds: current and retiring.
@@ -213,12 +215,8 @@ func checksumOK(s *corev1.Secret) bool {
 // intent first (the finalizer, then the pending record in status), then
 // create, then the Secret, then status.
 func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	iss *issuer, keys exoscale.Keys, current *corev1.Secret, d decision, oldKeyGone bool, limits issuerLimits) error {
+	iss *issuer, keys exoscale.Keys, current *corev1.Secret, name string, d decision, oldKeyGone bool, limits issuerLimits) error {
 	now := r.Clock.Now()
-	name := newKeyName(iss.Spec.KeyNamePrefix, ak)
-	if err := secret.Validate(ak.Spec.Secret, secretValues(ak, iss), name); err != nil {
-		return refuse(ReasonInvalidSpec, "%v", err)
-	}
 	pending := newPending(ak, iss, name, now)
 	if err := r.recordPending(ctx, ak, status, pending); err != nil {
 		return fmt.Errorf("record the pending key: %w", err)
@@ -251,7 +249,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "published key %s in Secret %s", cred.ID, secretName(ak))
 
 	r.rollTargets(ctx, ak, checksum)
-	r.promote(ak, status, cred.Key, pending.Issuer, now, oldKeyGone, graceFor(ak, limits), limits)
+	r.promote(ak, status, cred.Key, pending.Issuer, now, oldKeyGone, limits)
 	r.lastDriftCheck.Store(ak.UID, now) // it exists: it was just made
 	r.Metrics.rotated(d.Reason)
 	status.Pending = nil
@@ -262,9 +260,9 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 // promote makes key the current key; the old one retires after the grace
 // period, unless it is already gone.
 func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, key exoscale.Key,
-	minted iamv1alpha1.MintingIssuer, createdAt time.Time, oldKeyGone bool, grace time.Duration, limits issuerLimits) {
+	minted iamv1alpha1.MintingIssuer, createdAt time.Time, oldKeyGone bool, limits issuerLimits) {
 	if status.KeyID != "" && status.KeyID != key.ID && !oldKeyGone {
-		revokeAt := metav1.NewTime(r.Clock.Now().Add(grace))
+		revokeAt := metav1.NewTime(r.Clock.Now().Add(graceFor(ak, limits)))
 		status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
 			KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
 		})
@@ -281,13 +279,17 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 	}
 }
 
+// specGrace is the grace period the AccessKey asks for.
+func specGrace(ak *iamv1alpha1.AccessKey) time.Duration {
+	if ak.Spec.Rotation != nil && ak.Spec.Rotation.GracePeriod != nil {
+		return ak.Spec.Rotation.GracePeriod.Duration
+	}
+	return 10 * time.Minute
+}
+
 // graceFor is the AccessKey's grace period, capped by its issuer.
 func graceFor(ak *iamv1alpha1.AccessKey, limits issuerLimits) time.Duration {
-	grace := 10 * time.Minute
-	if ak.Spec.Rotation != nil && ak.Spec.Rotation.GracePeriod != nil {
-		grace = ak.Spec.Rotation.GracePeriod.Duration
-	}
-	return min(grace, limits.maxGrace)
+	return min(specGrace(ak), limits.maxGrace)
 }
 
 // rotationEvery is spec.rotation.every, no shorter than its issuer allows;

@@ -104,11 +104,3 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.revocationsPending, prometheus.GaugeValue, float64(pending))
 }
-
-// specGrace is the grace period the AccessKey asks for.
-func specGrace(ak *iamv1alpha1.AccessKey) time.Duration {
-	if ak.Spec.Rotation != nil && ak.Spec.Rotation.GracePeriod != nil {
-		return ak.Spec.Rotation.GracePeriod.Duration
-	}
-	return 10 * time.Minute
-}
