@@ -53,6 +53,7 @@ func main() {
 		clusterID               string
 		orphanSweep             string
 		orphanSweepPeriod       time.Duration
+		reconcileTimeout        time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -72,6 +73,8 @@ func main() {
 	flag.StringVar(&orphanSweep, "orphan-sweep", "revoke",
 		"What the sweep does with IAM v3 keys exokey minted whose AccessKey is gone: revoke, report (events and a metric) or off.")
 	flag.DurationVar(&orphanSweepPeriod, "orphan-sweep-period", time.Hour, "How often the orphan sweep runs.")
+	flag.DurationVar(&reconcileTimeout, "reconcile-timeout", 2*time.Minute,
+		"Deadline of one reconcile; what it cut short is recovered on the next pass.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -134,7 +137,7 @@ func main() {
 			QPS: exoscaleQPS, Burst: exoscaleBurst, Metrics: exoscale.NewMetrics(metrics.Registry),
 		},
 	}
-	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}
+	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout}
 	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetClient())
 	if err := (&controller.AccessKeyReconciler{
 		Client:           mgr.GetClient(),

@@ -115,8 +115,7 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 	if d.Needed && (d.Reason == RotationSecretMissing || d.Reason == RotationSecretTampered) {
 		// A Secret seen missing or changed in the cache is confirmed before
 		// a key is replaced for it.
-		fresh := &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, keyOf(ak.Namespace, secretName(ak)), fresh); err == nil {
+		if fresh, err := r.readSecret(ctx, keyOf(ak.Namespace, secretName(ak))); err == nil && fresh != nil {
 			current = fresh
 			state.SecretFound, state.SecretKeyID, state.SecretChecksumOK = true, fresh.Annotations[iamv1alpha1.KeyIDAnnotation], checksumOK(fresh)
 			d = needsNewKey(state)

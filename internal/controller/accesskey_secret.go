@@ -37,14 +37,28 @@ func (r *AccessKeyReconciler) getSecret(ctx context.Context, ak *iamv1alpha1.Acc
 	s := &corev1.Secret{}
 	err := r.Get(ctx, key, s)
 	if isNotFound(err) {
-		err = r.APIReader.Get(ctx, key, s)
+		return r.readSecret(ctx, key)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("read Secret %s: %w", key, err)
+	}
+	return s, nil
+}
+
+// readSecret reads a Secret from the API server, nil when there is none.
+// Only the cache transform may say what a Secret's data checksum is: the
+// annotation it uses, on a Secret read from the API server, is the
+// tenant's.
+func (r *AccessKeyReconciler) readSecret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, key, s)
 	if isNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read Secret %s: %w", key, err)
 	}
+	delete(s.Annotations, ObservedChecksumAnnotation)
 	return s, nil
 }
 
@@ -122,9 +136,11 @@ func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.Acces
 	}
 	var s *corev1.Secret
 	if existing != nil {
-		s = &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(existing), s); err != nil {
-			return "", fmt.Errorf("read Secret %s: %w", secretName(ak), err)
+		if s, err = r.readSecret(ctx, client.ObjectKeyFromObject(existing)); err != nil {
+			return "", err
+		}
+		if s == nil {
+			return "", fmt.Errorf("write Secret %s: it was deleted since this pass read it", secretName(ak))
 		}
 	}
 	if conflictsWith(s, ak) {
@@ -141,7 +157,6 @@ func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.Acces
 		iamv1alpha1.KeyNameAnnotation:  cred.Name,
 		iamv1alpha1.ChecksumAnnotation: checksum,
 	})
-	delete(s.Annotations, ObservedChecksumAnnotation)
 	if cred.RoleID != "" {
 		s.Annotations[RoleIDAnnotation] = cred.RoleID
 	} else {
