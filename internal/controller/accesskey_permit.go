@@ -155,10 +155,9 @@ const iamService = "iam"
 func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceiling {
 	var out iamv1alpha1.Ceiling
 	for _, op := range cat.Operations() {
+		// Resources narrow where an operation applies, not whether it may
+		// be granted: they are left out of the count.
 		spec := iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}
-		if len(allowed.Resources) > 0 && op.Service == "sos" {
-			spec.Resources = []string{"sos/bucket:"} // any bucket matching is enough to count it
-		}
 		if checkCeiling(spec, iamv1alpha1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, cat) == nil {
 			out.Operations++
 			if op.Service == iamService {

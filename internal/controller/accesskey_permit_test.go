@@ -55,6 +55,10 @@ func TestCeilingStatusShowsWhatAllowedExpandsTo(t *testing.T) {
 	if wild.Operations != len(cat.Operations())-len(cat.ServiceOperations("iam")) {
 		t.Fatalf("wildcards expand to %d operations, want every one outside iam", wild.Operations)
 	}
+	bucketed := Ceiling(iamv1alpha1.Allowed{Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:team-a-*"}}, cat)
+	if bucketed.Operations != 1 {
+		t.Fatalf("an operation allowed on some buckets counts: %+v", bucketed)
+	}
 	named := Ceiling(iamv1alpha1.Allowed{Operations: []string{"get-sos-*", "create-api-key"}}, cat)
 	if !slices.Equal(named.IAMOperations, []string{"create-api-key"}) || len(named.Services) != 0 {
 		t.Fatalf("named: %+v", named)

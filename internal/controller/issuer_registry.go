@@ -117,13 +117,7 @@ func (c *IssuerClients) share(i *issuer) *mintShare {
 	}
 	share, ok := c.shares[issuerID(i)]
 	if !ok {
-		qps, burst := c.Base.QPS, c.Base.Burst
-		if qps <= 0 {
-			qps = 10
-		}
-		if burst <= 0 {
-			burst = max(1, int(qps))
-		}
+		qps, burst := c.Base.RateLimit()
 		callsPerMint := 1.0
 		if i.Spec.API != iamv1alpha1.IssuerAPIAccessKeyV2 {
 			callsPerMint = 2 // a role and its key

@@ -86,6 +86,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// RateLimit is the request rate and burst a backend built from c allows.
+func (c Config) RateLimit() (qps float64, burst int) {
+	c.setDefaults()
+	return c.QPS, c.Burst
+}
+
 // New returns the backend of cfg.API.
 func New(cfg Config) (Keys, error) {
 	cfg.setDefaults()
