@@ -77,7 +77,7 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 	if err != nil {
 		return result, err
 	}
-	seen := map[string]bool{} // roles already judged through another issuer of the same organisation
+	seen := map[string]bool{} // keys already judged through another issuer of the same organisation
 	for _, iss := range issuers {
 		if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
 			continue
@@ -92,10 +92,11 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 			continue
 		}
 		for _, key := range found {
-			if seen[key.RoleID] && key.ID == "" {
+			id := key.ID + "/" + key.RoleID
+			if seen[id] {
 				continue
 			}
-			seen[key.RoleID] = true
+			seen[id] = true
 			orphaned, err := s.orphaned(ctx, key)
 			if err != nil {
 				errs = append(errs, err)
