@@ -54,6 +54,9 @@ func main() {
 		orphanSweep             string
 		orphanSweepPeriod       time.Duration
 		reconcileTimeout        time.Duration
+		maxWorkersPerIssuer     int
+		revokeTimeout           time.Duration
+		exoscaleCallTimeout     time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -75,6 +78,12 @@ func main() {
 	flag.DurationVar(&orphanSweepPeriod, "orphan-sweep-period", time.Hour, "How often the orphan sweep runs.")
 	flag.DurationVar(&reconcileTimeout, "reconcile-timeout", 2*time.Minute,
 		"Deadline of one reconcile; what it cut short is recovered on the next pass.")
+	flag.IntVar(&maxWorkersPerIssuer, "max-workers-per-issuer", 0,
+		"How many workers the AccessKeys of one issuer may hold at once, so a hanging endpoint cannot take them all; 0 is half of --max-concurrent-reconciles.")
+	flag.DurationVar(&revokeTimeout, "revoke-timeout", 15*time.Minute,
+		"How long a deleted AccessKey waits for its keys to be revoked before it is released anyway, with a Warning event and the exokey_unrevoked_keys metric naming the keys left live.")
+	flag.DurationVar(&exoscaleCallTimeout, "exoscale-call-timeout", 30*time.Second,
+		"Deadline of one call to Exoscale, its retries and operation polls included.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -134,19 +143,21 @@ func main() {
 	issuers := &controller.IssuerClients{
 		Reader: mgr.GetAPIReader(),
 		Base: exoscale.Config{
-			QPS: exoscaleQPS, Burst: exoscaleBurst, Metrics: exoscale.NewMetrics(metrics.Registry),
+			QPS: exoscaleQPS, Burst: exoscaleBurst, CallTimeout: exoscaleCallTimeout, Metrics: exoscale.NewMetrics(metrics.Registry),
 		},
 	}
 	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout}
 	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetClient())
 	if err := (&controller.AccessKeyReconciler{
-		Client:           mgr.GetClient(),
-		APIReader:        mgr.GetAPIReader(),
-		Recorder:         mgr.GetEventRecorder("exokey"),
-		Issuers:          issuers,
-		DriftCheckPeriod: driftCheckPeriod,
-		Metrics:          exokeyMetrics,
-		ClusterID:        clusterID,
+		Client:              mgr.GetClient(),
+		APIReader:           mgr.GetAPIReader(),
+		Recorder:            mgr.GetEventRecorder("exokey"),
+		Issuers:             issuers,
+		DriftCheckPeriod:    driftCheckPeriod,
+		Metrics:             exokeyMetrics,
+		ClusterID:           clusterID,
+		MaxWorkersPerIssuer: maxWorkersPerIssuer,
+		RevokeTimeout:       revokeTimeout,
 	}).SetupWithManager(mgr, opts); err != nil {
 		log.Error(err, "unable to set up the controller", "controller", "AccessKey")
 		os.Exit(1)

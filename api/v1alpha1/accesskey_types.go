@@ -9,6 +9,9 @@ import (
 const (
 	// RevokeFinalizer holds an AccessKey until the keys it minted are revoked.
 	RevokeFinalizer = "iam.exokey.io/revoke"
+	// InUseFinalizer holds an issuer while AccessKeys refer to it or hold
+	// keys it minted, so those keys can still be revoked through it.
+	InUseFinalizer = "iam.exokey.io/in-use"
 	// RotateAnnotation asks for a rotation now whenever its value changes.
 	RotateAnnotation = "iam.exokey.io/rotate"
 	// KeyIDAnnotation, KeyNameAnnotation and ChecksumAnnotation on a Secret

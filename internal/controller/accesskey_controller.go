@@ -3,16 +3,18 @@ package controller
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -47,9 +49,18 @@ type AccessKeyReconciler struct {
 	// ClusterID labels the IAM v3 roles this cluster's exokey mints (the
 	// UID of the kube-system namespace), for the orphan sweep.
 	ClusterID string
+	// MaxWorkersPerIssuer bounds how many workers the AccessKeys of one
+	// issuer hold at once, so an issuer whose endpoint hangs cannot take
+	// them all; 0 is half of the controller's workers.
+	MaxWorkersPerIssuer int
+	// RevokeTimeout is how long a deleted AccessKey waits for its keys to
+	// be revoked before its finalizer is released anyway, with a Warning
+	// and a metric naming the keys left live (default 15 minutes).
+	RevokeTimeout time.Duration
 
-	// lastDriftCheck holds, per AccessKey UID, when its key was last looked up.
+	// lastDriftCheck holds, per AccessKey, when its key was last looked up.
 	lastDriftCheck sync.Map
+	slots          *issuerSlots
 }
 
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=accesskeys,verbs=get;list;watch;update;patch
@@ -64,8 +75,18 @@ type AccessKeyReconciler struct {
 func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ak := &iamv1alpha1.AccessKey{}
 	if err := r.Get(ctx, req.NamespacedName, ak); err != nil {
+		if isNotFound(err) {
+			r.lastDriftCheck.Delete(req.NamespacedName) // gone: nothing of it is kept
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	// No issuer holds more than its share of the workers, however long its
+	// endpoint takes to answer: the others' AccessKeys go on meanwhile.
+	release, ok := r.slots.take(issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name))
+	if !ok {
+		return ctrl.Result{RequeueAfter: jittered(time.Second)}, nil
+	}
+	defer release()
 	if !ak.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, ak)
 	}
@@ -94,11 +115,23 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 	if r.DriftCheckPeriod <= 0 {
 		r.DriftCheckPeriod = 10 * time.Minute
 	}
-	ctx := context.Background()
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &iamv1alpha1.AccessKey{}, issuerIndex, func(o client.Object) []string {
-		ak := o.(*iamv1alpha1.AccessKey)
-		return []string{issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name)}
-	}); err != nil {
+	if r.RevokeTimeout <= 0 {
+		r.RevokeTimeout = 15 * time.Minute
+	}
+	workers := max(opts.MaxConcurrentReconciles, 1)
+	if r.MaxWorkersPerIssuer <= 0 {
+		r.MaxWorkersPerIssuer = max(1, workers/2)
+	}
+	r.slots = newIssuerSlots(r.MaxWorkersPerIssuer)
+	if opts.RateLimiter == nil {
+		// Failures back off from 5 ms as usual, but no further than 5
+		// minutes (the default waits up to 16), so whatever failed is tried
+		// again soon after its cause is fixed.
+		opts.RateLimiter = workqueue.NewTypedMaxOfRateLimiter(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, maxBackoff),
+			&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)})
+	}
+	if err := indexIssuers(mgr); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -137,7 +170,33 @@ func issuerReady(o client.Object) metav1.ConditionStatus {
 	return metav1.ConditionUnknown
 }
 
-const issuerIndex = "spec.issuerRef"
+// issuerIndex indexes AccessKeys by every issuer they depend on: the one
+// their spec names, and those that minted the keys they hold.
+const issuerIndex = "issuers"
+
+func indexIssuers(mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(context.Background(), &iamv1alpha1.AccessKey{}, issuerIndex, func(o client.Object) []string {
+		return issuersOf(o.(*iamv1alpha1.AccessKey))
+	})
+}
+
+// issuersOf lists the issuers an AccessKey depends on, as issuerIndex values.
+func issuersOf(ak *iamv1alpha1.AccessKey) []string {
+	values := []string{issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name)}
+	add := func(m *iamv1alpha1.MintingIssuer) {
+		if m != nil && !slices.Contains(values, issuerIndexValue(m.Kind, ak.Namespace, m.Name)) {
+			values = append(values, issuerIndexValue(m.Kind, ak.Namespace, m.Name))
+		}
+	}
+	add(ak.Status.Issuer)
+	for i := range ak.Status.Retiring {
+		add(ak.Status.Retiring[i].Issuer)
+	}
+	if ak.Status.Pending != nil {
+		add(&ak.Status.Pending.Issuer)
+	}
+	return values
+}
 
 func issuerIndexValue(kind iamv1alpha1.IssuerKind, namespace, name string) string {
 	if kind == iamv1alpha1.KeyIssuerKind {
@@ -174,29 +233,6 @@ func requestsFor(list *iamv1alpha1.AccessKeyList) []reconcile.Request {
 		requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ak.Namespace, Name: ak.Name}})
 	}
 	return requests
-}
-
-// driftCheckDue reports whether the AccessKey's key should be looked up now.
-// A key this process has not seen yet (after a restart) gets a random point
-// within the period, so a restart does not look every key up at once.
-func (r *AccessKeyReconciler) driftCheckDue(ak *iamv1alpha1.AccessKey) bool {
-	last, ok := r.lastDriftCheck.Load(ak.UID)
-	if !ok {
-		spread := time.Duration(rand.Int64N(int64(r.DriftCheckPeriod) + 1))
-		last, _ = r.lastDriftCheck.LoadOrStore(ak.UID, r.Clock.Now().Add(-spread))
-	}
-	return !r.Clock.Now().Before(last.(time.Time).Add(r.DriftCheckPeriod))
-}
-
-// nextDriftCheck is when the next lookup is due, with up to 10% jitter so
-// keys minted together are not checked together.
-func (r *AccessKeyReconciler) nextDriftCheck(ak *iamv1alpha1.AccessKey) time.Duration {
-	jitter := time.Duration(rand.Int64N(int64(r.DriftCheckPeriod)/10 + 1))
-	last, ok := r.lastDriftCheck.Load(ak.UID)
-	if !ok {
-		return r.DriftCheckPeriod + jitter
-	}
-	return max(time.Second, last.(time.Time).Add(r.DriftCheckPeriod).Sub(r.Clock.Now())+jitter)
 }
 
 func holdsKeys(ak *iamv1alpha1.AccessKey) bool {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,24 +23,58 @@ import (
 // minted the current key allows it, keeps that key alone (the others are
 // revoked) and releases the Secret from garbage collection. The Secret of a
 // Delete goes with the AccessKey through its owner reference.
+//
+// A deletion always completes: what cannot be revoked is retried on a
+// capped backoff, and after RevokeTimeout the finalizer is released anyway,
+// with a Warning event, a log line and a metric naming the keys left live,
+// so a namespace is never held hostage by credentials that are gone for good.
 func (r *AccessKeyReconciler) finalize(ctx context.Context, ak *iamv1alpha1.AccessKey) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
 		return ctrl.Result{}, nil
 	}
 	orphan := ak.Spec.DeletionPolicy == iamv1alpha1.DeletionPolicyOrphan && r.orphanAllowed(ctx, ak)
-	err := r.revokeHeld(ctx, ak, !orphan)
+	left, err := r.revokeHeld(ctx, ak, !orphan)
 	if err == nil && orphan {
 		err = r.orphan(ctx, ak)
 	}
-	if err != nil {
-		status := ak.Status.DeepCopy()
-		setCondition(&status.Conditions, ak.Generation, ConditionSynced, metav1.ConditionFalse, ReasonRevokeFailed,
-			fmt.Sprintf("cannot finish deletion: %v", err))
-		r.event(ak, corev1.EventTypeWarning, ReasonRevokeFailed, "Delete", "cannot finish deletion: %v", err)
-		return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, ak, status))
+	if err == nil {
+		return ctrl.Result{}, r.releaseFinalizer(ctx, ak)
 	}
+	waited := r.Clock.Now().Sub(ak.DeletionTimestamp.Time)
+	if waited >= r.RevokeTimeout {
+		r.abandon(ctx, ak, left, err, waited)
+		return ctrl.Result{}, r.releaseFinalizer(ctx, ak)
+	}
+	message := fmt.Sprintf("cannot finish deletion: %v (the finalizer is released anyway at %s)", err,
+		ak.DeletionTimestamp.Add(r.RevokeTimeout).UTC().Format(time.RFC3339))
+	status := ak.Status.DeepCopy()
+	previous := findCondition(status.Conditions, ConditionSynced)
+	setCondition(&status.Conditions, r.Clock.Now(), ak.Generation, ConditionSynced, metav1.ConditionFalse, ReasonRevokeFailed, message)
+	if previous == nil || previous.Reason != ReasonRevokeFailed {
+		r.event(ak, corev1.EventTypeWarning, ReasonRevokeFailed, "Delete", "%s", message)
+	}
+	retry := min(max(waited, minBackoff), maxBackoff, r.RevokeTimeout-waited)
+	return ctrl.Result{RequeueAfter: jittered(retry)}, r.writeStatus(ctx, ak, status)
+}
+
+func (r *AccessKeyReconciler) releaseFinalizer(ctx context.Context, ak *iamv1alpha1.AccessKey) error {
+	base := ak.DeepCopy()
 	controllerutil.RemoveFinalizer(ak, iamv1alpha1.RevokeFinalizer)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, ak))
+	return client.IgnoreNotFound(r.Patch(ctx, ak, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+}
+
+// abandon reports the keys a deleted AccessKey leaves live.
+func (r *AccessKeyReconciler) abandon(ctx context.Context, ak *iamv1alpha1.AccessKey, left []heldKey, err error, waited time.Duration) {
+	labels := make([]string, 0, len(left))
+	for _, key := range left {
+		labels = append(labels, key.label()+" ("+key.issuerName(ak)+")")
+		r.Metrics.abandoned(ak, key)
+	}
+	logf.FromContext(ctx).Error(err, "released a deleted AccessKey whose keys could not be revoked: revoke them by hand",
+		"keys", labels, "waited", waited.Round(time.Second))
+	r.event(ak, corev1.EventTypeWarning, EventKeysLeftLive, "Delete",
+		"released after %s without revoking %s: %v. Revoke them by hand at Exoscale",
+		waited.Round(time.Second), strings.Join(labels, ", "), err)
 }
 
 // orphanAllowed reports whether the issuer that minted the current key
@@ -58,32 +94,50 @@ func (r *AccessKeyReconciler) orphanAllowed(ctx context.Context, ak *iamv1alpha1
 	return allowsOrphan(iss)
 }
 
+// heldKey is a key an AccessKey holds, with the issuer that minted it.
+type heldKey struct {
+	key    exoscale.Key
+	issuer *iamv1alpha1.MintingIssuer
+	// pending: only the name is known (a create that was not recorded).
+	pending bool
+}
+
+func (h heldKey) label() string {
+	if h.pending {
+		return "pending key " + h.key.Name
+	}
+	return keyLabel(h.key)
+}
+
+func (h heldKey) issuerName(ak *iamv1alpha1.AccessKey) string {
+	if h.issuer != nil {
+		return string(h.issuer.Kind) + "/" + h.issuer.Name
+	}
+	return string(kindOf(ak.Spec.IssuerRef)) + "/" + ak.Spec.IssuerRef.Name
+}
+
 // revokeHeld revokes the AccessKey's pending and retiring keys, and its
 // current key too when withCurrent, each through the issuer that minted it.
-func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.AccessKey, withCurrent bool) error {
+// It tries every key, and returns those it could not revoke.
+func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.AccessKey, withCurrent bool) ([]heldKey, error) {
 	s := ak.Status
-	type held struct {
-		key    exoscale.Key
-		issuer *iamv1alpha1.MintingIssuer
-	}
-	var live []held
+	var live []heldKey
 	if s.KeyID != "" && withCurrent {
-		live = append(live, held{exoscale.Key{ID: s.KeyID, Name: s.KeyName, RoleID: s.RoleID}, s.Issuer})
+		live = append(live, heldKey{key: exoscale.Key{ID: s.KeyID, Name: s.KeyName, RoleID: s.RoleID}, issuer: s.Issuer})
 	}
 	for _, old := range s.Retiring {
-		live = append(live, held{exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, old.Issuer})
+		live = append(live, heldKey{key: exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, issuer: old.Issuer})
 	}
+	var left []heldKey
+	var errs []error
 	if p := s.Pending; p != nil {
-		_, keys, err := r.keysOf(ctx, ak, &p.Issuer)
+		found, err := r.findPending(ctx, ak, p)
 		if err != nil {
-			return err
+			left = append(left, heldKey{key: exoscale.Key{Name: p.KeyName}, issuer: &p.Issuer, pending: true})
+			errs = append(errs, err)
 		}
-		found, err := keys.FindByName(ctx, p.KeyName)
-		if err != nil {
-			return fmt.Errorf("look up pending key %s: %w", p.KeyName, err)
-		}
-		for _, key := range mintedFor(ak, found) {
-			live = append(live, held{key, &p.Issuer})
+		for _, key := range found {
+			live = append(live, heldKey{key: key, issuer: &p.Issuer})
 		}
 	}
 	for _, h := range live {
@@ -92,12 +146,27 @@ func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.Ac
 			err = keys.Revoke(ctx, h.key)
 		}
 		if err != nil {
-			return fmt.Errorf("revoke key %s: %w", keyLabel(h.key), err)
+			left = append(left, h)
+			errs = append(errs, fmt.Errorf("revoke key %s: %w", h.label(), err))
+			continue
 		}
 		logf.FromContext(ctx).Info("revoked key of a deleted AccessKey", "keyID", h.key.ID)
-		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Delete", "revoked key %s", keyLabel(h.key))
+		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Delete", "revoked key %s", h.label())
 	}
-	return nil
+	return left, errors.Join(errs...)
+}
+
+// findPending looks up the keys an unrecorded create may have minted.
+func (r *AccessKeyReconciler) findPending(ctx context.Context, ak *iamv1alpha1.AccessKey, p *iamv1alpha1.PendingKey) ([]exoscale.Key, error) {
+	_, keys, err := r.keysOf(ctx, ak, &p.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	found, err := keys.FindByName(ctx, p.KeyName)
+	if err != nil {
+		return nil, fmt.Errorf("look up pending key %s: %w", p.KeyName, err)
+	}
+	return mintedFor(ak, found), nil
 }
 
 // orphan keeps the current key: its role is marked so the orphan sweep

@@ -33,7 +33,9 @@ func (i *issuer) identity() iamv1alpha1.MintingIssuer {
 	return iamv1alpha1.MintingIssuer{Kind: i.Kind, Name: i.Key.Name, UID: i.Object.GetUID(), API: api}
 }
 
-// keysOf returns the backend of the issuer that minted a key. Keys are
+// keysOf returns the backend that revokes a key: that of the issuer that
+// minted it, even while that issuer is being deleted or after its
+// credentials Secret is gone (from what this process kept). Keys are
 // revoked through that issuer only, and only while it is the same object: a
 // "not found" from another organisation is not a revocation. Keys recorded
 // before issuers were (older statuses) go through the AccessKey's issuer.
@@ -53,7 +55,7 @@ func (r *AccessKeyReconciler) keysOf(ctx context.Context, ak *iamv1alpha1.Access
 		return nil, nil, fmt.Errorf("%s %q was deleted and created again: the keys its predecessor minted cannot be revoked through it",
 			kindOf(ref), ref.Name)
 	}
-	keys, err := r.Issuers.Keys(ctx, iss)
+	keys, err := r.Issuers.revoker(ctx, iss)
 	if credErr, ok := asCredentialsError(err); ok {
 		return nil, nil, fmt.Errorf("%s %q: %s", iss.Kind, ref.Name, credErr.Message)
 	}

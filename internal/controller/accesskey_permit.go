@@ -57,6 +57,10 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 	if err != nil {
 		return nil, err
 	}
+	if !iss.Object.GetDeletionTimestamp().IsZero() {
+		return nil, refuse(ReasonIssuerDeleting, "%s %q is being deleted: no new key is minted through it (point spec.issuerRef at another issuer)",
+			iss.Kind, iss.Key.Name)
+	}
 	if err := checkEndpoint(iss.Spec); err != nil {
 		return nil, refuse(ReasonIssuerNotReady, "%s %q: %v", iss.Kind, iss.Key.Name, err)
 	}

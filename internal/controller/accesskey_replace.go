@@ -24,18 +24,22 @@ import (
 func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) (ctrl.Result, error) {
 	status.SecretName = secretName(ak)
 	result, err := r.ensureKey(ctx, ak, status)
+	if after, throttled := exoscale.RetryAfter(err); throttled {
+		// The issuer's rate is spent: come back when it is not, without
+		// holding the worker or reporting a failure.
+		err = &deferral{After: jittered(after)}
+	}
 	r.recordOutcome(ak, status, err)
 	var refused *refusal
 	var deferred *deferral
 	switch {
 	case errors.As(err, &deferred):
 		return ctrl.Result{RequeueAfter: min(deferred.After, r.nextWake(ak, status))}, nil
-	case errors.As(err, &refused):
-		// Nothing to retry until the spec, the issuer or the Secret
-		// changes, but keys still retiring are revoked on time.
-		return ctrl.Result{RequeueAfter: r.nextRevocation(status)}, nil
-	case exoscale.IsTerminal(err):
-		return ctrl.Result{RequeueAfter: min(r.DriftCheckPeriod, r.nextWake(ak, status))}, nil
+	case errors.As(err, &refused), exoscale.IsTerminal(err):
+		// What refused it is fixed elsewhere (a Secret, an issuer, a
+		// namespace's labels): look again on a capped backoff, besides the
+		// watches, and revoke retiring keys on time meanwhile.
+		return ctrl.Result{RequeueAfter: min(r.refusalRetry(status), r.nextWake(ak, status))}, nil
 	case err != nil:
 		return ctrl.Result{}, err
 	}
@@ -113,13 +117,16 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 	}
 	d := needsNewKey(state)
 	if d.Needed && (d.Reason == RotationSecretMissing || d.Reason == RotationSecretTampered) {
-		// A Secret seen missing or changed in the cache is confirmed before
-		// a key is replaced for it.
-		if fresh, err := r.readSecret(ctx, keyOf(ak.Namespace, secretName(ak))); err == nil && fresh != nil {
-			current = fresh
-			state.SecretFound, state.SecretKeyID, state.SecretChecksumOK = true, fresh.Annotations[iamv1alpha1.KeyIDAnnotation], checksumOK(fresh)
-			d = needsNewKey(state)
+		// A Secret seen missing or changed in the cache is confirmed at the
+		// API server before a key is replaced for it. A failed read is not
+		// a confirmation: the pass ends and is retried.
+		fresh, err := r.readSecret(ctx, keyOf(ak.Namespace, secretName(ak)))
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("confirm the Secret before replacing its key: %w", err)
 		}
+		current = fresh
+		state.observeSecret(fresh)
+		d = needsNewKey(state)
 	}
 	if !d.Needed {
 		return ctrl.Result{}, nil
@@ -176,40 +183,6 @@ func clearCurrent(status *iamv1alpha1.AccessKeyStatus) {
 	status.CreatedAt, status.NextRotationAt, status.RestrictionHash, status.CeilingHash = nil, nil, "", ""
 }
 
-// observe gathers the inputs of the new-key decision; it looks the key up
-// at Exoscale once per drift-check period, through the issuer that minted it.
-func (r *AccessKeyReconciler) observe(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	iss *issuer, keys exoscale.Keys, current *corev1.Secret, limits issuerLimits) (keyState, error) {
-	state := keyState{
-		Now:             r.Clock.Now(),
-		Status:          *status,
-		RestrictionHash: restrictionHash(ak),
-		RotateRequest:   ak.Annotations[iamv1alpha1.RotateAnnotation],
-		RotateEvery:     rotationEvery(ak, limits),
-	}
-	if current != nil {
-		state.SecretFound = true
-		state.SecretKeyID = current.Annotations[iamv1alpha1.KeyIDAnnotation]
-		state.SecretChecksumOK = checksumOK(current)
-	}
-	sameIssuer := status.Issuer == nil || *status.Issuer == iss.identity()
-	if status.KeyID != "" && sameIssuer && r.driftCheckDue(ak) {
-		_, err := keys.Get(ctx, status.KeyID)
-		switch {
-		case errors.Is(err, exoscale.ErrNotFound):
-			state.KeyGone = true
-		case err != nil:
-			return state, fmt.Errorf("look up key %s: %w", status.KeyID, err)
-		}
-		r.lastDriftCheck.Store(ak.UID, r.Clock.Now())
-	}
-	return state, nil
-}
-
-func checksumOK(s *corev1.Secret) bool {
-	return s.Annotations[iamv1alpha1.ChecksumAnnotation] == observedChecksum(s)
-}
-
 // replace mints a new key, publishes it and retires the old one:
 // intent first (the finalizer, then the pending record in status), then
 // create, then the Secret, then status.
@@ -223,8 +196,8 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 
 	cred, err := keys.Create(ctx, r.keySpec(ak, name))
 	if err != nil {
-		if exoscale.IsTerminal(err) {
-			status.Pending = nil // refused: nothing was created
+		if exoscale.NothingCreated(err) {
+			status.Pending = nil // refused or throttled before anything was made
 		}
 		// Otherwise the create may have happened: the record stays, and the
 		// next pass looks the name up and revokes what it finds.
@@ -249,7 +222,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 
 	r.rollTargets(ctx, ak, checksum)
 	r.promote(ak, status, cred.Key, pending.Issuer, now, oldKeyGone, limits)
-	r.lastDriftCheck.Store(ak.UID, now) // it exists: it was just made
+	r.checkedDrift(ak, now) // it exists: it was just made
 	r.Metrics.rotated(d.Reason)
 	status.Pending = nil
 	status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
@@ -325,37 +298,6 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 	}
 	status.Retiring = kept
 	return errors.Join(errs...)
-}
-
-// nextRevocation is when the next retiring key is due, or zero when none is.
-func (r *AccessKeyReconciler) nextRevocation(status *iamv1alpha1.AccessKeyStatus) time.Duration {
-	var next time.Duration
-	for _, old := range status.Retiring {
-		d := max(old.RevokeAt.Sub(r.Clock.Now()), time.Second)
-		if next == 0 || d < next {
-			next = d
-		}
-	}
-	return next
-}
-
-// nextWake is the earliest of the next revocation, the next rotation and
-// the next drift check.
-func (r *AccessKeyReconciler) nextWake(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) time.Duration {
-	now := r.Clock.Now()
-	wake := r.nextDriftCheck(ak)
-	consider := func(at time.Time) {
-		if d := at.Sub(now); d < wake {
-			wake = max(d, time.Second)
-		}
-	}
-	for _, old := range status.Retiring {
-		consider(old.RevokeAt.Time)
-	}
-	if status.NextRotationAt != nil {
-		consider(status.NextRotationAt.Time)
-	}
-	return wake
 }
 
 // keySpec is what the AccessKey asks Exoscale for. The labels (IAMv3 roles

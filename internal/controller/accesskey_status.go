@@ -45,9 +45,9 @@ func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *i
 		return // nothing minted yet, nothing refused
 	}
 	if err == nil {
-		setCondition(&status.Conditions, gen, ConditionReady, metav1.ConditionTrue, ReasonKeyPublished,
+		setCondition(&status.Conditions, r.Clock.Now(), gen, ConditionReady, metav1.ConditionTrue, ReasonKeyPublished,
 			fmt.Sprintf("Secret %s holds key %s", status.SecretName, status.KeyID))
-		setCondition(&status.Conditions, gen, ConditionSynced, metav1.ConditionTrue, ReasonReconciled, "")
+		setCondition(&status.Conditions, r.Clock.Now(), gen, ConditionSynced, metav1.ConditionTrue, ReasonReconciled, "")
 		return
 	}
 	reason, message := ReasonReconcileError, err.Error()
@@ -64,9 +64,9 @@ func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *i
 		reason = ReasonAPIError
 	}
 	previous := findCondition(status.Conditions, ConditionSynced)
-	setCondition(&status.Conditions, gen, ConditionSynced, metav1.ConditionFalse, reason, message)
+	setCondition(&status.Conditions, r.Clock.Now(), gen, ConditionSynced, metav1.ConditionFalse, reason, message)
 	if refused != nil || reason == ReasonRejected || status.KeyID == "" {
-		setCondition(&status.Conditions, gen, ConditionReady, metav1.ConditionFalse, reason, message)
+		setCondition(&status.Conditions, r.Clock.Now(), gen, ConditionReady, metav1.ConditionFalse, reason, message)
 	}
 	if previous == nil || previous.Reason != reason || previous.Message != message {
 		r.event(ak, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)

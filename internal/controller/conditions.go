@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -39,6 +41,11 @@ const (
 	ReasonEndpointUnreachable = "EndpointUnreachable"
 	ReasonInsecureEndpoint    = "InsecureEndpoint"
 	ReasonIssuerReady         = "Ready"
+	// ReasonInUse: a deleted issuer waits for the AccessKeys that use it.
+	ReasonInUse = "InUse"
+	// ReasonIssuerDeleting: an AccessKey's issuer is being deleted; its
+	// keys are revoked on time, and no new one is minted.
+	ReasonIssuerDeleting = "IssuerDeleting"
 )
 
 // Event reasons for what happens to keys.
@@ -56,10 +63,17 @@ const (
 	// minted whose AccessKey is gone, and revoked it.
 	EventOrphanFound   = "OrphanedKeyFound"
 	EventOrphanRevoked = "OrphanedKeyRevoked"
+	// EventKeysLeftLive: a deleted AccessKey was released after
+	// RevokeTimeout with keys that could not be revoked.
+	EventKeysLeftLive = "KeysLeftLive"
 )
 
-func setCondition(conditions *[]metav1.Condition, generation int64, conditionType string, status metav1.ConditionStatus, reason, message string) {
+// setCondition sets a condition; at is the transition time if its status
+// changes (the reconciler's clock, which refusal backoffs are measured by).
+func setCondition(conditions *[]metav1.Condition, at time.Time, generation int64, conditionType string, status metav1.ConditionStatus,
+	reason, message string) {
 	meta.SetStatusCondition(conditions, metav1.Condition{
 		Type: conditionType, Status: status, Reason: reason, Message: message, ObservedGeneration: generation,
+		LastTransitionTime: metav1.NewTime(at.Truncate(time.Second)),
 	})
 }

@@ -5,15 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/utils/clock"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/exoscale"
@@ -37,6 +42,9 @@ type IssuerReconciler struct {
 	// issuer and period is the cheaper way to notice it.
 	CredentialsPollPeriod time.Duration
 
+	// Clock is the real clock unless a test sets another.
+	Clock clock.PassiveClock
+
 	// checked holds, per issuer, what its last check saw and when.
 	checked sync.Map
 }
@@ -46,7 +54,8 @@ type issuerCheck struct {
 	at          time.Time
 }
 
-// +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers;clusterkeyissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers;clusterkeyissuers,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers/finalizers;clusterkeyissuers/finalizers,verbs=update
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers/status;clusterkeyissuers/status,verbs=get;update;patch
 
 // mintingOperations are what an issuer's key needs to mint and revoke keys.
@@ -72,13 +81,23 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if !iss.Object.GetDeletionTimestamp().IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, iss)
+	}
+	if !controllerutil.ContainsFinalizer(iss.Object, iamv1alpha1.InUseFinalizer) {
+		base := iss.Object.DeepCopyObject().(client.Object)
+		controllerutil.AddFinalizer(iss.Object, iamv1alpha1.InUseFinalizer)
+		if err := r.Patch(ctx, iss.Object, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add the in-use finalizer: %w", err)
+		}
+	}
 	id := issuerID(iss)
 	fingerprint, err := r.Issuers.credentialsFingerprint(ctx, iss)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if last, ok := r.checked.Load(id); ok && last.(issuerCheck).fingerprint == fingerprint &&
-		time.Since(last.(issuerCheck).at) < r.RecheckPeriod {
+		r.Clock.Since(last.(issuerCheck).at) < r.RecheckPeriod {
 		return ctrl.Result{RequeueAfter: r.CredentialsPollPeriod}, nil
 	}
 
@@ -92,7 +111,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		ready = metav1.ConditionTrue
 		status.Grantable = grantable
 	}
-	setCondition(&status.Conditions, iss.Generation, ConditionReady, ready, reason, message)
+	setCondition(&status.Conditions, r.Clock.Now(), iss.Generation, ConditionReady, ready, reason, message)
 	if !equality.Semantic.DeepEqual(iss.Status, status) {
 		base := iss.Object.DeepCopyObject().(client.Object)
 		*iss.Status = *status
@@ -104,8 +123,47 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		r.checked.Delete(id)
 		return ctrl.Result{}, checkErr
 	}
-	r.checked.Store(id, issuerCheck{fingerprint: fingerprint, at: time.Now()})
+	r.checked.Store(id, issuerCheck{fingerprint: fingerprint, at: r.Clock.Now()})
 	return ctrl.Result{RequeueAfter: r.CredentialsPollPeriod}, nil
+}
+
+// finalize holds a deleted issuer while AccessKeys use it: those that name
+// it, and those holding keys it minted, which can only be revoked through
+// it. Its backend (and the credentials it was built from, even if their
+// Secret is deleted meanwhile) is kept until then. Each AccessKey's
+// deletion brings the issuer back here through the AccessKey watch.
+func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
+	if !controllerutil.ContainsFinalizer(iss.Object, iamv1alpha1.InUseFinalizer) {
+		return nil
+	}
+	users := &iamv1alpha1.AccessKeyList{}
+	if err := r.List(ctx, users, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}); err != nil {
+		return err
+	}
+	if len(users.Items) > 0 {
+		names := make([]string, 0, min(len(users.Items), 5))
+		for _, ak := range users.Items[:min(len(users.Items), 5)] {
+			names = append(names, ak.Namespace+"/"+ak.Name)
+		}
+		message := fmt.Sprintf("deletion waits for %d AccessKeys that use it or hold keys it minted (%s): delete them, or point them at another issuer",
+			len(users.Items), strings.Join(names, ", "))
+		status := iss.Status.DeepCopy()
+		setCondition(&status.Conditions, r.Clock.Now(), iss.Generation, ConditionReady, metav1.ConditionFalse, ReasonInUse, message)
+		if equality.Semantic.DeepEqual(iss.Status, status) {
+			return nil
+		}
+		base := iss.Object.DeepCopyObject().(client.Object)
+		*iss.Status = *status
+		return client.IgnoreNotFound(r.Status().Patch(ctx, iss.Object, client.MergeFrom(base)))
+	}
+	base := iss.Object.DeepCopyObject().(client.Object)
+	controllerutil.RemoveFinalizer(iss.Object, iamv1alpha1.InUseFinalizer)
+	if err := r.Patch(ctx, iss.Object, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.checked.Delete(issuerID(iss))
+	r.Issuers.forget(iss)
+	return nil
 }
 
 // check returns the Ready reason and message, and how many operations the
@@ -145,6 +203,9 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 
 // SetupWithManager registers the reconciler with the manager.
 func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
 	if r.RecheckPeriod <= 0 {
 		r.RecheckPeriod = 5 * time.Minute
 	}
@@ -156,5 +217,31 @@ func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Op
 	if r.Cluster {
 		obj, name = &iamv1alpha1.ClusterKeyIssuer{}, "clusterkeyissuer"
 	}
-	return ctrl.NewControllerManagedBy(mgr).For(obj).WithOptions(opts).Named(name).Complete(r)
+	kind := iamv1alpha1.KeyIssuerKind
+	if r.Cluster {
+		kind = iamv1alpha1.ClusterKeyIssuerKind
+	}
+	return ctrl.NewControllerManagedBy(mgr).For(obj).
+		// An AccessKey's deletion, or a change of the issuers it depends
+		// on, may free an issuer waiting on its in-use finalizer.
+		Watches(&iamv1alpha1.AccessKey{}, handler.EnqueueRequestsFromMapFunc(issuersUsedBy(kind))).
+		WithOptions(opts).Named(name).Complete(r)
+}
+
+// issuersUsedBy maps an AccessKey to the issuers of one kind it depends on.
+func issuersUsedBy(kind iamv1alpha1.IssuerKind) handler.MapFunc {
+	return func(_ context.Context, o client.Object) []reconcile.Request {
+		ak := o.(*iamv1alpha1.AccessKey)
+		var requests []reconcile.Request
+		for _, value := range issuersOf(ak) {
+			parts := strings.Split(value, "/")
+			switch {
+			case kind == iamv1alpha1.KeyIssuerKind && parts[0] == string(kind) && len(parts) == 3:
+				requests = append(requests, reconcile.Request{NamespacedName: keyOf(parts[1], parts[2])})
+			case kind == iamv1alpha1.ClusterKeyIssuerKind && parts[0] == string(kind) && len(parts) == 2:
+				requests = append(requests, reconcile.Request{NamespacedName: keyOf("", parts[1])})
+			}
+		}
+		return requests
+	}
 }

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
@@ -91,6 +92,8 @@ type IssuerClients struct {
 	// does not read it once each. The issuer reconciler refreshes it as
 	// soon as it sees the Secret change.
 	ReuseFor time.Duration
+	// Clock is the real clock unless a test sets another.
+	Clock clock.PassiveClock
 
 	mu      sync.Mutex
 	entries map[string]clientEntry
@@ -134,6 +137,10 @@ type clientEntry struct {
 	secretVersion string
 	readAt        time.Time
 	keys          exoscale.Keys
+	// credentialsGone: the credentials Secret was deleted or emptied. The
+	// backend is kept to revoke what the issuer minted (a namespace being
+	// deleted takes the Secret with it) and used for nothing else.
+	credentialsGone bool
 }
 
 // Keys returns the backend of an issuer.
@@ -145,10 +152,36 @@ func (c *IssuerClients) Keys(ctx context.Context, i *issuer) (exoscale.Keys, err
 	c.mu.Lock()
 	entry, ok := c.entries[issuerID(i)]
 	c.mu.Unlock()
-	if ok && entry.generation == i.Generation && time.Since(entry.readAt) < reuseFor {
+	if ok && !entry.credentialsGone && entry.generation == i.Generation && c.now().Sub(entry.readAt) < reuseFor {
 		return entry.keys, nil
 	}
 	return c.refresh(ctx, i)
+}
+
+// revoker returns the backend that revokes an issuer's keys: its backend,
+// or, when its credentials Secret is gone, the one built from them while it
+// was there.
+func (c *IssuerClients) revoker(ctx context.Context, i *issuer) (exoscale.Keys, error) {
+	keys, err := c.Keys(ctx, i)
+	if _, missing := asCredentialsError(err); missing {
+		c.mu.Lock()
+		entry, ok := c.entries[issuerID(i)]
+		c.mu.Unlock()
+		if ok && entry.credentialsGone {
+			return entry.keys, nil
+		}
+	}
+	return keys, err
+}
+
+// credentialsGone keeps an issuer's backend for revocations only.
+func (c *IssuerClients) credentialsGone(i *issuer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if entry, ok := c.entries[issuerID(i)]; ok {
+		entry.credentialsGone = true
+		c.entries[issuerID(i)] = entry
+	}
 }
 
 func (c *IssuerClients) forget(i *issuer) {
@@ -156,6 +189,13 @@ func (c *IssuerClients) forget(i *issuer) {
 	defer c.mu.Unlock()
 	delete(c.entries, issuerID(i))
 	delete(c.shares, issuerID(i))
+}
+
+func (c *IssuerClients) now() time.Time {
+	if c.Clock == nil {
+		return time.Now()
+	}
+	return c.Clock.Now()
 }
 
 func issuerID(i *issuer) string { return string(i.Kind) + "/" + i.Key.String() }
@@ -167,7 +207,7 @@ func (c *IssuerClients) refresh(ctx context.Context, i *issuer) (exoscale.Keys, 
 	secret := &corev1.Secret{}
 	if err := c.Reader.Get(ctx, ref, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			c.forget(i)
+			c.credentialsGone(i)
 			return nil, &CredentialsError{Reason: ReasonCredentialsMissing,
 				Message: fmt.Sprintf("credentials Secret %s not found", ref)}
 		}
@@ -176,8 +216,8 @@ func (c *IssuerClients) refresh(ctx context.Context, i *issuer) (exoscale.Keys, 
 	id := issuerID(i)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if entry, ok := c.entries[id]; ok && entry.generation == i.Generation && entry.secretVersion == secret.ResourceVersion {
-		entry.readAt = time.Now()
+	if entry, ok := c.entries[id]; ok && !entry.credentialsGone && entry.generation == i.Generation && entry.secretVersion == secret.ResourceVersion {
+		entry.readAt = c.now()
 		c.entries[id] = entry
 		return entry.keys, nil
 	}
@@ -190,7 +230,10 @@ func (c *IssuerClients) refresh(ctx context.Context, i *issuer) (exoscale.Keys, 
 	}
 	for _, field := range []string{keyField, secretField} {
 		if len(secret.Data[field]) == 0 {
-			delete(c.entries, id)
+			if entry, ok := c.entries[id]; ok {
+				entry.credentialsGone = true
+				c.entries[id] = entry
+			}
 			return nil, &CredentialsError{Reason: ReasonCredentialsMissing,
 				Message: fmt.Sprintf("credentials Secret %s has no field %s", ref, field)}
 		}
@@ -212,7 +255,7 @@ func (c *IssuerClients) refresh(ctx context.Context, i *issuer) (exoscale.Keys, 
 	if c.entries == nil {
 		c.entries = map[string]clientEntry{}
 	}
-	c.entries[id] = clientEntry{generation: i.Generation, secretVersion: secret.ResourceVersion, readAt: time.Now(), keys: keys}
+	c.entries[id] = clientEntry{generation: i.Generation, secretVersion: secret.ResourceVersion, readAt: c.now(), keys: keys}
 	return keys, nil
 }
 

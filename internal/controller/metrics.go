@@ -17,6 +17,7 @@ import (
 type Metrics struct {
 	rotations *prometheus.CounterVec
 	orphans   *prometheus.CounterVec
+	unrevoked *prometheus.GaugeVec
 	reader    client.Reader
 
 	accessKeys         *prometheus.Desc
@@ -36,6 +37,11 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 			Name: "exokey_orphaned_keys_total",
 			Help: "Keys exokey minted whose AccessKey is gone, found by the orphan sweep, by issuer and action (revoked, reported).",
 		}, []string{"issuer", "action"}),
+		unrevoked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exokey_unrevoked_keys",
+			Help: "Keys of deleted AccessKeys that could not be revoked before the finalizer was released: revoke them by hand. " +
+				"Set to 1 per key until the manager restarts.",
+		}, []string{"namespace", "name", "issuer", "key"}),
 		reader: reader,
 		accessKeys: prometheus.NewDesc("exokey_access_keys",
 			"AccessKeys by issuer and readiness.", []string{"issuer", "ready"}, nil),
@@ -46,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 		revocationsPending: prometheus.NewDesc("exokey_revocations_pending",
 			"Replaced keys waiting for their grace period to end.", nil, nil),
 	}
-	reg.MustRegister(m.rotations, m.orphans, m)
+	reg.MustRegister(m.rotations, m.orphans, m.unrevoked, m)
 	return m
 }
 
@@ -61,6 +67,13 @@ func (m *Metrics) rotated(reason string) {
 func (m *Metrics) orphan(iss *issuer, action string) {
 	if m != nil {
 		m.orphans.WithLabelValues(issuerID(iss), action).Inc()
+	}
+}
+
+// abandoned records a key left live by a deleted AccessKey.
+func (m *Metrics) abandoned(ak *iamv1alpha1.AccessKey, key heldKey) {
+	if m != nil {
+		m.unrevoked.WithLabelValues(ak.Namespace, ak.Name, key.issuerName(ak), key.label()).Set(1)
 	}
 }
 

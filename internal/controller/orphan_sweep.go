@@ -105,6 +105,15 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 			if !orphaned {
 				continue
 			}
+			// The list may predate a deletion with deletionPolicy Orphan,
+			// which labels the role before the AccessKey goes: look again.
+			if key, err = s.confirm(ctx, keys, key); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if orphaned, err = s.orphaned(ctx, key); err != nil || !orphaned {
+				continue
+			}
 			result.Found++
 			if err := s.handle(ctx, iss, keys, key); err != nil {
 				errs = append(errs, err)
@@ -132,6 +141,21 @@ func (s *OrphanSweeper) orphaned(ctx context.Context, key exoscale.Key) (bool, e
 		return false, fmt.Errorf("read the AccessKey of role %s: %w", key.RoleID, err)
 	}
 	return string(ak.UID) != key.Labels[LabelUID], nil
+}
+
+// confirm reads a key's role again, for labels as they are now.
+func (s *OrphanSweeper) confirm(ctx context.Context, keys exoscale.Keys, key exoscale.Key) (exoscale.Key, error) {
+	fresh, err := keys.FindByName(ctx, key.Name)
+	if err != nil {
+		return key, fmt.Errorf("read role %s again: %w", key.RoleID, err)
+	}
+	for _, k := range fresh {
+		if k.RoleID == key.RoleID {
+			return k, nil
+		}
+	}
+	key.Labels = map[string]string{LabelOrphaned: "true"} // gone meanwhile: nothing to revoke
+	return key, nil
 }
 
 func (s *OrphanSweeper) handle(ctx context.Context, iss *issuer, keys exoscale.Keys, key exoscale.Key) error {

@@ -3,6 +3,7 @@ package exoscale_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -154,7 +155,9 @@ func TestRetriesAndTerminalErrors(t *testing.T) {
 		t.Run(api, func(t *testing.T) {
 			e := newEnv(t)
 			registry := prometheus.NewRegistry()
-			keys := e.rootKeys(t, api, func(c *exoscale.Config) { c.Metrics = exoscale.NewMetrics(registry) })
+			keys := e.rootKeys(t, api, func(c *exoscale.Config) {
+				c.Metrics, c.RetryWaitMax = exoscale.NewMetrics(registry), 2*time.Second
+			})
 
 			// Two throttled creates are retried away: a 429 is answered
 			// before anything is applied.
@@ -223,6 +226,74 @@ func TestRetriesAndTerminalErrors(t *testing.T) {
 				t.Errorf("got %v, want a retryable 503 after the retries", err)
 			}
 		})
+	}
+}
+
+// A throttled call is not waited for beyond a short bound: it fails at once
+// with the wait, so the caller's worker can go on to other work.
+func TestThrottlingIsNotWaitedFor(t *testing.T) {
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			e := newEnv(t)
+			keys := e.rootKeys(t, api)
+
+			e.server.SetFaults(emulator.Faults{ThrottleNext: 1, RetryAfterSeconds: 30})
+			started := time.Now()
+			_, err := keys.Get(e.ctx, "EXOnothing")
+			after, throttled := exoscale.RetryAfter(err)
+			if !throttled || after != 30*time.Second || time.Since(started) > 5*time.Second {
+				t.Errorf("a 429 asking for 30 s: got %v (retry after %s) after %s, want it returned at once with the wait",
+					err, after, time.Since(started))
+			}
+			if calls := e.server.Stats().Total; calls != 1 {
+				t.Errorf("the 429 was sent %d times, want once", calls)
+			}
+
+			// The client's own limit: one request a minute, no burst to spare.
+			slow := e.rootKeys(t, api, func(c *exoscale.Config) { c.QPS, c.Burst, c.MaxRateWait = 1.0/60, 1, 100*time.Millisecond })
+			if _, err := slow.Get(e.ctx, "EXOfirst"); !errors.Is(err, exoscale.ErrNotFound) {
+				t.Fatalf("the first call: %v", err)
+			}
+			e.server.ResetStats()
+			_, err = slow.Get(e.ctx, "EXOsecond")
+			if after, throttled := exoscale.RetryAfter(err); !throttled || after < 50*time.Second || exoscale.IsTerminal(err) {
+				t.Errorf("over the client's rate: got %v (retry after %s), want a retryable wait of about a minute", err, after)
+			}
+			if calls := e.server.Stats().Total; calls != 0 {
+				t.Errorf("a request over the rate limit was sent (%d calls)", calls)
+			}
+		})
+	}
+}
+
+// An endpoint that accepts connections and never answers holds a call no
+// longer than its deadline.
+func TestDeadEndpointHoldsACallNoLongerThanItsDeadline(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Close() })
+	go func() {
+		for {
+			conn, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = conn.Close() }) // accepted, never answered
+		}
+	}()
+	for _, api := range apis {
+		keys, err := exoscale.New(exoscale.Config{API: api, Endpoint: "http://" + listener.Addr().String() + "/v2",
+			Key: "EXOkey", Secret: "secret", Timeout: 200 * time.Millisecond, CallTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := time.Now()
+		_, err = keys.Get(context.Background(), "EXOanything")
+		if held := time.Since(started); err == nil || held > 3*time.Second {
+			t.Errorf("%s: a call to a dead endpoint returned %v after %s, want an error within its 1 s deadline", api, err, held)
+		}
 	}
 }
 

@@ -33,11 +33,19 @@ type Config struct {
 	Burst int
 	// Timeout bounds one HTTP attempt.
 	Timeout time.Duration
+	// CallTimeout bounds one call of the Keys interface, its retries and
+	// operation polls included, so a worker is never held longer.
+	CallTimeout time.Duration
 	// MaxRetries bounds the retries of a 429, a 5xx or a transport error;
-	// RetryWaitMin and RetryWaitMax bound the wait between them (a
-	// Retry-After is honoured up to RetryWaitMax).
+	// RetryWaitMin and RetryWaitMax bound the wait between them. A 429
+	// whose Retry-After is longer than RetryWaitMax is not waited for: the
+	// call fails with the wait in APIError.RetryAfter, for the caller to
+	// come back later instead of holding its worker.
 	MaxRetries                 int
 	RetryWaitMin, RetryWaitMax time.Duration
+	// MaxRateWait is the longest a request waits for the client's own rate
+	// limit; beyond it the call fails with APIError.RetryAfter set.
+	MaxRateWait time.Duration
 	// PollInterval is how often an async operation is polled (AccessKeyV2).
 	PollInterval time.Duration
 	// Metrics records requests; nil records nothing.
@@ -67,7 +75,13 @@ func (c *Config) setDefaults() {
 		c.Burst = max(1, int(c.QPS))
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 30 * time.Second
+		c.Timeout = 10 * time.Second
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 30 * time.Second
+	}
+	if c.MaxRateWait <= 0 {
+		c.MaxRateWait = time.Second
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = 5
@@ -76,7 +90,7 @@ func (c *Config) setDefaults() {
 		c.RetryWaitMin = 200 * time.Millisecond
 	}
 	if c.RetryWaitMax <= 0 {
-		c.RetryWaitMax = 10 * time.Second
+		c.RetryWaitMax = 2 * time.Second
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
@@ -98,13 +112,20 @@ func New(cfg Config) (Keys, error) {
 	if cfg.Key == "" || cfg.Secret == "" {
 		return nil, errors.New("the issuer's key and secret are both needed")
 	}
+	var keys Keys
+	var err error
 	switch cfg.API {
 	case APIIAMv3, "":
-		return newIAMv3Keys(cfg)
+		keys, err = newIAMv3Keys(cfg)
 	case APIAccessKeyV2:
-		return newLegacyKeys(cfg)
+		keys, err = newLegacyKeys(cfg)
+	default:
+		return nil, fmt.Errorf("unknown API %q: want %s or %s", cfg.API, APIIAMv3, APIAccessKeyV2)
 	}
-	return nil, fmt.Errorf("unknown API %q: want %s or %s", cfg.API, APIIAMv3, APIAccessKeyV2)
+	if err != nil {
+		return nil, err
+	}
+	return withDeadlines{keys, cfg.CallTimeout}, nil
 }
 
 // Metrics are the Prometheus metrics of Exoscale API requests.
@@ -132,8 +153,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // callRecord carries the final HTTP status of one call out of an SDK,
-// whose errors do not all keep it.
-type callRecord struct{ status int }
+// whose errors do not all keep it, and how long to wait before trying again
+// when the call was throttled (a 429, or the client's own rate limit).
+type callRecord struct {
+	status     int
+	retryAfter time.Duration
+}
 
 type callRecordKey struct{}
 
@@ -147,13 +172,20 @@ type transport struct {
 	api     string
 	next    http.RoundTripper
 	limiter *rate.Limiter
+	maxWait time.Duration
 	metrics *Metrics
 	router  *catalog.Router
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.limiter.Wait(req.Context()); err != nil {
+	rec, _ := req.Context().Value(callRecordKey{}).(*callRecord)
+	if wait, err := t.reserve(req.Context()); err != nil {
 		return nil, err
+	} else if wait > 0 {
+		if rec != nil {
+			rec.retryAfter = wait
+		}
+		return nil, &throttledError{wait: wait}
 	}
 	operation := "unknown"
 	if op, _, ok := t.router.Match(req.Method, req.URL.Path); ok {
@@ -164,8 +196,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	code := "error"
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode)
-		if rec, ok := req.Context().Value(callRecordKey{}).(*callRecord); ok {
+		if rec != nil {
 			rec.status = resp.StatusCode
+			if resp.StatusCode == http.StatusTooManyRequests {
+				rec.retryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			}
 		}
 	}
 	if t.metrics != nil {
@@ -173,6 +208,49 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.metrics.duration.WithLabelValues(t.api, operation).Observe(time.Since(started).Seconds())
 	}
 	return resp, err
+}
+
+// reserve takes a token of the rate limit, waiting for it when that is
+// short; it returns how long the wait would be when it is too long to hold
+// a worker for, and takes nothing then.
+func (t *transport) reserve(ctx context.Context) (time.Duration, error) {
+	r := t.limiter.Reserve()
+	delay := r.Delay()
+	if delay > t.maxWait {
+		r.Cancel()
+		return delay, nil
+	}
+	if delay == 0 {
+		return 0, nil
+	}
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return 0, nil
+	case <-ctx.Done():
+		r.Cancel()
+		return 0, ctx.Err()
+	}
+}
+
+// throttledError is a request the client's own rate limit did not send.
+type throttledError struct{ wait time.Duration }
+
+func (e *throttledError) Error() string {
+	return fmt.Sprintf("not sent: the issuer's request rate is spent for %s", e.wait.Round(time.Millisecond))
+}
+
+// retryAfter reads a Retry-After header (seconds or an HTTP date); a
+// missing or unreadable one means a second.
+func retryAfter(header string, now time.Time) time.Duration {
+	if seconds, err := strconv.Atoi(header); err == nil && seconds > 0 {
+		return time.Duration(seconds) * time.Second
+	}
+	if at, err := http.ParseTime(header); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return time.Second
 }
 
 // newHTTPClient builds the client one backend uses: rate limited, retrying
@@ -188,7 +266,9 @@ func newHTTPClient(cfg Config) *http.Client {
 		// DefaultBackoff honours Retry-After without a bound; keep it bounded.
 		return min(retryablehttp.DefaultBackoff(waitMin, waitMax, attempt, resp), waitMax)
 	}
-	retrying.CheckRetry = retryPolicy
+	retrying.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		return retryPolicy(ctx, resp, err, cfg.RetryWaitMax)
+	}
 	// Answer the last response rather than a generic "giving up" error, so
 	// the SDK reports the status and message.
 	retrying.ErrorHandler = retryablehttp.PassthroughErrorHandler
@@ -198,6 +278,7 @@ func newHTTPClient(cfg Config) *http.Client {
 			api:     cfg.API,
 			next:    base,
 			limiter: rate.NewLimiter(rate.Limit(cfg.QPS), cfg.Burst),
+			maxWait: cfg.MaxRateWait,
 			metrics: cfg.Metrics,
 			router:  catalog.NewRouter(cfg.Catalog),
 		},
@@ -222,8 +303,17 @@ func (m markNonIdempotent) RoundTrip(req *http.Request) (*http.Response, error) 
 // retryPolicy retries 429, 5xx and transport errors, except that a
 // non-idempotent request is retried only on 429, which is answered before
 // anything is applied. Its other failures go to the caller, who recovers
-// through its record of the create and a lookup by name.
-func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+// through its record of the create and a lookup by name. Nothing is retried
+// that would hold the caller long: a request the rate limit did not send,
+// or a 429 asking for a wait longer than maxWait.
+func retryPolicy(ctx context.Context, resp *http.Response, err error, maxWait time.Duration) (bool, error) {
+	var throttled *throttledError
+	if errors.As(err, &throttled) {
+		return false, nil
+	}
+	if resp != nil && resp.StatusCode == http.StatusTooManyRequests && retryAfter(resp.Header.Get("Retry-After"), time.Now()) > maxWait {
+		return false, nil
+	}
 	if ctx.Value(nonIdempotentKey{}) != nil && (resp == nil || resp.StatusCode != http.StatusTooManyRequests) {
 		if ctx.Err() != nil {
 			return false, ctx.Err()

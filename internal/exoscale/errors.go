@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	apiv2 "github.com/exoscale/egoscale/v2/api"
 	v3 "github.com/exoscale/egoscale/v3"
@@ -16,6 +17,13 @@ func apiError(operation string, rec *callRecord, err error) error {
 		return nil
 	}
 	e := &APIError{Operation: operation, Status: rec.status, err: err}
+	var throttled *throttledError
+	if errors.As(err, &throttled) || rec.status == http.StatusTooManyRequests {
+		e.RetryAfter = max(rec.retryAfter, time.Second/10)
+	}
+	if throttled != nil {
+		e.Status = 0 // never sent
+	}
 	var v3Err *v3.APIError
 	switch {
 	case errors.As(err, &v3Err):

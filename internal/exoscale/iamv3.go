@@ -32,8 +32,7 @@ const cleanupTimeout = time.Minute
 func newIAMv3Keys(cfg Config) (*iamv3Keys, error) {
 	client, err := v3.NewClient(credentials.NewStaticCredentials(cfg.Key, cfg.Secret.Reveal()),
 		v3.ClientOptWithEndpoint(v3.Endpoint(cfg.Endpoint)),
-		v3.ClientOptWithHTTPClient(newHTTPClient(cfg)),
-		v3.ClientOptWithWaitTimeout(2*time.Minute))
+		v3.ClientOptWithHTTPClient(newHTTPClient(cfg)))
 	if err != nil {
 		return nil, err
 	}
@@ -44,14 +43,26 @@ func newIAMv3Keys(cfg Config) (*iamv3Keys, error) {
 	return &iamv3Keys{client: client, legacy: legacy, cfg: cfg}, nil
 }
 
-// wait waits for an async operation to succeed and returns its reference id.
+// wait waits for an async operation to succeed and returns its reference
+// id. It polls on its own short backoff (egoscale's Wait polls no sooner
+// than every 3 s), within the caller's deadline.
 func (k *iamv3Keys) wait(ctx context.Context, name string, op *v3.Operation, err error) (v3.UUID, error) {
 	ctx, rec := recordCall(ctx)
-	if err == nil {
-		op, err = k.client.Wait(ctx, op, v3.OperationStateSuccess)
+	delay := k.cfg.PollInterval / 8
+	for err == nil && op.State == v3.OperationStatePending {
+		select {
+		case <-ctx.Done():
+			return "", apiError(name, rec, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, k.cfg.PollInterval)
+		op, err = k.client.GetOperation(ctx, op.ID)
 	}
 	if err != nil {
 		return "", apiError(name, rec, err)
+	}
+	if op.State != v3.OperationStateSuccess {
+		return "", apiError(name, rec, fmt.Errorf("operation %s ended %s", op.ID, op.State))
 	}
 	if op.Reference == nil {
 		return "", nil
@@ -91,7 +102,7 @@ func (k *iamv3Keys) Create(ctx context.Context, spec KeySpec) (Credential, error
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		if cleanupErr := k.deleteRole(cleanup, roleID); cleanupErr != nil {
-			return Credential{}, fmt.Errorf("%w (and deleting role %s failed: %v)", err, roleID, cleanupErr)
+			return Credential{}, &leftBehindError{err: err, roleID: string(roleID), cleanup: cleanupErr}
 		}
 		return Credential{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Keys mints, finds and revokes restricted keys with one issuer's credentials.
@@ -92,7 +93,10 @@ type APIError struct {
 	// Status is the HTTP status; 0 when the request got no answer.
 	Status  int
 	Message string
-	err     error
+	// RetryAfter is set when the call was throttled, by a 429 or by the
+	// client's own rate limit: come back after it.
+	RetryAfter time.Duration
+	err        error
 }
 
 func (e *APIError) Error() string {
@@ -112,6 +116,43 @@ func (e *APIError) Unwrap() error { return e.err }
 func (e *APIError) Terminal() bool {
 	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
 }
+
+// RetryAfter returns how long to wait before calling again when err is a
+// throttled call.
+func RetryAfter(err error) (time.Duration, bool) {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
+		return apiErr.RetryAfter, true
+	}
+	return 0, false
+}
+
+// NothingCreated reports whether a failed Create left nothing behind: the
+// API refused it for good, or it was throttled before anything was applied.
+// Any other failure may have minted something, to be found by name.
+func NothingCreated(err error) bool {
+	var leftBehind *leftBehindError
+	if errors.As(err, &leftBehind) {
+		return false
+	}
+	_, throttled := RetryAfter(err)
+	return throttled || IsTerminal(err)
+}
+
+// leftBehindError is a create that failed half way and could not undo the
+// half it did (a role whose key was refused, and whose deletion failed).
+type leftBehindError struct {
+	err     error
+	roleID  string
+	cleanup error
+}
+
+func (e *leftBehindError) Error() string {
+	return fmt.Sprintf("%v (and deleting role %s failed: %v)", e.err, e.roleID, e.cleanup)
+}
+
+// Unwrap answers the create's error, for its status and message.
+func (e *leftBehindError) Unwrap() error { return e.err }
 
 // IsTerminal reports whether err is a terminal API error or a SpecError.
 func IsTerminal(err error) bool {

@@ -1,0 +1,63 @@
+package controller
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+// When an AccessKey is looked at again. Each pass ends with the earliest of
+// what it waits for: a retiring key's revocation, a rotation, a drift check,
+// or a retry of a refusal.
+
+const (
+	// minBackoff and maxBackoff bound the retries of a refusal.
+	minBackoff = 5 * time.Second
+	maxBackoff = 5 * time.Minute
+)
+
+// nextRevocation is when the next retiring key is due, or zero when none is.
+func (r *AccessKeyReconciler) nextRevocation(status *iamv1alpha1.AccessKeyStatus) time.Duration {
+	var next time.Duration
+	for _, old := range status.Retiring {
+		d := max(old.RevokeAt.Sub(r.Clock.Now()), time.Second)
+		if next == 0 || d < next {
+			next = d
+		}
+	}
+	return next
+}
+
+// nextWake is the earliest of the next revocation, the next rotation and
+// the next drift check.
+func (r *AccessKeyReconciler) nextWake(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) time.Duration {
+	now := r.Clock.Now()
+	wake := r.nextDriftCheck(ak)
+	consider := func(at time.Time) {
+		if d := at.Sub(now); d < wake {
+			wake = max(d, time.Second)
+		}
+	}
+	for _, old := range status.Retiring {
+		consider(old.RevokeAt.Time)
+	}
+	if status.NextRotationAt != nil {
+		consider(status.NextRotationAt.Time)
+	}
+	return wake
+}
+
+
+// refusalRetry is when a refused AccessKey is tried again: 5 s after the
+// refusal began, then after as long again as it has lasted (5 s, 10 s,
+// 20 s ...), never later than 5 minutes. It is measured from the Synced
+// condition's last transition, so it needs no memory and survives restarts.
+func (r *AccessKeyReconciler) refusalRetry(status *iamv1alpha1.AccessKeyStatus) time.Duration {
+	var lasted time.Duration
+	if c := findCondition(status.Conditions, ConditionSynced); c != nil && c.Status == metav1.ConditionFalse {
+		lasted = r.Clock.Now().Sub(c.LastTransitionTime.Time)
+	}
+	return min(max(lasted, minBackoff), maxBackoff)
+}
