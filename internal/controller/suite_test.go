@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -147,7 +148,7 @@ func startManager() {
 	Expect(err).NotTo(HaveOccurred())
 	metrics := NewMetrics(testRegistry, mgr.GetClient())
 	Expect((&AccessKeyReconciler{
-		Client: faultyClient, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("exokey"),
+		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: mgr.GetEventRecorder("exokey"),
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers,
@@ -255,6 +256,43 @@ func (f *writeFaults) funcs() interceptor.Funcs {
 			return c.SubResource(subResource).Patch(ctx, obj, patch, opts...)
 		},
 	}
+}
+
+// secretReadFaults fails the reconciler's reads of Secrets at the API
+// server in one namespace, while it is set.
+var secretReadFaults struct {
+	sync.Mutex
+	namespace string
+	failed    int
+}
+
+func failSecretReads(namespace string) {
+	secretReadFaults.Lock()
+	defer secretReadFaults.Unlock()
+	secretReadFaults.namespace, secretReadFaults.failed = namespace, 0
+}
+
+func failedSecretReads() int {
+	secretReadFaults.Lock()
+	defer secretReadFaults.Unlock()
+	return secretReadFaults.failed
+}
+
+type failingReads struct{ client.Reader }
+
+func (r failingReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		secretReadFaults.Lock()
+		fail := secretReadFaults.namespace != "" && key.Namespace == secretReadFaults.namespace
+		if fail {
+			secretReadFaults.failed++
+		}
+		secretReadFaults.Unlock()
+		if fail {
+			return apierrors.NewServiceUnavailable("injected read failure")
+		}
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
 }
 
 // fastConfig keeps retries and polling short for tests.

@@ -1,0 +1,108 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+func TestRefusalRetryBacksOffFrom5SecondsTo5Minutes(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	r := &AccessKeyReconciler{Clock: clocktesting.NewFakePassiveClock(now)}
+	synced := func(status metav1.ConditionStatus, since time.Duration) *iamv1alpha1.AccessKeyStatus {
+		return &iamv1alpha1.AccessKeyStatus{Conditions: []metav1.Condition{{
+			Type: ConditionSynced, Status: status, LastTransitionTime: metav1.NewTime(now.Add(-since)),
+		}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		status *iamv1alpha1.AccessKeyStatus
+		want   time.Duration
+	}{
+		{"refused just now", synced(metav1.ConditionFalse, 0), 5 * time.Second},
+		{"refused 3 s ago", synced(metav1.ConditionFalse, 3*time.Second), 5 * time.Second},
+		{"refused 40 s ago", synced(metav1.ConditionFalse, 40*time.Second), 40 * time.Second},
+		{"refused an hour ago", synced(metav1.ConditionFalse, time.Hour), 5 * time.Minute},
+		{"no condition yet", &iamv1alpha1.AccessKeyStatus{}, 5 * time.Second},
+		{"synced for an hour", synced(metav1.ConditionTrue, time.Hour), 5 * time.Second},
+	} {
+		if got := r.refusalRetry(tc.status); got != tc.want {
+			t.Errorf("%s: retry after %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestIssuerSlotsBoundTheWorkersOfOneIssuer(t *testing.T) {
+	slots := newIssuerSlots(2)
+	first, ok1 := slots.take("ClusterKeyIssuer/dead")
+	_, ok2 := slots.take("ClusterKeyIssuer/dead")
+	if !ok1 || !ok2 {
+		t.Fatal("the first two workers of an issuer get a slot")
+	}
+	if _, ok := slots.take("ClusterKeyIssuer/dead"); ok {
+		t.Fatal("a third worker of the same issuer gets a slot")
+	}
+	other, ok := slots.take("KeyIssuer/team/healthy")
+	if !ok {
+		t.Fatal("another issuer's worker waits for the first issuer's")
+	}
+	first()
+	if _, ok := slots.take("ClusterKeyIssuer/dead"); !ok {
+		t.Fatal("a released slot is not given again")
+	}
+	other()
+	if _, held := slots.held["KeyIssuer/team/healthy"]; held {
+		t.Error("an issuer with no slot held is still remembered")
+	}
+	var unbounded *issuerSlots
+	if _, ok := unbounded.take("any"); !ok {
+		t.Error("a nil issuerSlots bounds nothing")
+	}
+}
+
+func TestIssuersOfListsEveryIssuerAnAccessKeyDependsOn(t *testing.T) {
+	minted := func(kind iamv1alpha1.IssuerKind, name string) *iamv1alpha1.MintingIssuer {
+		return &iamv1alpha1.MintingIssuer{Kind: kind, Name: name}
+	}
+	ak := &iamv1alpha1.AccessKey{}
+	ak.Namespace = "team"
+	ak.Spec.IssuerRef = iamv1alpha1.IssuerReference{Kind: iamv1alpha1.KeyIssuerKind, Name: "new"}
+	ak.Status.Issuer = minted(iamv1alpha1.ClusterKeyIssuerKind, "old")
+	ak.Status.Retiring = []iamv1alpha1.RetiringKey{{KeyID: "EXO1", Issuer: minted(iamv1alpha1.ClusterKeyIssuerKind, "old")},
+		{KeyID: "EXO2", Issuer: minted(iamv1alpha1.ClusterKeyIssuerKind, "older")}}
+	ak.Status.Pending = &iamv1alpha1.PendingKey{KeyName: "k", Issuer: *minted(iamv1alpha1.KeyIssuerKind, "new")}
+	got := issuersOf(ak)
+	want := []string{"KeyIssuer/team/new", "ClusterKeyIssuer/old", "ClusterKeyIssuer/older"}
+	if !slices.Equal(got, want) {
+		t.Errorf("issuersOf = %v, want %v", got, want)
+	}
+}
+
+func TestNothingCreatedDecidesWhetherThePendingRecordGoes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"refused for good (403)", &exoscale.APIError{Operation: "create-iam-role", Status: 403}, true},
+		{"a spec the catalogue refuses", &exoscale.SpecError{Reason: exoscale.ReasonUnknownOperation}, true},
+		{"throttled (429)", &exoscale.APIError{Operation: "create-iam-role", Status: 429, RetryAfter: time.Second}, true},
+		{"not sent: the client's rate", &exoscale.APIError{Operation: "create-iam-role", RetryAfter: time.Second}, true},
+		{"a 503: may have been applied", &exoscale.APIError{Operation: "create-api-key", Status: 503}, false},
+		{"no answer (timeout)", &exoscale.APIError{Operation: "create-api-key"}, false},
+		{"wrapped 504", fmt.Errorf("create: %w", &exoscale.APIError{Operation: "create-access-key", Status: 504}), false},
+		{"not an API error", errors.New("boom"), false},
+	} {
+		if got := exoscale.NothingCreated(tc.err); got != tc.want {
+			t.Errorf("%s: NothingCreated = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
