@@ -49,7 +49,6 @@ func (r *AccessKeyReconciler) nextWake(ak *iamv1alpha1.AccessKey, status *iamv1a
 	return wake
 }
 
-
 // refusalRetry is when a refused AccessKey is tried again: 5 s after the
 // refusal began, then after as long again as it has lasted (5 s, 10 s,
 // 20 s ...), never later than 5 minutes. It is measured from the Synced
