@@ -142,47 +142,6 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, name, d, state.KeyGone, limits)
 }
 
-// liveKeys counts the keys an AccessKey holds: current and retiring.
-func liveKeys(status *iamv1alpha1.AccessKeyStatus, currentGone bool) int {
-	live := len(status.Retiring)
-	if status.KeyID != "" && !currentGone {
-		live++
-	}
-	return live
-}
-
-// retireBeyondCeiling retires the current key when the issuer that minted
-// it no longer allows it (a narrowed ceiling, a namespace it no longer
-// selects), unless the issuer keeps such keys. A key whose spec changed is
-// known to be within the ceiling only while the ceiling is the one it was
-// checked against.
-func (r *AccessKeyReconciler) retireBeyondCeiling(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, iss *issuer, refused *refusal) {
-	if status.KeyID == "" || iss == nil || iss.Spec.KeysBeyondCeiling == iamv1alpha1.BeyondCeilingKeep {
-		return
-	}
-	if status.Issuer != nil && *status.Issuer != iss.identity() {
-		return // another issuer minted the current key; this one's ceiling does not concern it
-	}
-	specIsKey := status.RestrictionHash == restrictionHash(ak)
-	if !refused.NamespaceRefused && !specIsKey && status.CeilingHash == ceilingHash(iss) {
-		return
-	}
-	grace := graceFor(ak, limitsOf(iss))
-	revokeAt := metav1.NewTime(r.Clock.Now().Add(grace))
-	status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
-		KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
-	})
-	r.event(ak, corev1.EventTypeWarning, EventKeyBeyondCeiling, "Retire",
-		"key %s is beyond what %s %q allows now: it is revoked at %s (the issuer's keysBeyondCeiling is Revoke)",
-		status.KeyID, iss.Kind, iss.Key.Name, revokeAt.UTC().Format(time.RFC3339))
-	clearCurrent(status)
-}
-
-func clearCurrent(status *iamv1alpha1.AccessKeyStatus) {
-	status.KeyID, status.KeyName, status.RoleID, status.Issuer = "", "", "", nil
-	status.CreatedAt, status.NextRotationAt, status.RestrictionHash, status.CeilingHash = nil, nil, "", ""
-}
-
 // replace mints a new key, publishes it and retires the old one:
 // intent first (the finalizer, then the pending record in status), then
 // create, then the Secret, then status.
@@ -271,33 +230,6 @@ func rotationEvery(ak *iamv1alpha1.AccessKey, limits issuerLimits) time.Duration
 		return 0
 	}
 	return max(ak.Spec.Rotation.Every.Duration, limits.minRotation)
-}
-
-// revokeRetiring revokes the retiring keys whose time has come, each
-// through the issuer that minted it.
-func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) error {
-	now := r.Clock.Now()
-	var kept []iamv1alpha1.RetiringKey
-	var errs []error
-	for _, old := range status.Retiring {
-		if now.Before(old.RevokeAt.Time) {
-			kept = append(kept, old)
-			continue
-		}
-		_, keys, err := r.keysOf(ctx, ak, old.Issuer)
-		if err == nil {
-			err = keys.Revoke(ctx, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID})
-		}
-		if err != nil {
-			kept = append(kept, old)
-			errs = append(errs, fmt.Errorf("revoke retired key %s: %w", old.KeyID, err))
-			continue
-		}
-		logf.FromContext(ctx).Info("revoked retired key", "keyID", old.KeyID)
-		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s after its grace period", old.KeyID)
-	}
-	status.Retiring = kept
-	return errors.Join(errs...)
 }
 
 // keySpec is what the AccessKey asks Exoscale for. The labels (IAMv3 roles
