@@ -64,11 +64,11 @@ test: verify-generated vet control-plane helm-lint ## Everything: unit, emulator
 
 .PHONY: test-e2e
 test-e2e: control-plane build $(HELM) ## End-to-end on real binaries: control plane, chart RBAC, manager and emulator processes.
-	K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v
+	K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ -ginkgo.v
 
 .PHONY: test-chaos
 test-chaos: control-plane build $(HELM) ## The chaos suite at full size (1000 AccessKeys, 20 kills, 5000 churned); make test runs it smaller.
-	CHAOS_FULL=1 K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 60m ./test/e2e/ -ginkgo.v -ginkgo.label-filter=chaos
+	CHAOS_FULL=1 K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/ -ginkgo.v -ginkgo.label-filter=chaos
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## helm lint and helm template of dist/chart, with default and full values.

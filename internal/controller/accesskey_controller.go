@@ -87,6 +87,14 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{RequeueAfter: jittered(time.Second)}, nil
 	}
 	defer release()
+	if ak.Status.Pending != nil {
+		// A create in flight is acted on from the API server's copy: the
+		// cache may still show the record a pass just cleared, and acting
+		// on it costs a lookup of the key by name at Exoscale.
+		if err := r.APIReader.Get(ctx, req.NamespacedName, ak); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	if !ak.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, ak)
 	}

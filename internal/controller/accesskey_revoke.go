@@ -85,4 +85,3 @@ func clearCurrent(status *iamv1alpha1.AccessKeyStatus) {
 	status.KeyID, status.KeyName, status.RoleID, status.Issuer = "", "", "", nil
 	status.CreatedAt, status.NextRotationAt, status.RestrictionHash, status.CeilingHash = nil, nil, "", ""
 }
-

@@ -72,7 +72,10 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	Expect(assets).NotTo(BeEmpty(), "run with `make test-e2e`")
-	workDir = GinkgoT().TempDir()
+	// Logs and state stay in bin/e2e/ when the suite fails, for a look.
+	Expect(os.MkdirAll(filepath.Join(root, "bin"), 0o755)).To(Succeed())
+	workDir, err = os.MkdirTemp(filepath.Join(root, "bin"), "e2e-")
+	Expect(err).NotTo(HaveOccurred())
 
 	By("starting etcd and kube-apiserver")
 	env = &envtest.Environment{BinaryAssetsDirectory: assets}
@@ -152,6 +155,17 @@ var _ = AfterSuite(func() {
 	if env != nil {
 		Expect(env.Stop()).To(Succeed())
 	}
+})
+
+var _ = ReportAfterSuite("keep the logs of a failed run", func(report Report) {
+	if workDir == "" {
+		return
+	}
+	if report.SuiteSucceeded {
+		_ = os.RemoveAll(workDir)
+		return
+	}
+	fmt.Fprintf(GinkgoWriter, "the processes' logs are in %s\n", workDir)
 })
 
 func ptrTo[T any](v T) *T { return &v }
