@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -224,22 +225,30 @@ func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Op
 	return ctrl.NewControllerManagedBy(mgr).For(obj).
 		// An AccessKey's deletion, or a change of the issuers it depends
 		// on, may free an issuer waiting on its in-use finalizer.
-		Watches(&iamv1alpha1.AccessKey{}, handler.EnqueueRequestsFromMapFunc(issuersUsedBy(kind))).
+		Watches(&iamv1alpha1.AccessKey{}, handler.EnqueueRequestsFromMapFunc(r.deletingIssuersOf(kind))).
 		WithOptions(opts).Named(name).Complete(r)
 }
 
-// issuersUsedBy maps an AccessKey to the issuers of one kind it depends on.
-func issuersUsedBy(kind iamv1alpha1.IssuerKind) handler.MapFunc {
-	return func(_ context.Context, o client.Object) []reconcile.Request {
+// deletingIssuersOf maps an AccessKey to the issuers of one kind it depends
+// on that are being deleted: only those wait on their AccessKeys.
+func (r *IssuerReconciler) deletingIssuersOf(kind iamv1alpha1.IssuerKind) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
 		ak := o.(*iamv1alpha1.AccessKey)
 		var requests []reconcile.Request
 		for _, value := range issuersOf(ak) {
 			parts := strings.Split(value, "/")
+			var key types.NamespacedName
 			switch {
 			case kind == iamv1alpha1.KeyIssuerKind && parts[0] == string(kind) && len(parts) == 3:
-				requests = append(requests, reconcile.Request{NamespacedName: keyOf(parts[1], parts[2])})
+				key = keyOf(parts[1], parts[2])
 			case kind == iamv1alpha1.ClusterKeyIssuerKind && parts[0] == string(kind) && len(parts) == 2:
-				requests = append(requests, reconcile.Request{NamespacedName: keyOf("", parts[1])})
+				key = keyOf("", parts[1])
+			default:
+				continue
+			}
+			iss, err := getIssuer(ctx, r.Client, iamv1alpha1.IssuerReference{Kind: kind, Name: key.Name}, key.Namespace)
+			if err == nil && !iss.Object.GetDeletionTimestamp().IsZero() {
+				requests = append(requests, reconcile.Request{NamespacedName: key})
 			}
 		}
 		return requests
