@@ -50,8 +50,9 @@ type AccessKeyReconciler struct {
 	// UID of the kube-system namespace), for the orphan sweep.
 	ClusterID string
 	// MaxWorkersPerIssuer bounds how many workers the AccessKeys of one
-	// issuer hold at once, so an issuer whose endpoint hangs cannot take
-	// them all; 0 is half of the controller's workers.
+	// issuer hold at once while other issuers have work, so an issuer whose
+	// endpoint hangs cannot take them all; 0 is half of the controller's
+	// workers. An issuer alone may use all workers but one.
 	MaxWorkersPerIssuer int
 	// RevokeTimeout is how long a deleted AccessKey waits for its keys to
 	// be revoked before its finalizer is released anyway, with a Warning
@@ -82,7 +83,7 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	// No issuer holds more than its share of the workers, however long its
 	// endpoint takes to answer: the others' AccessKeys go on meanwhile.
-	release, ok := r.slots.take(issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name))
+	release, ok := r.slots.take(issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name), r.Clock.Now())
 	if !ok {
 		return ctrl.Result{RequeueAfter: jittered(time.Second)}, nil
 	}
@@ -130,7 +131,7 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 	if r.MaxWorkersPerIssuer <= 0 {
 		r.MaxWorkersPerIssuer = max(1, workers/2)
 	}
-	r.slots = newIssuerSlots(r.MaxWorkersPerIssuer)
+	r.slots = newIssuerSlots(workers, r.MaxWorkersPerIssuer)
 	if opts.RateLimiter == nil {
 		// Failures back off from 5 ms as usual, but no further than 5
 		// minutes (the default waits up to 16), so whatever failed is tried

@@ -41,29 +41,51 @@ func TestRefusalRetryBacksOffFrom5SecondsTo5Minutes(t *testing.T) {
 }
 
 func TestIssuerSlotsBoundTheWorkersOfOneIssuer(t *testing.T) {
-	slots := newIssuerSlots(2)
-	first, ok1 := slots.take("ClusterKeyIssuer/dead")
-	_, ok2 := slots.take("ClusterKeyIssuer/dead")
-	if !ok1 || !ok2 {
-		t.Fatal("the first two workers of an issuer get a slot")
+	now := time.Unix(0, 0)
+	slots := newIssuerSlots(4, 2)
+	// Alone, an issuer may use every worker but one.
+	var dead []func()
+	for i := range 3 {
+		release, ok := slots.take("ClusterKeyIssuer/dead", now)
+		if !ok {
+			t.Fatalf("worker %d of an issuer alone gets no slot", i+1)
+		}
+		dead = append(dead, release)
 	}
-	if _, ok := slots.take("ClusterKeyIssuer/dead"); ok {
-		t.Fatal("a third worker of the same issuer gets a slot")
+	if _, ok := slots.take("ClusterKeyIssuer/dead", now); ok {
+		t.Fatal("an issuer alone takes the last worker too")
 	}
-	other, ok := slots.take("KeyIssuer/team/healthy")
+	// A newcomer gets the worker kept free; from then on the first issuer
+	// holds no more than its share.
+	healthy, ok := slots.take("KeyIssuer/team/healthy", now)
 	if !ok {
 		t.Fatal("another issuer's worker waits for the first issuer's")
 	}
-	first()
-	if _, ok := slots.take("ClusterKeyIssuer/dead"); !ok {
-		t.Fatal("a released slot is not given again")
+	dead[0]()
+	if _, ok := slots.take("ClusterKeyIssuer/dead", now.Add(time.Second)); ok {
+		t.Fatal("an issuer over its share takes a released slot while another has work")
 	}
-	other()
+	dead[1]()
+	release, ok := slots.take("ClusterKeyIssuer/dead", now.Add(time.Second))
+	if !ok {
+		t.Fatal("an issuer under its share gets no slot")
+	}
+	release()
+	healthy()
 	if _, held := slots.held["KeyIssuer/team/healthy"]; held {
 		t.Error("an issuer with no slot held is still remembered")
 	}
+	// Once the other has been quiet for the window, the first has the
+	// workers again; and what it asked for is forgotten.
+	later := now.Add(slotWindow + time.Second)
+	if _, ok := slots.take("ClusterKeyIssuer/dead", later); !ok {
+		t.Fatal("an issuer alone again is held to its share")
+	}
+	if _, remembered := slots.asked["KeyIssuer/team/healthy"]; remembered {
+		t.Error("an issuer quiet for the window is still counted")
+	}
 	var unbounded *issuerSlots
-	if _, ok := unbounded.take("any"); !ok {
+	if _, ok := unbounded.take("any", now); !ok {
 		t.Error("a nil issuerSlots bounds nothing")
 	}
 }

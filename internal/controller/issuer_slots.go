@@ -7,27 +7,45 @@ import (
 )
 
 // issuerSlots bounds how many workers the AccessKeys of one issuer hold at
-// once. A worker that finds its issuer's slots taken does not wait: the
-// AccessKey is requeued and the worker goes on to another issuer's work.
+// once, while other issuers have work: an issuer whose endpoint hangs then
+// holds at most its share, and the others' AccessKeys go on. An issuer
+// alone may use every worker but one, kept for a newcomer. A worker that
+// finds its issuer's slots taken does not wait: the AccessKey is requeued
+// and the worker goes on to another issuer's work.
 type issuerSlots struct {
-	mu   sync.Mutex
-	max  int
-	held map[string]int
+	mu      sync.Mutex
+	workers int // the controller's workers
+	share   int // what one issuer holds while others ask too
+	held    map[string]int
+	asked   map[string]time.Time
 }
 
-func newIssuerSlots(max int) *issuerSlots {
-	return &issuerSlots{max: max, held: map[string]int{}}
+// slotWindow is how long an issuer counts as having work after it asked.
+const slotWindow = 10 * time.Second
+
+func newIssuerSlots(workers, share int) *issuerSlots {
+	return &issuerSlots{workers: workers, share: max(share, 1), held: map[string]int{}, asked: map[string]time.Time{}}
 }
 
 // take takes one of the issuer's slots, and returns its release, or false
-// when all are held. A nil issuerSlots bounds nothing.
-func (s *issuerSlots) take(issuer string) (release func(), ok bool) {
+// when its share is held. A nil issuerSlots bounds nothing.
+func (s *issuerSlots) take(issuer string, now time.Time) (release func(), ok bool) {
 	if s == nil {
 		return func() {}, true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held[issuer] >= s.max {
+	s.asked[issuer] = now
+	for other, at := range s.asked {
+		if now.Sub(at) > slotWindow {
+			delete(s.asked, other)
+		}
+	}
+	limit := s.share
+	if len(s.asked) == 1 {
+		limit = max(s.share, s.workers-1)
+	}
+	if s.held[issuer] >= limit {
 		return nil, false
 	}
 	s.held[issuer]++
