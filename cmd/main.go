@@ -57,6 +57,7 @@ func main() {
 		maxWorkersPerIssuer     int
 		revokeTimeout           time.Duration
 		exoscaleCallTimeout     time.Duration
+		pprofAddr               string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -84,6 +85,7 @@ func main() {
 		"How long a deleted AccessKey waits for its keys to be revoked before it is released anyway, with a Warning event and the exokey_unrevoked_keys metric naming the keys left live.")
 	flag.DurationVar(&exoscaleCallTimeout, "exoscale-call-timeout", 30*time.Second,
 		"Deadline of one call to Exoscale, its retries and operation polls included.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address Go's pprof endpoints bind to, e.g. 127.0.0.1:8082; 0 disables them.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -108,6 +110,7 @@ func main() {
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "exokey.iam.exokey.io",
 		LeaderElectionNamespace: leaderElectionNamespace,

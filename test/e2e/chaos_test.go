@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -192,6 +193,43 @@ func gone(obj client.Object) bool {
 	return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj.DeepCopyObject().(client.Object)))
 }
 
+// liveHeap is a manager's live heap: HeapAlloc right after a collection,
+// which the pprof endpoint runs on request.
+func liveHeap(address string) float64 {
+	resp, err := http.Get("http://" + address + "/debug/pprof/heap?gc=1&debug=1")
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	scanner := bufio.NewScanner(resp.Body)
+	scanner.Buffer(make([]byte, 1<<20), 16<<20)
+	for scanner.Scan() {
+		if value, ok := strings.CutPrefix(scanner.Text(), "# HeapAlloc = "); ok {
+			v, err := strconv.ParseFloat(value, 64)
+			Expect(err).NotTo(HaveOccurred())
+			return v
+		}
+	}
+	Fail("no HeapAlloc in the heap profile")
+	return 0
+}
+
+// heapTop is the top of a manager's heap profile, as go tool pprof shows it.
+func heapTop(address string) string {
+	resp, err := http.Get("http://" + address + "/debug/pprof/heap?gc=1")
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	profile := filepath.Join(workDir, "heap-after-churn.pb.gz")
+	out, err := os.Create(profile)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = io.Copy(out, resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(out.Close()).To(Succeed())
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=12", "-sample_index=inuse_space", profile).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("go tool pprof: %v", err)
+	}
+	return string(top)
+}
+
 // managerMetrics scrapes a manager's metrics endpoint.
 func managerMetrics(address string) map[string]float64 {
 	resp, err := http.Get("http://" + address + "/metrics")
@@ -251,12 +289,14 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		healthy      *cloud
 		mgr          *manager
 		metricsAddr  string
+		pprofAddr    string
 		managerFlags []string
 		size         = sizeOfChaos()
 	)
 	startChaosManager := func(name string, extra ...string) {
-		metricsAddr = freeAddress()
-		flags := append([]string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false"}, managerFlags...)
+		metricsAddr, pprofAddr = freeAddress(), freeAddress()
+		flags := append([]string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--pprof-bind-address=" + pprofAddr},
+			managerFlags...)
 		cmd := start(name, filepath.Join(root, "bin", "manager"), append([]string{"--kubeconfig=" + managerKubeconfig,
 			"--health-probe-bind-address=0"}, append(flags, extra...)...)...)
 		mgr = &manager{cmd: cmd, log: filepath.Join(workDir, name+".log")}
@@ -691,18 +731,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		mgr.kill()
 		startChaosManager("chaos-manager-churn", "--exoscale-qps=200", "--exoscale-burst=200", "--max-concurrent-reconciles=8")
 		within := max(10*time.Minute, time.Duration(size.churn)*300*time.Millisecond)
-		heap := func() float64 {
-			// The lowest of a few samples: the heap after a collection.
-			low := 0.0
-			for range 5 {
-				v := sum(managerMetrics(metricsAddr), "go_memstats_heap_alloc_bytes")
-				if low == 0 || v < low {
-					low = v
-				}
-				time.Sleep(time.Second)
-			}
-			return low
-		}
+		heap := func() float64 { return liveHeap(pprofAddr) }
 		before := heap()
 		namespace := newNamespace()
 		var aks []*iamv1alpha1.AccessKey
@@ -733,6 +762,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		var after float64
 		Eventually(func() float64 { after = heap(); return after }, 3*time.Minute, time.Second).
 			Should(BeNumerically("<", before+0.25*(peak-before)+4<<20))
+		AddReportEntry("what holds the heap after churn", heapTop(pprofAddr))
 		AddReportEntry("churn", fmt.Sprintf("%d AccessKeys created and deleted: heap %.1f MiB before, %.1f MiB with them, %.1f MiB after",
 			size.churn, before/(1<<20), peak/(1<<20), after/(1<<20)))
 	})
