@@ -19,6 +19,8 @@ var _ = Describe("Failure modes", func() {
 
 		// The Secret's data is changed, and the API server cannot be read
 		// to confirm it: the cache alone must not replace the key.
+		creates := func() int { return emu.Stats().Operations["create-iam-role"] }
+		createdBefore := creates()
 		failSecretReads(namespace)
 		DeferCleanup(func() { failSecretReads("") })
 		s := secretOf(ak)
@@ -34,6 +36,7 @@ var _ = Describe("Failure modes", func() {
 		Consistently(func() string { return fetch(ak).Status.KeyID }, 2*time.Second, poll).Should(Equal(first),
 			"no key is replaced on a failed read")
 		Expect(liveKeysOf(ak)).To(ConsistOf(first))
+		Expect(creates()).To(Equal(createdBefore), "no key was even minted on the cache's word")
 
 		// Once the API server answers, the tampered Secret is confirmed and
 		// the key replaced.
