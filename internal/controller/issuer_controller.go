@@ -128,26 +128,29 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	return ctrl.Result{RequeueAfter: r.CredentialsPollPeriod}, nil
 }
 
-// finalize holds a deleted issuer while AccessKeys use it: those that name
-// it, and those holding keys it minted, which can only be revoked through
-// it. Its backend (and the credentials it was built from, even if their
+// finalize holds a deleted issuer while AccessKeys hold keys it minted,
+// which can only be revoked through it. What holds it is read from status,
+// which tenants cannot write: an AccessKey that merely names the issuer in
+// its spec cannot keep a cluster admin from deleting it. Its backend (and the credentials it was built from, even if their
 // Secret is deleted meanwhile) is kept until then. Each AccessKey's
 // deletion brings the issuer back here through the AccessKey watch.
 func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
 	if !controllerutil.ContainsFinalizer(iss.Object, iamv1alpha1.InUseFinalizer) {
 		return nil
 	}
-	users := &iamv1alpha1.AccessKeyList{}
-	if err := r.List(ctx, users, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}); err != nil {
+	candidates := &iamv1alpha1.AccessKeyList{}
+	if err := r.List(ctx, candidates, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}); err != nil {
 		return err
 	}
-	if len(users.Items) > 0 {
-		names := make([]string, 0, min(len(users.Items), 5))
-		for _, ak := range users.Items[:min(len(users.Items), 5)] {
-			names = append(names, ak.Namespace+"/"+ak.Name)
+	var users []string
+	for i := range candidates.Items {
+		if holdsKeysOf(&candidates.Items[i], iss) {
+			users = append(users, candidates.Items[i].Namespace+"/"+candidates.Items[i].Name)
 		}
-		message := fmt.Sprintf("deletion waits for %d AccessKeys that use it or hold keys it minted (%s): delete them, or point them at another issuer",
-			len(users.Items), strings.Join(names, ", "))
+	}
+	if len(users) > 0 {
+		message := fmt.Sprintf("deletion waits for %d AccessKeys that hold keys it minted (%s): delete them, or point them at another issuer",
+			len(users), strings.Join(users[:min(len(users), 5)], ", "))
 		status := iss.Status.DeepCopy()
 		setCondition(&status.Conditions, r.Clock.Now(), iss.Generation, ConditionReady, metav1.ConditionFalse, ReasonInUse, message)
 		if equality.Semantic.DeepEqual(iss.Status, status) {
@@ -227,6 +230,29 @@ func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Op
 		// on, may free an issuer waiting on its in-use finalizer.
 		Watches(&iamv1alpha1.AccessKey{}, handler.EnqueueRequestsFromMapFunc(r.deletingIssuersOf(kind))).
 		WithOptions(opts).Named(name).Complete(r)
+}
+
+// holdsKeysOf reports whether an AccessKey's status records a key the
+// issuer minted (current, retiring or pending). Keys recorded before
+// statuses named their issuer count for the issuer the spec names.
+func holdsKeysOf(ak *iamv1alpha1.AccessKey, iss *issuer) bool {
+	mintedBy := func(m *iamv1alpha1.MintingIssuer) bool {
+		if m == nil {
+			return issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name) ==
+				issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)
+		}
+		return m.Kind == iss.Kind && m.Name == iss.Key.Name
+	}
+	s := ak.Status
+	if s.KeyID != "" && mintedBy(s.Issuer) {
+		return true
+	}
+	for i := range s.Retiring {
+		if mintedBy(s.Retiring[i].Issuer) {
+			return true
+		}
+	}
+	return s.Pending != nil && mintedBy(&s.Pending.Issuer)
 }
 
 // deletingIssuersOf maps an AccessKey to the issuers of one kind it depends
