@@ -166,3 +166,32 @@ func celList(items []string) string {
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
 }
+
+// Decide says whether a legacy access key with these restrictions may call
+// op on bucket (empty: a call naming no bucket), and why. Tags are whole
+// services; sos/bucket: resources narrow every sos operation to the buckets
+// named, so a sos call naming no bucket is refused.
+func (r Restrictions) Decide(op catalog.Operation, bucket string) (bool, string) {
+	if r.Unrestricted {
+		return true, "the key is unrestricted"
+	}
+	var grant string
+	switch {
+	case slices.Contains(r.Services, op.Service):
+		grant = "tag " + op.Service + " grants the whole service"
+	case slices.Contains(r.Operations[op.Service], op.Name):
+		grant = "operation " + op.Name + " is listed"
+	default:
+		return false, fmt.Sprintf("operation %s is not listed and no tag grants service %s", op.Name, op.Service)
+	}
+	if op.Service != "sos" || len(r.Buckets) == 0 {
+		return true, grant
+	}
+	if bucket == "" {
+		return false, fmt.Sprintf("%s, but the key is narrowed to buckets %s and the call names none", grant, strings.Join(r.Buckets, ", "))
+	}
+	if !slices.Contains(r.Buckets, bucket) {
+		return false, fmt.Sprintf("%s, but bucket %s is not among the key's resources (%s)", grant, bucket, strings.Join(r.Buckets, ", "))
+	}
+	return true, fmt.Sprintf("%s and resource sos/bucket:%s names the bucket", grant, bucket)
+}

@@ -37,6 +37,12 @@ func (d withDeadlines) Revoke(ctx context.Context, key Key) error {
 	return d.keys.Revoke(ctx, key)
 }
 
+func (d withDeadlines) Describe(ctx context.Context, keyID string) (KeySpec, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.keys.Describe(ctx, keyID)
+}
+
 func (d withDeadlines) Grantable(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()

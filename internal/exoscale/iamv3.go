@@ -131,6 +131,47 @@ func (k *iamv3Keys) Get(ctx context.Context, keyID string) (Key, error) {
 	return Key{ID: key.Key, Name: key.Name, RoleID: string(key.RoleID)}, nil
 }
 
+func (k *iamv3Keys) Describe(ctx context.Context, keyID string) (KeySpec, error) {
+	key, err := k.Get(ctx, keyID)
+	if errors.Is(err, ErrNotFound) {
+		// A legacy access key of the same organisation, on its way to IAM v3.
+		return (&legacyKeys{client: k.legacy, cfg: k.cfg}).Describe(ctx, keyID)
+	}
+	if err != nil {
+		return KeySpec{}, err
+	}
+	callCtx, rec := recordCall(ctx)
+	role, err := k.client.GetIAMRole(callCtx, v3.UUID(key.RoleID))
+	if err != nil {
+		return KeySpec{}, apiError("get-iam-role", rec, err)
+	}
+	own, err := policyOf(role)
+	if err != nil {
+		return KeySpec{}, err
+	}
+	spec, err := DecompilePolicy(own, k.cfg.Catalog)
+	if err != nil {
+		return KeySpec{}, fmt.Errorf("role %s (%s): %w", role.Name, role.ID, err)
+	}
+	return spec, nil
+}
+
+// policyOf reads a role's policy in exokey's form; a role without one
+// denies everything.
+func policyOf(role *v3.IAMRole) (policy.Policy, error) {
+	var own policy.Policy
+	if role.Policy != nil {
+		raw, _ := json.Marshal(role.Policy)
+		if err := json.Unmarshal(raw, &own); err != nil {
+			return policy.Policy{}, fmt.Errorf("read the policy of role %s: %w", role.ID, err)
+		}
+	}
+	if own.DefaultServiceStrategy == "" {
+		own.DefaultServiceStrategy = "deny"
+	}
+	return own, nil
+}
+
 func (k *iamv3Keys) FindByName(ctx context.Context, name string) ([]Key, error) {
 	return k.find(ctx, func(role v3.IAMRole) bool { return role.Name == name })
 }
@@ -271,15 +312,9 @@ func (k *iamv3Keys) Grantable(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, apiError("get-iam-role", rec, err)
 	}
-	var own policy.Policy
-	if role.Policy != nil {
-		raw, _ := json.Marshal(role.Policy)
-		if err := json.Unmarshal(raw, &own); err != nil {
-			return nil, fmt.Errorf("read the policy of role %s: %w", role.ID, err)
-		}
-	}
-	if own.DefaultServiceStrategy == "" {
-		own.DefaultServiceStrategy = "deny"
+	own, err := policyOf(role)
+	if err != nil {
+		return nil, err
 	}
 	compiled, err := policy.Compile(own, k.cfg.Catalog)
 	if err != nil {

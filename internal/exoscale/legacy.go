@@ -3,10 +3,13 @@ package exoscale
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 
 	egoscale "github.com/exoscale/egoscale/v2"
 	apiv2 "github.com/exoscale/egoscale/v2/api"
+
+	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
 // legacyKeys mints legacy restricted access keys with egoscale's v2 package.
@@ -80,6 +83,41 @@ func (k *legacyKeys) Get(ctx context.Context, keyID string) (Key, error) {
 		return Key{}, apiError("get-access-key", rec, err)
 	}
 	return Key{ID: deref(key.Key), Name: deref(key.Name)}, nil
+}
+
+func (k *legacyKeys) Describe(ctx context.Context, keyID string) (KeySpec, error) {
+	ctx, rec := k.call(ctx)
+	key, err := k.client.GetIAMAccessKey(ctx, k.cfg.Zone, keyID)
+	if err != nil {
+		return KeySpec{}, apiError("get-access-key", rec, err)
+	}
+	if deref(key.Type) == "unrestricted" {
+		return KeySpec{Unrestricted: true}, nil
+	}
+	var spec KeySpec
+	tagged := map[string]bool{}
+	if key.Tags != nil {
+		for _, tag := range *key.Tags {
+			spec.Tags = append(spec.Tags, tag)
+			tagged[catalog.NormalizeTag(tag)] = true
+		}
+	}
+	if key.Operations != nil {
+		// The API answers the operations of the tags too.
+		for _, name := range *key.Operations {
+			if op, known := k.cfg.Catalog.Lookup(name); !known || !tagged[op.Service] {
+				spec.Operations = append(spec.Operations, name)
+			}
+		}
+	}
+	if key.Resources != nil {
+		for _, res := range *key.Resources {
+			spec.Resources = append(spec.Resources, res.Domain+"/"+res.ResourceType+":"+res.ResourceName)
+		}
+	}
+	sort.Strings(spec.Operations)
+	sort.Strings(spec.Resources)
+	return spec, nil
 }
 
 func (k *legacyKeys) FindByName(ctx context.Context, name string) ([]Key, error) {

@@ -134,26 +134,46 @@ func collectStringLiterals(e ast.Expr, into map[string]bool) {
 // whose expression is true decides; a rule that errors (for instance on a
 // parameter the call does not have) does not match; no match denies.
 func (p *Compiled) Allows(service, operation string, parameters map[string]string) bool {
+	return p.Decide(service, operation, parameters).Allowed
+}
+
+// Decision is the verdict of a policy on one call and what decided it.
+type Decision struct {
+	Allowed bool
+	// Reason says which part of the policy decided, in words.
+	Reason string
+	// Rule is the index of the deciding rule of the service, or -1 when
+	// the service's type or the default strategy decided.
+	Rule int
+}
+
+// Decide evaluates the policy for one call, as Allows, and says why.
+func (p *Compiled) Decide(service, operation string, parameters map[string]string) Decision {
 	cs, listed := p.services[service]
 	if !listed {
-		return p.source.DefaultServiceStrategy == "allow"
+		return Decision{Allowed: p.source.DefaultServiceStrategy == "allow", Rule: -1, Reason: fmt.Sprintf(
+			"service %s is not in the policy: default-service-strategy is %s", service, p.source.DefaultServiceStrategy)}
 	}
 	switch cs.kind {
-	case "allow":
-		return true
-	case "rules":
-		vars := map[string]any{"operation": operation, "parameters": stringMap(parameters)}
-		for _, rule := range cs.rules {
-			out, _, err := rule.program.Eval(vars)
-			if err != nil {
-				continue
+	case "allow", "deny":
+		return Decision{Allowed: cs.kind == "allow", Rule: -1, Reason: fmt.Sprintf("service %s has type %s", service, cs.kind)}
+	}
+	vars := map[string]any{"operation": operation, "parameters": stringMap(parameters)}
+	for i, rule := range cs.rules {
+		out, _, err := rule.program.Eval(vars)
+		if err != nil {
+			continue
+		}
+		if matched, ok := out.Value().(bool); ok && matched {
+			action := "deny"
+			if rule.allow {
+				action = "allow"
 			}
-			if matched, ok := out.Value().(bool); ok && matched {
-				return rule.allow
-			}
+			return Decision{Allowed: rule.allow, Rule: i, Reason: fmt.Sprintf(
+				"services.%s.rules[%d] (%s) matches: %s", service, i, action, p.source.Services[service].Rules[i].Expression)}
 		}
 	}
-	return false
+	return Decision{Rule: -1, Reason: fmt.Sprintf("no rule of service %s matches: denied", service)}
 }
 
 func stringMap(m map[string]string) map[string]any {
