@@ -83,7 +83,7 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 	if err := checkCatalogue(ak, iss, r.Catalog); err != nil {
 		return nil, err
 	}
-	if err := checkCeiling(ak.Spec, iss.Spec.Allowed, r.Catalog); err != nil {
+	if err := CheckCeiling(ak.Spec, iss.Spec.Allowed, r.Catalog); err != nil {
 		refused := refuse(ReasonNotPermitted, "%s %q does not allow this: %s", iss.Kind, iss.Key.Name, err.Error())
 		refused.BeyondCeiling = true
 		return iss, refused
@@ -132,7 +132,7 @@ func kindOf(ref iamv1alpha1.IssuerReference) iamv1alpha1.IssuerKind {
 // checkCatalogue refuses operations, tags and resources that Exoscale does
 // not know or the issuer's API cannot express.
 func checkCatalogue(ak *iamv1alpha1.AccessKey, iss *issuer, cat *catalog.Catalog) error {
-	spec := keySpec(ak, "")
+	spec := KeySpecOf(ak, "")
 	var err error
 	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
 		_, err = exoscale.Resolve(spec, cat)
@@ -162,7 +162,7 @@ func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceil
 		// Resources narrow where an operation applies, not whether it may
 		// be granted: they are left out of the count.
 		spec := iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}
-		if checkCeiling(spec, iamv1alpha1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, cat) == nil {
+		if CheckCeiling(spec, iamv1alpha1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, cat) == nil {
 			out.Operations++
 			if op.Service == iamService {
 				out.IAMOperations = append(out.IAMOperations, op.Name)
@@ -170,18 +170,18 @@ func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceil
 		}
 	}
 	for _, service := range cat.Services() {
-		if checkCeiling(iamv1alpha1.AccessKeySpec{Tags: []string{service}}, iamv1alpha1.Allowed{Tags: allowed.Tags}, cat) == nil {
+		if CheckCeiling(iamv1alpha1.AccessKeySpec{Tags: []string{service}}, iamv1alpha1.Allowed{Tags: allowed.Tags}, cat) == nil {
 			out.Services = append(out.Services, service)
 		}
 	}
 	return out
 }
 
-// checkCeiling checks a spec against an issuer's allowed ceiling. Empty
+// CheckCeiling checks a spec against an issuer's allowed ceiling. Empty
 // allows nothing. An operation is allowed by an operation pattern or by a
 // tag pattern matching its service; with resource patterns, a grant that
 // reaches sos must name buckets, each matching a pattern.
-func checkCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, cat *catalog.Catalog) error {
+func CheckCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, cat *catalog.Catalog) error {
 	matchesAny := func(patterns []string, value string) bool {
 		return slices.ContainsFunc(patterns, func(p string) bool { return catalog.Glob(p, value) })
 	}

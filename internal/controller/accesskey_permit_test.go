@@ -35,7 +35,7 @@ func TestCeilingKeepsIAMOutOfWildcards(t *testing.T) {
 			iamv1alpha1.Allowed{Operations: []string{"create-*"}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkCeiling(tc.spec, tc.allowed, cat)
+			err := CheckCeiling(tc.spec, tc.allowed, cat)
 			switch {
 			case tc.refused == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -98,7 +98,7 @@ func FuzzCeiling(f *testing.F) {
 	f.Fuzz(func(t *testing.T, opPattern, tagPattern string, index uint16) {
 		op := ops[int(index)%len(ops)]
 		allowed := iamv1alpha1.Allowed{Operations: []string{opPattern}, Tags: []string{tagPattern}}
-		err := checkCeiling(iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}, allowed, cat)
+		err := CheckCeiling(iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}, allowed, cat)
 		if err != nil {
 			return
 		}

@@ -153,7 +153,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 		return fmt.Errorf("record the pending key: %w", err)
 	}
 
-	cred, err := keys.Create(ctx, r.keySpec(ak, name))
+	cred, err := keys.Create(ctx, r.KeySpecOf(ak, name))
 	if err != nil {
 		if exoscale.NothingCreated(err) {
 			status.Pending = nil // refused or throttled before anything was made
@@ -234,8 +234,8 @@ func rotationEvery(ak *iamv1alpha1.AccessKey, limits issuerLimits) time.Duration
 
 // keySpec is what the AccessKey asks Exoscale for. The labels (IAMv3 roles
 // only) tie the key to this AccessKey and this cluster.
-func (r *AccessKeyReconciler) keySpec(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
-	spec := keySpec(ak, name)
+func (r *AccessKeyReconciler) KeySpecOf(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
+	spec := KeySpecOf(ak, name)
 	spec.Labels = map[string]string{LabelNamespace: ak.Namespace, LabelName: ak.Name, LabelUID: string(ak.UID)}
 	if r.ClusterID != "" {
 		spec.Labels[LabelCluster] = r.ClusterID
@@ -243,8 +243,8 @@ func (r *AccessKeyReconciler) keySpec(ak *iamv1alpha1.AccessKey, name string) ex
 	return spec
 }
 
-// keySpec is the restrictions the AccessKey asks for.
-func keySpec(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
+// KeySpecOf is the restrictions the AccessKey asks for, under the key name.
+func KeySpecOf(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
 	return exoscale.KeySpec{
 		Name: name, Operations: ak.Spec.Operations, Tags: ak.Spec.Tags, Resources: ak.Spec.Resources,
 		Unrestricted: ak.Spec.Unrestricted,

@@ -153,6 +153,7 @@ func (k *iamv3Keys) Describe(ctx context.Context, keyID string) (KeySpec, error)
 	if err != nil {
 		return KeySpec{}, fmt.Errorf("role %s (%s): %w", role.Name, role.ID, err)
 	}
+	spec.Name = key.Name
 	return spec, nil
 }
 

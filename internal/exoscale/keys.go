@@ -24,8 +24,8 @@ type Keys interface {
 	FindByName(ctx context.Context, name string) ([]Key, error)
 	// Revoke revokes a key (and its role); a key already gone is not an error.
 	Revoke(ctx context.Context, key Key) error
-	// Describe reads a live key's restrictions back as a KeySpec (without
-	// its name and labels): a legacy key's operations, tags and resources,
+	// Describe reads a live key's restrictions back as a KeySpec (its name,
+	// without labels): a legacy key's operations, tags and resources,
 	// an IAM v3 key's role policy decompiled. A policy no KeySpec compiles
 	// to is an *InexpressibleError; a key that does not exist ErrNotFound.
 	Describe(ctx context.Context, keyID string) (KeySpec, error)

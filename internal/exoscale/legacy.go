@@ -91,10 +91,11 @@ func (k *legacyKeys) Describe(ctx context.Context, keyID string) (KeySpec, error
 	if err != nil {
 		return KeySpec{}, apiError("get-access-key", rec, err)
 	}
+	spec := KeySpec{Name: deref(key.Name)}
 	if deref(key.Type) == "unrestricted" {
-		return KeySpec{Unrestricted: true}, nil
+		spec.Unrestricted = true
+		return spec, nil
 	}
-	var spec KeySpec
 	tagged := map[string]bool{}
 	if key.Tags != nil {
 		for _, tag := range *key.Tags {

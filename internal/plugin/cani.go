@@ -1,0 +1,169 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/controller"
+	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/policy"
+)
+
+type canIOptions struct {
+	*Options
+	bucket string
+	quiet  bool
+	output string
+}
+
+// verdict is what can-i answers.
+type verdict struct {
+	AccessKey string `json:"accessKey"`
+	Operation string `json:"operation"`
+	Bucket    string `json:"bucket,omitempty"`
+	Allowed   bool   `json:"allowed"`
+	// Reason is the rule or restriction that decides.
+	Reason string `json:"reason"`
+	// API is the issuer's API the restrictions were evaluated for.
+	API iamv1alpha1.IssuerAPI `json:"api"`
+	// Note says when no live key holds these restrictions yet.
+	Note string `json:"note,omitempty"`
+}
+
+func newCanICommand(o *Options) *cobra.Command {
+	opts := &canIOptions{Options: o}
+	cmd := &cobra.Command{
+		Use:   "can-i OPERATION ACCESSKEY [--bucket BUCKET]",
+		Short: "Say whether an AccessKey's key may call an operation, and which rule or restriction decides",
+		Long: `can-i evaluates an AccessKey's restrictions for one call with the compiler and
+policy evaluator exokey mints with: on an IAMv3 issuer the role policy compiled
+from the spec, on an AccessKeyV2 issuer the legacy key's operations, tags and
+resources. It prints yes or no and why, and exits 0 for yes and 1 for no.
+
+The answer is about the restrictions in the AccessKey's spec; when its key was
+not yet minted from them (not Ready, or a change not yet applied), it says so.`,
+		Example: `  kubectl exokey can-i put-sos-object backup-writer --bucket backups-prod -n backups
+  kubectl exokey can-i list-instances backup-writer -n backups -q && echo allowed`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error { return opts.run(cmd.Context(), args[0], args[1]) },
+	}
+	cmd.Flags().StringVar(&opts.bucket, "bucket", "", "The SOS bucket the call names")
+	cmd.Flags().BoolVarP(&opts.quiet, "quiet", "q", false, "Print nothing; the exit code answers")
+	addOutputFlag(cmd, &opts.output)
+	return cmd
+}
+
+func (o *canIOptions) run(ctx context.Context, operation, name string) error {
+	if err := outputFormat(o.output); err != nil {
+		return err
+	}
+	op, known := o.catalog.Lookup(operation)
+	if !known {
+		message := fmt.Sprintf("unknown operation %q", operation)
+		if suggestion := o.catalog.Suggest(operation); suggestion != "" {
+			message += fmt.Sprintf(": did you mean %q?", suggestion)
+		}
+		return fmt.Errorf("%s (kubectl exokey operations lists them)", message)
+	}
+	namespace, err := o.namespace()
+	if err != nil {
+		return err
+	}
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	ak := &iamv1alpha1.AccessKey{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ak); err != nil {
+		return err
+	}
+	api, err := o.apiOf(ctx, c, ak)
+	if err != nil {
+		return err
+	}
+	v := verdict{AccessKey: namespace + "/" + name, Operation: operation, Bucket: o.bucket, API: api}
+	spec := controller.KeySpecOf(ak, "")
+	if api == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		restrictions, err := exoscale.Resolve(spec, o.catalog)
+		if err != nil {
+			return fmt.Errorf("the AccessKey's restrictions: %w", err)
+		}
+		v.Allowed, v.Reason = restrictions.Decide(op, o.bucket)
+	} else {
+		p, err := exoscale.CompilePolicy(spec, o.catalog)
+		if err != nil {
+			return fmt.Errorf("the AccessKey's restrictions: %w", err)
+		}
+		compiled, err := policy.Compile(p, o.catalog)
+		if err != nil {
+			return fmt.Errorf("the AccessKey's policy: %w", err)
+		}
+		params := map[string]string{}
+		if o.bucket != "" {
+			params["bucket"] = o.bucket
+		}
+		decision := compiled.Decide(op.Service, op.Name, params)
+		v.Allowed, v.Reason = decision.Allowed, decision.Reason
+	}
+	v.Note = mintedNote(ak)
+
+	switch {
+	case o.quiet:
+	case o.output != "":
+		if err := printData(o.Out, o.output, v); err != nil {
+			return err
+		}
+	default:
+		answer := "no"
+		if v.Allowed {
+			answer = "yes"
+		}
+		fmt.Fprintf(o.Out, "%s\n  %s (%s)\n", answer, v.Reason, v.API)
+		if v.Note != "" {
+			fmt.Fprintf(o.Out, "  note: %s\n", v.Note)
+		}
+	}
+	if !v.Allowed {
+		return &refusal{}
+	}
+	return nil
+}
+
+// apiOf is the API of the key: the minting issuer's as status records it,
+// else the issuer's the spec names.
+func (o *canIOptions) apiOf(ctx context.Context, c client.Reader, ak *iamv1alpha1.AccessKey) (iamv1alpha1.IssuerAPI, error) {
+	if ak.Status.Issuer != nil && ak.Status.Issuer.API != "" &&
+		ak.Status.Issuer.Kind == ak.Spec.IssuerRef.Kind && ak.Status.Issuer.Name == ak.Spec.IssuerRef.Name {
+		return ak.Status.Issuer.API, nil
+	}
+	spec, err := controller.LookupIssuer(ctx, c, ak.Spec.IssuerRef, ak.Namespace)
+	if err != nil {
+		return "", fmt.Errorf("the AccessKey's issuer %s %q: %w", ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, err)
+	}
+	if spec.API == "" {
+		return iamv1alpha1.IssuerAPIIAMv3, nil
+	}
+	return spec.API, nil
+}
+
+// mintedNote says when no live key holds the spec's restrictions.
+func mintedNote(ak *iamv1alpha1.AccessKey) string {
+	ready := meta.FindStatusCondition(ak.Status.Conditions, "Ready")
+	switch {
+	case ready == nil || ready.Status != "True":
+		reason := "not yet reconciled"
+		if ready != nil {
+			reason = ready.Reason
+		}
+		return fmt.Sprintf("the AccessKey is not Ready (%s): no key holds these restrictions yet", reason)
+	case ak.Status.ObservedGeneration != ak.Generation:
+		return "the spec changed since the current key was minted: its replacement is on its way"
+	}
+	return ""
+}
