@@ -165,7 +165,7 @@ var _ = Describe("kubectl exokey can-i", func() {
 						Expect(r.code).To(Equal(plugin.ExitNo), "%s on %q: the emulator refuses it", operation, bucket)
 						Expect(r.stdout).To(HavePrefix("no\n"))
 					}
-					Expect(r.stdout).To(MatchRegexp(`\n  \S.+\(` + string(api) + `\)\n$`), "a reason")
+					Expect(r.stdout).To(MatchRegexp(`\n  \S.+\(`+string(api)+`\)\n$`), "a reason")
 				}
 			}
 			Expect(allowed).To(BeNumerically(">", 4))
@@ -218,7 +218,7 @@ var _ = Describe("kubectl exokey status and rotate", func() {
 		Eventually(func(g Gomega) {
 			r := kubectlExokey(nil, "status", "-n", ns)
 			g.Expect(r.code).To(Equal(0))
-			g.Expect(r.stdout).To(MatchRegexp(`(?m)^`+ns+`\s+refused\s+False \(IssuerNotFound\)\s+-\s+-\s+-\s+-\s+ClusterKeyIssuer "no-such-issuer" not found \(last event Warning IssuerNotFound \d+s ago\)$`))
+			g.Expect(r.stdout).To(MatchRegexp(`(?m)^` + ns + `\s+refused\s+False \(IssuerNotFound\)\s+-\s+-\s+-\s+-\s+ClusterKeyIssuer "no-such-issuer" not found \(last event Warning IssuerNotFound \d+s ago\)$`))
 		}).WithTimeout(20 * time.Second).Should(Succeed())
 
 		r := kubectlExokey(nil, "status", "-n", ns)
@@ -324,4 +324,3 @@ var _ = Describe("kubectl exokey operations", func() {
 		Expect(kubectlExokey(nil, "operations", "--mine").stderr).To(ContainSubstring("set both"))
 	})
 })
-
