@@ -96,9 +96,14 @@ fuzz: ## Run each fuzz target for FUZZ_TIME (default 10s).
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and the emulator into bin/.
+build: ## Build the manager, the emulator and the kubectl plugin into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager ./cmd
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/exoscale-emulator ./cmd/exoscale-emulator
+	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o $(BIN)/kubectl-exokey ./cmd/kubectl-exokey
+
+.PHONY: krew-manifest
+krew-manifest: ## Build the kubectl-exokey release archives into dist/release and write dist/krew/exokey.yaml (VERSION=v1.2.3).
+	hack/krew-manifest.sh $(VERSION)
 
 .PHONY: emulator
 emulator: ## Run the Exoscale emulator on 127.0.0.1:8080 (state in bin/emulator-state.json).

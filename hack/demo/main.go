@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,6 +34,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+}
+
+// indent prints a command's output under its step.
+func indent(out string) string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	return "    " + strings.Join(lines, "\n    ") + "\n"
 }
 
 func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
@@ -173,9 +180,27 @@ func run() error {
 		fmt.Printf("    %-18s %-16s %s\n", probe.operation, probe.bucket, verdict)
 	}
 
-	fmt.Printf("\nTry more with kubectl:\n    export KUBECONFIG=%s\n    kubectl get accesskeys -A\n"+
+	plugin := filepath.Join(root, "bin", "kubectl-exokey")
+	for _, args := range [][]string{
+		{"status", "-A"},
+		{"can-i", "put-sos-object", "backup-writer", "--bucket", "backups-prod", "-n", "backups"},
+		{"can-i", "delete-sos-object", "backup-writer", "--bucket", "backups-prod", "-n", "backups"},
+	} {
+		step("kubectl exokey %s", strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, plugin, append(args, "--kubeconfig", kubeconfigPath)...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			return fmt.Errorf("run %s (run `make build`): %w", plugin, err)
+		}
+		fmt.Print(indent(string(out)))
+	}
+
+	fmt.Printf("\nTry more with kubectl:\n    export KUBECONFIG=%s PATH=%s:$PATH\n    kubectl get accesskeys -A\n"+
+		"    kubectl exokey operations --issuer ClusterKeyIssuer/exoscale\n"+
+		"    kubectl exokey rotate backup-writer -n backups --wait\n"+
 		"    kubectl -n backups edit accesskey backup-writer   # change the operations: a new key replaces the old\n"+
-		"    kubectl -n backups delete accesskey backup-writer # the key is revoked\n", kubeconfigPath)
+		"    kubectl -n backups delete accesskey backup-writer # the key is revoked\n", kubeconfigPath, filepath.Join(root, "bin"))
 	if os.Getenv("DEMO_EXIT") != "" {
 		return nil
 	}

@@ -12,16 +12,8 @@ import (
 
 func TestDecompilePolicyRoundTrips(t *testing.T) {
 	cat := catalog.Default()
-	for name, spec := range map[string]KeySpec{
-		"operations":        {Operations: []string{"list-instances", "get-instance", "list-zones"}},
-		"tag":               {Tags: []string{"compute"}},
-		"legacy-tag-syntax": {Tags: []string{"compute/*"}},
-		"tag-and-operation": {Tags: []string{"dns"}, Operations: []string{"list-instances", "list-dns-domains"}},
-		"bucket":            {Operations: []string{"get-sos-object", "put-sos-object", "list-sos-bucket"}, Resources: []string{"sos/bucket:backups-prod"}},
-		"buckets-with-tag":  {Tags: []string{"sos"}, Resources: []string{"sos/bucket:b", "sos/bucket:a"}},
-		"quote-in-bucket":   {Operations: []string{"get-sos-object"}, Resources: []string{`sos/bucket:it's`}},
-		"unrestricted":      {Unrestricted: true},
-	} {
+	for name, spec := range exampleSpecs {
+
 		t.Run(name, func(t *testing.T) {
 			compiled, err := CompilePolicy(spec, cat)
 			if err != nil {

@@ -71,11 +71,7 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 		}
 		return fmt.Errorf("%s (kubectl exokey operations lists them)", message)
 	}
-	namespace, err := o.namespace()
-	if err != nil {
-		return err
-	}
-	c, err := o.client()
+	c, namespace, err := o.clientIn()
 	if err != nil {
 		return err
 	}

@@ -72,11 +72,7 @@ func (o *importOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	namespace, err := o.namespace()
-	if err != nil {
-		return err
-	}
-	c, err := o.client()
+	c, namespace, err := o.clientIn()
 	if err != nil {
 		return err
 	}
@@ -124,11 +120,13 @@ func (o *importOptions) run(cmd *cobra.Command, args []string) error {
 	for _, warning := range o.wouldRefuse(ak, ref, issuerSpec) {
 		fmt.Fprintln(o.ErrOut, "warning:", warning)
 	}
+	note := ""
 	if len(args) == 1 {
-		fmt.Fprintf(o.ErrOut, "note: %s keeps working until it is revoked. Once the AccessKey is Ready and its workloads use the new Secret, revoke it with\n"+
-			"      exo iam api-key delete %s        (an IAM v3 API key)\n      exo iam access-key revoke %s     (a legacy access key)\n", source, args[0], args[0])
+		note = fmt.Sprintf("The imported key %[1]s keeps working until it is revoked. Once the AccessKey is Ready\n"+
+			"and its workloads use the new Secret, revoke it with `exo iam api-key delete %[1]s` (IAM v3)\n"+
+			"or `exo iam access-key revoke %[1]s` (a legacy access key).", args[0])
 	}
-	return o.print(ak, source, ref)
+	return o.print(ak, source, ref, note)
 }
 
 // wouldRefuse lists why the issuer would refuse the manifest: its ceiling,
@@ -151,15 +149,23 @@ func (o *importOptions) wouldRefuse(ak *iamv1alpha1.AccessKey, ref iamv1alpha1.I
 	return warnings
 }
 
-func (o *importOptions) print(ak *iamv1alpha1.AccessKey, source string, ref iamv1alpha1.IssuerReference) error {
+// print writes the manifest; the note is a YAML comment, or goes to
+// stderr beside JSON.
+func (o *importOptions) print(ak *iamv1alpha1.AccessKey, source string, ref iamv1alpha1.IssuerReference, note string) error {
 	if o.output == "json" {
+		if note != "" {
+			fmt.Fprintln(o.ErrOut, "note:", note)
+		}
 		return printData(o.Out, "json", ak)
 	}
 	raw, err := yaml.Marshal(ak)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Out, "# Imported from %s through %s/%s.\n# exokey mints its own key for this AccessKey; the imported key is not taken over.\n", source, ref.Kind, ref.Name)
+	fmt.Fprintf(o.Out, "# Imported from %s through %s/%s.\n# exokey mints its own key for this AccessKey: the imported key is not taken over.\n", source, ref.Kind, ref.Name)
+	if note != "" {
+		fmt.Fprintf(o.Out, "# %s\n", strings.ReplaceAll(note, "\n", "\n# "))
+	}
 	_, err = o.Out.Write(withoutEmptyStatus(raw))
 	return err
 }

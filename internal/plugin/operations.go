@@ -165,11 +165,7 @@ func (o *operationsOptions) issuerGrants(ctx context.Context) (map[string]bool, 
 	if err != nil {
 		return nil, iamv1alpha1.Allowed{}, err
 	}
-	namespace, err := o.namespace()
-	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, err
-	}
-	c, err := o.client()
+	c, namespace, err := o.clientIn()
 	if err != nil {
 		return nil, iamv1alpha1.Allowed{}, err
 	}

@@ -109,6 +109,16 @@ func (o *Options) client() (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
+// clientIn is client and namespace.
+func (o *Options) clientIn() (client.Client, string, error) {
+	namespace, err := o.namespace()
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := o.client()
+	return c, namespace, err
+}
+
 // namespace is -n, or the kubeconfig context's namespace.
 func (o *Options) namespace() (string, error) {
 	namespace, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()

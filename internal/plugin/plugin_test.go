@@ -63,7 +63,7 @@ var _ = Describe("kubectl exokey import", func() {
 			r := kubectlExokey(nil, "import", original.Status.KeyID, "--issuer", "ClusterKeyIssuer/"+issuerName(api), "-n", ns, "--name", "copy")
 			Expect(r.code).To(Equal(0), r.stderr)
 			Expect(r.stdout).To(HavePrefix("# Imported from key " + original.Status.KeyID))
-			Expect(r.stderr).To(ContainSubstring("keeps working until it is revoked"))
+			Expect(r.stdout).To(ContainSubstring("# The imported key " + original.Status.KeyID + " keeps working until it is revoked"))
 			Expect(r.stdout + r.stderr).NotTo(ContainSubstring(secret))
 
 			imported := &iamv1alpha1.AccessKey{}

@@ -39,11 +39,7 @@ the grace period. With --wait it returns once the new key is published.`,
 }
 
 func (o *rotateOptions) run(ctx context.Context, name string) error {
-	namespace, err := o.namespace()
-	if err != nil {
-		return err
-	}
-	c, err := o.client()
+	c, namespace, err := o.clientIn()
 	if err != nil {
 		return err
 	}
