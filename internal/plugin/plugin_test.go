@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -322,5 +323,41 @@ var _ = Describe("kubectl exokey operations", func() {
 		Expect(all.stdout).To(HavePrefix(fmt.Sprintf("sos (%d operations)", len(catalog.Default().ServiceOperations("sos")))))
 		Expect(kubectlExokey(nil, "operations", "--tag", "nope").stderr).To(ContainSubstring(`unknown tag "nope": the tags are`))
 		Expect(kubectlExokey(nil, "operations", "--mine").stderr).To(ContainSubstring("set both"))
+	})
+})
+
+var _ = Describe("kubectl exokey as a tenant", func() {
+	It("has the user's rights and no more: status and can-i in their namespace, no issuer credentials to import with", func() {
+		ns := newNamespace()
+		ak := readyKey(accessKey(ns, "app", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"dns"}}))
+		Expect(k8sClient.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "accesskey-reader", Namespace: ns},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{iamv1alpha1.GroupVersion.Group}, Resources: []string{"accesskeys"}, Verbs: []string{"get", "list", "patch"}},
+				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list"}},
+			}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "team", Namespace: ns},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "accesskey-reader"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "team-member"}}})).To(Succeed())
+		tenant := userKubeconfig("team-member")
+
+		Eventually(func() string { return kubectlExokeyAs(tenant, nil, "status", "-n", ns).stdout }).
+			Should(MatchRegexp(`(?m)^` + ns + `\s+app\s+True\s+` + ak.Status.KeyID))
+		Expect(kubectlExokeyAs(tenant, nil, "can-i", "list-dns-domains", "app", "-n", ns).code).To(Equal(0))
+
+		// Even a tenant who may read the issuers signs nothing with their
+		// credentials: the plugin reads the Secret with the user's rights.
+		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-issuer-reader"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{iamv1alpha1.GroupVersion.Group}, Resources: []string{"clusterkeyissuers"}, Verbs: []string{"get"}}}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-issuer-reader"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ns + "-issuer-reader"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "team-member"}}})).To(Succeed())
+		Eventually(func() string {
+			return kubectlExokeyAs(tenant, nil, "import", ak.Status.KeyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1alpha1.IssuerAPIIAMv3), "-n", ns).stderr
+		}).Should(ContainSubstring(`secrets "` + rootSecretName + `" is forbidden`))
+		r := kubectlExokeyAs(tenant, nil, "import", ak.Status.KeyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1alpha1.IssuerAPIIAMv3), "-n", ns)
+		Expect(r.code).To(Equal(plugin.ExitError))
+		Expect(r.stdout).To(BeEmpty())
+		Expect(kubectlExokeyAs(tenant, nil, "status", "-A").stderr).To(ContainSubstring("forbidden"), "other namespaces stay closed")
+		Expect(kubectlExokeyAs(tenant, nil, "operations", "--issuer", issuerName(iamv1alpha1.IssuerAPIIAMv3)).stderr).To(ContainSubstring("forbidden"))
 	})
 })

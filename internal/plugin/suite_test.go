@@ -85,8 +85,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig, err := admin.KubeConfig()
 	Expect(err).NotTo(HaveOccurred())
-	kubeconfigPath = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-	Expect(os.WriteFile(kubeconfigPath, kubeconfig, 0o600)).To(Succeed())
+	kubeconfigPath = writeKubeconfig("platform-admin", kubeconfig)
 
 	emu, err = emulator.New(emulator.Options{})
 	Expect(err).NotTo(HaveOccurred())
@@ -134,6 +133,24 @@ var _ = BeforeSuite(func() {
 	}()
 })
 
+// userKubeconfig is a kubeconfig of a user in no group: RBAC alone says
+// what it may do.
+func userKubeconfig(name string) string {
+	GinkgoHelper()
+	user, err := testEnv.AddUser(envtest.User{Name: name}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	kubeconfig, err := user.KubeConfig()
+	Expect(err).NotTo(HaveOccurred())
+	return writeKubeconfig(name, kubeconfig)
+}
+
+func writeKubeconfig(name string, kubeconfig []byte) string {
+	GinkgoHelper()
+	path := filepath.Join(GinkgoT().TempDir(), name+".kubeconfig")
+	Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
+	return path
+}
+
 func fastConfig() exoscale.Config {
 	return exoscale.Config{QPS: 1000, Burst: 1000, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 100 * time.Millisecond,
 		PollInterval: 10 * time.Millisecond}
@@ -161,6 +178,11 @@ type result struct {
 // kubectlExokey runs the plugin's command with args and the suite's
 // kubeconfig, as `kubectl exokey ARGS --kubeconfig PATH` would.
 func kubectlExokey(env map[string]string, args ...string) result {
+	return kubectlExokeyAs(kubeconfigPath, env, args...)
+}
+
+// kubectlExokeyAs runs the plugin with another user's kubeconfig.
+func kubectlExokeyAs(kubeconfig string, env map[string]string, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	o := &plugin.Options{
 		IOStreams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr},
@@ -168,7 +190,7 @@ func kubectlExokey(env map[string]string, args ...string) result {
 		Getenv:    func(name string) string { return env[name] },
 	}
 	cmd := plugin.NewCommand(o)
-	cmd.SetArgs(append(args, "--kubeconfig", kubeconfigPath))
+	cmd.SetArgs(append(args, "--kubeconfig", kubeconfig))
 	err := cmd.ExecuteContext(ctx)
 	if err != nil && err.Error() != "" {
 		stderr.WriteString("error: " + err.Error() + "\n")
