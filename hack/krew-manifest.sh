@@ -45,7 +45,6 @@ YAML
     stage="$(mktemp -d)"
     (cd "$root" && CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" go build -trimpath -buildvcs=false \
       -ldflags="-s -w -buildid=" -o "$stage/$bin$ext" ./cmd/kubectl-exokey)
-    cp "$root/LICENSE" "$stage/" 2>/dev/null || true
     archive="kubectl-exokey_${version}_${os}_${arch}.tar.gz"
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$stage" -cf - . | gzip -n -9 > "$out/$archive"
     rm -rf "$stage"
