@@ -559,3 +559,84 @@ func TestLostResponsesAreAppliedFirst(t *testing.T) {
 		t.Fatalf("the fault is spent: %d, want 200", resp.StatusCode)
 	}
 }
+
+// A role's assume-role-policy says who may assume it, its max-session-ttl
+// caps the TTL, and a session key stops working at its expiry and with its
+// role.
+func TestAssumeRolePolicyAndMaxSessionTTL(t *testing.T) {
+	f := start(t, emulator.Options{})
+	root := f.rootV3(t)
+	// The issuer: an API key whose role may manage and assume roles and use sos.
+	issuerRoleID := createRole(t, f, root, "issuer", &v3.IAMPolicy{
+		DefaultServiceStrategy: v3.IAMPolicyDefaultServiceStrategyDeny,
+		Services: map[string]v3.IAMServicePolicy{"general": {Type: "allow"}, "iam": {Type: "allow"}, "sos": {Type: "allow"}},
+	})
+	issuer, err := root.CreateAPIKey(f.ctx, v3.CreateAPIKeyRequest{Name: "issuer", RoleID: v3.UUID(issuerRoleID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerClient := f.v3(t, issuer.Key, issuer.Secret)
+	op, err := issuerClient.CreateIAMRole(f.ctx, v3.CreateIAMRoleRequest{Name: "session", Policy: sosPolicy("a"), MaxSessionTtl: 120,
+		AssumeRolePolicy: &v3.IAMAssumeRolePolicy{Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "caller.key == '" + issuer.Key + "'"}}}})
+	if err == nil {
+		op, err = issuerClient.Wait(f.ctx, op, v3.OperationStateSuccess)
+	}
+	if err != nil {
+		t.Fatalf("create the session role: %v", err)
+	}
+	roleID := op.Reference.ID
+
+	if _, err := root.AssumeIAMRole(f.ctx, roleID, v3.AssumeIAMRoleRequest{Ttl: 60}); !errors.Is(err, v3.ErrForbidden) {
+		t.Errorf("a key the assume-role-policy does not name: got %v, want ErrForbidden", err)
+	}
+	if _, err := issuerClient.AssumeIAMRole(f.ctx, roleID, v3.AssumeIAMRoleRequest{Ttl: 121}); !errors.Is(err, v3.ErrBadRequest) {
+		t.Errorf("a TTL above max-session-ttl: got %v, want ErrBadRequest", err)
+	}
+	session, err := issuerClient.AssumeIAMRole(f.ctx, roleID, v3.AssumeIAMRoleRequest{Ttl: 120})
+	if err != nil {
+		t.Fatalf("the named key assumes the role: %v", err)
+	}
+	if !f.allowed(t, session.Key, session.Secret, "get-sos-object", map[string]string{"bucket": "a"}) {
+		t.Error("the session key cannot do what the role grants")
+	}
+	if f.allowed(t, session.Key, session.Secret, "get-sos-object", map[string]string{"bucket": "b"}) {
+		t.Error("the session key does more than the role grants")
+	}
+	f.offset.Store(int64(121 * time.Second))
+	if ok, err := emulator.Authorize(f.ctx, f.endpoint, session.Key, session.Secret, "get-sos-object", map[string]string{"bucket": "a"}); ok || err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("an expired session key: got allowed=%v, %v; want a 403 refusal", ok, err)
+	}
+	f.offset.Store(0)
+
+	// The policy is updated in place; a second session ends with its role.
+	op, err = issuerClient.UpdateIAMRole(f.ctx, roleID, v3.UpdateIAMRoleRequest{
+		AssumeRolePolicy: &v3.IAMAssumeRolePolicy{Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "caller.role_id == ''"}}}})
+	if err == nil {
+		_, err = issuerClient.Wait(f.ctx, op, v3.OperationStateSuccess)
+	}
+	if err != nil {
+		t.Fatalf("update the assume-role-policy: %v", err)
+	}
+	if _, err := issuerClient.AssumeIAMRole(f.ctx, roleID, v3.AssumeIAMRoleRequest{Ttl: 60}); !errors.Is(err, v3.ErrForbidden) {
+		t.Errorf("the issuer after the update: got %v, want ErrForbidden", err)
+	}
+	second, err := root.AssumeIAMRole(f.ctx, roleID, v3.AssumeIAMRoleRequest{Ttl: 60})
+	if err != nil {
+		t.Fatalf("a key without a role, now allowed: %v", err)
+	}
+	op, err = root.DeleteIAMRole(f.ctx, roleID)
+	if err == nil {
+		_, err = root.Wait(f.ctx, op, v3.OperationStateSuccess)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emulator.Authorize(f.ctx, f.endpoint, second.Key, second.Secret, "get-sos-object", map[string]string{"bucket": "a"}); err == nil {
+		t.Error("a session key of a deleted role still authenticates")
+	}
+
+	bad := v3.CreateIAMRoleRequest{Name: "bad", AssumeRolePolicy: &v3.IAMAssumeRolePolicy{Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "caller.nope("}}}}
+	if _, err := root.CreateIAMRole(f.ctx, bad); !errors.Is(err, v3.ErrBadRequest) {
+		t.Errorf("an invalid assume-role-policy: got %v, want ErrBadRequest", err)
+	}
+}

@@ -145,6 +145,9 @@ type role struct {
 	MaxSessionTTL int64             `json:"max-session-ttl,omitempty"`
 	Permissions   []string          `json:"permissions,omitempty"`
 	Policy        policy.Policy     `json:"policy"`
+	// AssumeRolePolicy says who may assume the role; without one, any key
+	// holding what the role grants may.
+	AssumeRolePolicy *policy.AssumeRolePolicy `json:"assume-role-policy,omitempty"`
 }
 
 type operation struct {

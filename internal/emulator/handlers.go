@@ -283,15 +283,19 @@ func (s *Server) myOperations(c *call) any {
 
 func (s *Server) createRole(c *call) (any, error) {
 	var req struct {
-		Name          string            `json:"name"`
-		Description   string            `json:"description"`
-		Labels        map[string]string `json:"labels"`
-		Editable      *bool             `json:"editable"`
-		Policy        *policy.Policy    `json:"policy"`
-		Permissions   []string          `json:"permissions"`
-		MaxSessionTTL int64             `json:"max-session-ttl"`
+		Name          string                   `json:"name"`
+		Description   string                   `json:"description"`
+		Labels        map[string]string        `json:"labels"`
+		Editable      *bool                    `json:"editable"`
+		Policy        *policy.Policy           `json:"policy"`
+		Permissions   []string                 `json:"permissions"`
+		MaxSessionTTL int64                    `json:"max-session-ttl"`
+		AssumeRole    *policy.AssumeRolePolicy `json:"assume-role-policy"`
 	}
 	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	if err := checkSessionSettings(req.MaxSessionTTL, req.AssumeRole); err != nil {
 		return nil, err
 	}
 	if req.Name == "" || len(req.Name) > 191 {
@@ -307,7 +311,7 @@ func (s *Server) createRole(c *call) (any, error) {
 	}
 	r := &role{ID: uuid.NewString(), Name: req.Name, Description: req.Description, Labels: req.Labels,
 		Editable: req.Editable == nil || *req.Editable, Policy: rolePolicy, Permissions: req.Permissions,
-		MaxSessionTTL: req.MaxSessionTTL}
+		MaxSessionTTL: req.MaxSessionTTL, AssumeRolePolicy: req.AssumeRole}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,11 +355,16 @@ func (s *Server) getRole(c *call) (any, error) {
 
 func (s *Server) updateRole(c *call) (any, error) {
 	var req struct {
-		Description *string           `json:"description"`
-		Labels      map[string]string `json:"labels"`
-		Permissions []string          `json:"permissions"`
+		Description   *string                  `json:"description"`
+		Labels        map[string]string        `json:"labels"`
+		Permissions   []string                 `json:"permissions"`
+		MaxSessionTTL int64                    `json:"max-session-ttl"`
+		AssumeRole    *policy.AssumeRolePolicy `json:"assume-role-policy"`
 	}
 	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	if err := checkSessionSettings(req.MaxSessionTTL, req.AssumeRole); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -372,6 +381,12 @@ func (s *Server) updateRole(c *call) (any, error) {
 	}
 	if req.Permissions != nil {
 		r.Permissions = req.Permissions
+	}
+	if req.MaxSessionTTL > 0 {
+		r.MaxSessionTTL = req.MaxSessionTTL
+	}
+	if req.AssumeRole != nil {
+		r.AssumeRolePolicy = req.AssumeRole
 	}
 	op := s.newOperationLocked(c, r.ID, "iam-role")
 	if err := s.saveLocked(); err != nil {
@@ -443,6 +458,20 @@ func (s *Server) deleteRole(c *call) (any, error) {
 	return op.view(), nil
 }
 
+// checkSessionSettings validates a role's max-session-ttl and
+// assume-role-policy.
+func checkSessionSettings(maxSessionTTL int64, assumeRole *policy.AssumeRolePolicy) error {
+	if maxSessionTTL < 0 {
+		return errorf(http.StatusBadRequest, "max-session-ttl: a positive number of seconds")
+	}
+	if assumeRole != nil {
+		if _, err := policy.CompileAssumeRolePolicy(*assumeRole); err != nil {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+	}
+	return nil
+}
+
 func (s *Server) assumeRole(c *call) (any, error) {
 	var req struct {
 		TTL int64 `json:"ttl"`
@@ -461,6 +490,15 @@ func (s *Server) assumeRole(c *call) (any, error) {
 	}
 	if r.MaxSessionTTL > 0 && req.TTL > r.MaxSessionTTL {
 		return nil, errorf(http.StatusBadRequest, "ttl: at most the role's max-session-ttl, %d", r.MaxSessionTTL)
+	}
+	if r.AssumeRolePolicy != nil {
+		compiled, err := policy.CompileAssumeRolePolicy(*r.AssumeRolePolicy)
+		if err != nil {
+			return nil, err // validated when it was set
+		}
+		if !compiled.Allows(c.principal.Key, c.principal.RoleID) {
+			return nil, errorf(http.StatusForbidden, "the assume-role-policy of role %s does not let key %s assume it", r.ID, c.principal.Key)
+		}
 	}
 	if err := s.checkInheritance(c, roleGrant{policy: s.compiled[r.ID]}); err != nil {
 		return nil, err
