@@ -569,7 +569,7 @@ func TestAssumeRolePolicyAndMaxSessionTTL(t *testing.T) {
 	// The issuer: an API key whose role may manage and assume roles and use sos.
 	issuerRoleID := createRole(t, f, root, "issuer", &v3.IAMPolicy{
 		DefaultServiceStrategy: v3.IAMPolicyDefaultServiceStrategyDeny,
-		Services: map[string]v3.IAMServicePolicy{"general": {Type: "allow"}, "iam": {Type: "allow"}, "sos": {Type: "allow"}},
+		Services:               map[string]v3.IAMServicePolicy{"general": {Type: "allow"}, "iam": {Type: "allow"}, "sos": {Type: "allow"}},
 	})
 	issuer, err := root.CreateAPIKey(f.ctx, v3.CreateAPIKeyRequest{Name: "issuer", RoleID: v3.UUID(issuerRoleID)})
 	if err != nil {

@@ -8,10 +8,10 @@ func TestAssumeRolePolicy(t *testing.T) {
 		key, roleID string
 		want        bool
 	}{
-		"the allowed key":             {policy: AllowKey("EXOissuer"), key: "EXOissuer", want: true},
-		"another key":                 {policy: AllowKey("EXOissuer"), key: "EXOtenant"},
-		"a quote in the key":          {policy: AllowKey(`EXO"||true||"`), key: "EXOtenant"},
-		"no rules allow no one":       {policy: AssumeRolePolicy{}, key: "EXOissuer"},
+		"the allowed key":       {policy: AllowKey("EXOissuer"), key: "EXOissuer", want: true},
+		"another key":           {policy: AllowKey("EXOissuer"), key: "EXOtenant"},
+		"a quote in the key":    {policy: AllowKey(`EXO"||true||"`), key: "EXOtenant"},
+		"no rules allow no one": {policy: AssumeRolePolicy{}, key: "EXOissuer"},
 		"by role, first rule decides": {
 			policy: AssumeRolePolicy{Rules: []PolicyRule{
 				{Action: "deny", Expression: "caller.key == 'EXObad'"},
