@@ -52,7 +52,7 @@ type IssuerReference struct {
 }
 
 // SecretFormat is how a credential is laid out in the Secret.
-// +kubebuilder:validation:Enum=Exoscale;AWS;Template
+// +kubebuilder:validation:Enum=Exoscale;AWS;CredentialsFile;Template
 type SecretFormat string
 
 const (
@@ -60,6 +60,11 @@ const (
 	SecretFormatExoscale SecretFormat = "Exoscale"
 	// SecretFormatAWS writes AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for S3 clients of SOS.
 	SecretFormatAWS SecretFormat = "AWS"
+	// SecretFormatCredentialsFile writes credentials.json, a JSON file
+	// {"api_key", "api_secret"} for programs that read their credentials
+	// from a file (EXOSCALE_API_CREDENTIALS_FILE) and re-read it when it
+	// changes, as Exoscale's cloud-controller-manager does.
+	SecretFormatCredentialsFile SecretFormat = "CredentialsFile"
 	// SecretFormatTemplate renders spec.secret.template.
 	SecretFormatTemplate SecretFormat = "Template"
 )

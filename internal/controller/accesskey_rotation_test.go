@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"encoding/json"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -112,6 +113,23 @@ var _ = Describe("Secret formats", func() {
 		Expect(string(s.Data["AWS_ENDPOINT_URL_S3"])).To(Equal("https://sos-ch-gva-2.exo.io"))
 		ok, err := emulator.Authorize(ctx, endpoint, string(s.Data["AWS_ACCESS_KEY_ID"]), string(s.Data["AWS_SECRET_ACCESS_KEY"]),
 			"get-sos-object", map[string]string{"bucket": "backups"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+	})
+
+	It("writes a JSON credentials file, and the credential authenticates", func() {
+		ak := waitReady(newAccessKey(namespace, "file", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.Secret.Format = iamv1alpha1.SecretFormatCredentialsFile
+		}))
+		s := secretOf(ak)
+		Expect(s.Data).To(HaveLen(1))
+		var file struct {
+			APIKey    string `json:"api_key"`
+			APISecret string `json:"api_secret"`
+		}
+		Expect(json.Unmarshal(s.Data["credentials.json"], &file)).To(Succeed())
+		Expect(file.APIKey).To(Equal(ak.Status.KeyID))
+		ok, err := emulator.Authorize(ctx, endpoint, file.APIKey, file.APISecret, "get-sos-object", map[string]string{"bucket": "backups"})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(BeTrue())
 	})

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -88,6 +89,12 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		out.Data["AWS_SECRET_ACCESS_KEY"] = []byte(v.Secret)
 		out.Data["AWS_REGION"] = []byte(v.Zone)
 		out.Data["AWS_ENDPOINT_URL_S3"] = []byte(v.SOSEndpoint())
+	case iamv1alpha1.SecretFormatCredentialsFile:
+		file, err := json.Marshal(credentialsFile{APIKey: v.KeyID, APISecret: v.Secret})
+		if err != nil {
+			return Rendered{}, err
+		}
+		out.Data[CredentialsFileKey] = file
 	case iamv1alpha1.SecretFormatTemplate:
 		if spec.Template == nil {
 			return Rendered{}, fmt.Errorf("secret.format Template needs secret.template")
@@ -124,6 +131,16 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		return Rendered{}, scrub(err, v.Secret)
 	}
 	return out, nil
+}
+
+// CredentialsFileKey is the Secret key of format CredentialsFile: the file's
+// name where the Secret is mounted.
+const CredentialsFileKey = "credentials.json"
+
+// credentialsFile is the JSON credentials file Exoscale's tools read.
+type credentialsFile struct {
+	APIKey    string `json:"api_key"`
+	APISecret string `json:"api_secret"`
 }
 
 // RenderTimeout bounds the rendering of one Secret's templates.

@@ -26,6 +26,8 @@ func TestFormats(t *testing.T) {
 			"EXOSCALE_API_KEY": "EXO1", "EXOSCALE_API_SECRET": "s3cr3t", "EXOSCALE_ZONE": "de-fra-1", "EXOSCALE_API_ENDPOINT": "http://127.0.0.1:8080/v2"}},
 		{"AWS", iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatAWS}, values, map[string]string{
 			"AWS_ACCESS_KEY_ID": "EXO1", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_REGION": "de-fra-1", "AWS_ENDPOINT_URL_S3": "https://sos-de-fra-1.exo.io"}},
+		{"credentials file", iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatCredentialsFile}, values, map[string]string{
+			"credentials.json": `{"api_key":"EXO1","api_secret":"s3cr3t"}`}},
 		{"template", iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{
 			"config":  "{{ .KeyID }}:{{ .Secret | b64enc }}@{{ .Endpoint }}",
 			"owner":   "{{ .Namespace }}/{{ .Name | upper }}",
