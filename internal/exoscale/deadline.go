@@ -60,3 +60,15 @@ func (d withDeadlines) Release(ctx context.Context, key Key, label string) error
 	defer cancel()
 	return d.keys.Release(ctx, key, label)
 }
+
+func (d withDeadlines) CreateSessionRole(ctx context.Context, spec KeySpec, maxTTL time.Duration) (Key, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.keys.CreateSessionRole(ctx, spec, maxTTL)
+}
+
+func (d withDeadlines) Assume(ctx context.Context, roleID string, ttl time.Duration) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.keys.Assume(ctx, roleID, ttl)
+}

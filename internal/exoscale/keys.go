@@ -34,6 +34,14 @@ type Keys interface {
 	// FindByLabels returns the keys (and keyless roles) whose role carries
 	// every one of labels. Legacy keys carry no labels: ErrNoLabels.
 	FindByLabels(ctx context.Context, labels map[string]string) ([]Key, error)
+	// CreateSessionRole creates the role of spec (its policy compiled
+	// from spec, spec.Labels on it) that the issuer's own key alone may
+	// assume, for at most maxTTL. The role grants nothing until assumed.
+	// Legacy access keys have no sessions: ErrNoSessions.
+	CreateSessionRole(ctx context.Context, spec KeySpec, maxTTL time.Duration) (Key, error)
+	// Assume returns a session credential of the role, valid for ttl. It
+	// cannot be revoked: it expires, or ends with its role.
+	Assume(ctx context.Context, roleID string, ttl time.Duration) (Session, error)
 	// Release marks a key that outlives what it was minted for, so a sweep
 	// of keys by labels leaves it alone (on IAMv3, a label on its role; a
 	// no-op on legacy keys).
@@ -42,6 +50,9 @@ type Keys interface {
 
 // ErrNoLabels is returned by FindByLabels where keys carry no labels.
 var ErrNoLabels = errors.New("legacy access keys carry no labels")
+
+// ErrNoSessions is returned by the session calls of a legacy backend.
+var ErrNoSessions = errors.New("session credentials need IAM v3 (an issuer with api: IAMv3)")
 
 // KeySpec is what a key may do.
 type KeySpec struct {
@@ -74,6 +85,13 @@ type Key struct {
 type Credential struct {
 	Key
 	Secret Secret
+}
+
+// Session is a session credential from assume-iam-role: Key.ID is its
+// key, Key.RoleID the assumed role.
+type Session struct {
+	Credential
+	ExpiresAt time.Time
 }
 
 // Secret is a key's secret. It prints as [redacted] so it cannot reach a

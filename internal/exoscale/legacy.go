@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"time"
 
 	egoscale "github.com/exoscale/egoscale/v2"
 	apiv2 "github.com/exoscale/egoscale/v2/api"
@@ -153,6 +154,14 @@ func (k *legacyKeys) FindByLabels(context.Context, map[string]string) ([]Key, er
 }
 
 func (k *legacyKeys) Release(context.Context, Key, string) error { return nil }
+
+func (k *legacyKeys) CreateSessionRole(context.Context, KeySpec, time.Duration) (Key, error) {
+	return Key{}, ErrNoSessions
+}
+
+func (k *legacyKeys) Assume(context.Context, string, time.Duration) (Session, error) {
+	return Session{}, ErrNoSessions
+}
 
 func (k *legacyKeys) Grantable(ctx context.Context) ([]string, error) {
 	return listMyOperations(ctx, k.client, k.cfg.Zone)

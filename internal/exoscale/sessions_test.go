@@ -1,0 +1,71 @@
+package exoscale_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// Session credentials over HTTP: a role only the issuer's key may assume,
+// capped TTLs, credentials that work for what the role grants and end with
+// the role.
+func TestSessionCredentials(t *testing.T) {
+	e := newEnv(t)
+	issuer := e.rootKeys(t, exoscale.APIIAMv3)
+	spec := exoscale.KeySpec{Name: "session-role", Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:a"},
+		Labels: map[string]string{"owner": "test"}}
+	role, err := issuer.CreateSessionRole(e.ctx, spec, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role.RoleID == "" || role.ID != "" {
+		t.Fatalf("a session role is a role without a key: %+v", role)
+	}
+	if found, err := issuer.FindByName(e.ctx, spec.Name); err != nil || len(found) != 1 || found[0].RoleID != role.RoleID {
+		t.Errorf("FindByName: %+v, %v; want the role", found, err)
+	}
+
+	before := time.Now()
+	session, err := issuer.Assume(e.ctx, role.RoleID, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if session.ExpiresAt.Before(before.Add(59*time.Second)) || session.ExpiresAt.After(time.Now().Add(61*time.Second)) {
+		t.Errorf("expires at %s, want a minute from now", session.ExpiresAt)
+	}
+	if !e.allowed(t, session.Credential, "get-sos-object", map[string]string{"bucket": "a"}) ||
+		e.allowed(t, session.Credential, "get-sos-object", map[string]string{"bucket": "b"}) {
+		t.Error("the session credential does not hold exactly what the role grants")
+	}
+
+	if _, err := issuer.Assume(e.ctx, role.RoleID, 3*time.Minute); !exoscale.IsTerminal(err) {
+		t.Errorf("a TTL above the role's cap: got %v, want a terminal error", err)
+	}
+	// Another key of the organisation, even one allowed to assume roles,
+	// is not named by the role's assume-role-policy.
+	other, err := issuer.Create(e.ctx, exoscale.KeySpec{Name: "other", Tags: []string{"iam", "sos"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.keys(t, exoscale.APIIAMv3, other.ID, other.Secret.Reveal()).Assume(e.ctx, role.RoleID, time.Minute); !exoscale.IsTerminal(err) {
+		t.Errorf("a key the assume-role-policy does not name: got %v, want a terminal error", err)
+	}
+
+	if err := issuer.Revoke(e.ctx, session.Key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emulator.Authorize(e.ctx, e.endpoint, session.ID, session.Secret.Reveal(), "get-sos-object", map[string]string{"bucket": "a"}); err == nil {
+		t.Error("the session credential outlives its role")
+	}
+	if found, _ := issuer.FindByName(e.ctx, spec.Name); len(found) != 0 {
+		t.Errorf("the role is left: %+v", found)
+	}
+
+	legacy := e.rootKeys(t, exoscale.APIAccessKeyV2)
+	if _, err := legacy.CreateSessionRole(e.ctx, spec, time.Minute); !errors.Is(err, exoscale.ErrNoSessions) {
+		t.Errorf("legacy: got %v, want ErrNoSessions", err)
+	}
+}
