@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -639,4 +640,31 @@ func TestAssumeRolePolicyAndMaxSessionTTL(t *testing.T) {
 	if _, err := root.CreateIAMRole(f.ctx, bad); !errors.Is(err, v3.ErrBadRequest) {
 		t.Errorf("an invalid assume-role-policy: got %v, want ErrBadRequest", err)
 	}
+}
+
+// Roles are read while they are updated: under -race, an answer encoded
+// from the role itself rather than a copy is a data race.
+func TestRolesReadWhileUpdated(t *testing.T) {
+	f := start(t, emulator.Options{})
+	root := f.rootV3(t)
+	roleID := createRole(t, f, root, "busy", sosPolicy("a"))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 30; i++ {
+			if _, err := root.UpdateIAMRole(f.ctx, v3.UUID(roleID), v3.UpdateIAMRoleRequest{Labels: v3.Labels{"n": strconv.Itoa(i)}}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 30; i++ {
+		if _, err := root.ListIAMRoles(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := root.GetIAMRole(f.ctx, v3.UUID(roleID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
 }

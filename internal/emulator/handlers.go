@@ -331,9 +331,9 @@ func (s *Server) createRole(c *call) (any, error) {
 func (s *Server) listRoles() any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	list := []*role{}
+	list := []role{}
 	for _, r := range s.state.Roles {
-		list = append(list, r)
+		list = append(list, *r) // a copy: it is encoded after the lock is released
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	return map[string]any{"iam-roles": list}
@@ -350,7 +350,14 @@ func (s *Server) roleLocked(id string) (*role, error) {
 func (s *Server) getRole(c *call) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.roleLocked(c.params["id"])
+	r, err := s.roleLocked(c.params["id"])
+	if err != nil {
+		return nil, err
+	}
+	// A copy: the answer is encoded after the lock is released, and an
+	// update replaces the role's labels and policy meanwhile.
+	snapshot := *r
+	return &snapshot, nil
 }
 
 func (s *Server) updateRole(c *call) (any, error) {
