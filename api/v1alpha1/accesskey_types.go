@@ -139,6 +139,14 @@ type RotationSpec struct {
 	// +kubebuilder:default="10m"
 	// +optional
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+
+	// RenewBefore, with spec.ttl, publishes a fresh session credential this
+	// long before the current one expires; by default a third of the ttl.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.renewBefore must be a positive duration such as 20m"
+	// +optional
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }
 
 // RestartTargetKind is a kind of workload exokey can roll.
@@ -168,6 +176,9 @@ const (
 // AccessKeySpec is what a workload may do on Exoscale.
 // +kubebuilder:validation:XValidation:rule="!(has(self.unrestricted) && self.unrestricted) || ((!has(self.operations) || size(self.operations) == 0) && (!has(self.tags) || size(self.tags) == 0) && (!has(self.resources) || size(self.resources) == 0))",message="an unrestricted key takes no operations, tags or resources: remove them or set unrestricted: false"
 // +kubebuilder:validation:XValidation:rule="(has(self.unrestricted) && self.unrestricted) || (has(self.operations) && size(self.operations) > 0) || (has(self.tags) && size(self.tags) > 0)",message="a restricted key needs at least one operation or tag (or ask for unrestricted: true explicitly)"
+// +kubebuilder:validation:XValidation:rule="!has(self.ttl) || !has(self.rotation) || !has(self.rotation.every)",message="a ttl credential is renewed before it expires: remove rotation.every"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotation) || !has(self.rotation.renewBefore) || (has(self.ttl) && duration(self.rotation.renewBefore) < duration(self.ttl))",message="rotation.renewBefore needs a ttl, and must be shorter than it"
+// +kubebuilder:validation:XValidation:rule="!has(self.ttl) || !has(self.deletionPolicy) || self.deletionPolicy != 'Orphan'",message="a ttl credential's role is deleted with the AccessKey: deletionPolicy Orphan does not apply"
 type AccessKeySpec struct {
 	// IssuerRef names the issuer whose credentials mint the key.
 	IssuerRef IssuerReference `json:"issuerRef"`
@@ -214,6 +225,16 @@ type AccessKeySpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Secret SecretSpec `json:"secret,omitempty"`
+
+	// TTL asks for short-lived credentials (IAMv3 issuers only): the
+	// AccessKey's role is created once, and instead of a permanent API key
+	// the Secret holds a session credential of that role which expires by
+	// itself after this long, renewed before it does (rotation.renewBefore).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('168h')",message="ttl must be between 1s and 168h, e.g. 1h"
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
 
 	// Rotation replaces keys on a schedule and sets the grace period of a replaced key.
 	// +optional
@@ -290,9 +311,13 @@ type AccessKeyStatus struct {
 	// CreatedAt is when the current key was minted.
 	// +optional
 	CreatedAt *metav1.Time `json:"createdAt,omitempty"`
-	// NextRotationAt is when the current key is due for replacement.
+	// NextRotationAt is when the current key is due for replacement (with
+	// spec.ttl, when the session credential is renewed).
 	// +optional
 	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
+	// ExpiresAt is when the current session credential expires (spec.ttl).
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 	// Issuer minted the current key and revokes it.
@@ -328,6 +353,7 @@ type AccessKeyStatus struct {
 // +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`
 // +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`
 // +kubebuilder:printcolumn:name="Next rotation",type=date,JSONPath=`.status.nextRotationAt`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AccessKey struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -103,6 +103,10 @@ var _ = Describe("AccessKey admission", func() {
 			ak.Spec.Secret = iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
 				Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{"KEY": "{{ .KeyID }}"}}}
 		}),
+		Entry("session credentials renewed at a chosen time", func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.TTL = duration("1h")
+			ak.Spec.Rotation = &iamv1alpha1.RotationSpec{RenewBefore: duration("15m")}
+		}),
 		Entry("a KeyIssuer reference and Orphan", func(ak *iamv1alpha1.AccessKey) {
 			ak.Spec.IssuerRef.Kind = iamv1alpha1.KeyIssuerKind
 			ak.Spec.DeletionPolicy = iamv1alpha1.DeletionPolicyOrphan
@@ -133,6 +137,22 @@ var _ = Describe("AccessKey admission", func() {
 		Entry("a grace period as long as the rotation", func(ak *iamv1alpha1.AccessKey) {
 			ak.Spec.Rotation = &iamv1alpha1.RotationSpec{Every: duration("1h"), GracePeriod: duration("1h")}
 		}, "rotation.gracePeriod must be shorter than rotation.every"),
+		Entry("a ttl with a rotation schedule", func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.TTL = duration("1h")
+			ak.Spec.Rotation = &iamv1alpha1.RotationSpec{Every: duration("2h")}
+		}, "a ttl credential is renewed before it expires: remove rotation.every"),
+		Entry("renewBefore as long as the ttl", func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.TTL = duration("1h")
+			ak.Spec.Rotation = &iamv1alpha1.RotationSpec{RenewBefore: duration("1h")}
+		}, "rotation.renewBefore needs a ttl, and must be shorter than it"),
+		Entry("renewBefore without a ttl", func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.Rotation = &iamv1alpha1.RotationSpec{RenewBefore: duration("10m")}
+		}, "rotation.renewBefore needs a ttl"),
+		Entry("a sub-second ttl", func(ak *iamv1alpha1.AccessKey) { ak.Spec.TTL = duration("500ms") }, "ttl must be between 1s and 168h"),
+		Entry("a ttl with deletionPolicy Orphan", func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.TTL = duration("1h")
+			ak.Spec.DeletionPolicy = iamv1alpha1.DeletionPolicyOrphan
+		}, "deletionPolicy Orphan does not apply"),
 		Entry("a zero rotation period", func(ak *iamv1alpha1.AccessKey) {
 			ak.Spec.Rotation = &iamv1alpha1.RotationSpec{Every: duration("0s"), GracePeriod: duration("1m")}
 		}, "rotation.every must be a positive duration"),
@@ -148,7 +168,7 @@ var _ = Describe("AccessKey admission", func() {
 		}, "secret.template is only used with secret.format: Template"),
 		Entry("an unknown format", func(ak *iamv1alpha1.AccessKey) {
 			ak.Spec.Secret.Format = "Dotenv"
-		}, "spec.secret.format", `supported values: "Exoscale", "AWS", "Template"`),
+		}, "spec.secret.format", `supported values: "Exoscale", "AWS", "CredentialsFile", "Template"`),
 		Entry("a key name with a dot", func(ak *iamv1alpha1.AccessKey) {
 			ak.Spec.KeyName = "team.backup"
 		}, "spec.keyName"),

@@ -104,6 +104,11 @@ func (in *AccessKeySpec) DeepCopyInto(out *AccessKeySpec) {
 		copy(*out, *in)
 	}
 	in.Secret.DeepCopyInto(&out.Secret)
+	if in.TTL != nil {
+		in, out := &in.TTL, &out.TTL
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Rotation != nil {
 		in, out := &in.Rotation, &out.Rotation
 		*out = new(RotationSpec)
@@ -135,6 +140,10 @@ func (in *AccessKeyStatus) DeepCopyInto(out *AccessKeyStatus) {
 	}
 	if in.NextRotationAt != nil {
 		in, out := &in.NextRotationAt, &out.NextRotationAt
+		*out = (*in).DeepCopy()
+	}
+	if in.ExpiresAt != nil {
+		in, out := &in.ExpiresAt, &out.ExpiresAt
 		*out = (*in).DeepCopy()
 	}
 	if in.Issuer != nil {
@@ -550,6 +559,11 @@ func (in *RotationSpec) DeepCopyInto(out *RotationSpec) {
 	}
 	if in.GracePeriod != nil {
 		in, out := &in.GracePeriod, &out.GracePeriod
+		*out = new(v1.Duration)
+		**out = **in
+	}
+	if in.RenewBefore != nil {
+		in, out := &in.RenewBefore, &out.RenewBefore
 		*out = new(v1.Duration)
 		**out = **in
 	}

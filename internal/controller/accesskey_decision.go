@@ -21,7 +21,14 @@ const (
 	RotationKeyGone             = "KeyGone"
 	RotationSecretMissing       = "SecretMissing"
 	RotationSecretTampered      = "SecretTampered"
+	// RotationRenewalDue: a session credential (spec.ttl) is near its expiry.
+	RotationRenewalDue = "RenewalDue"
 )
+
+// renewable are the reasons a session credential's role may stay: only its
+// credential needs replacing. Every other reason replaces the role, which
+// ends the old role's credentials after the grace period.
+var renewable = []string{RotationRenewalDue, RotationSecretMissing, RotationSecretTampered}
 
 // keyState is what a reconcile observed, the input of needsNewKey.
 type keyState struct {
@@ -32,6 +39,9 @@ type keyState struct {
 	RestrictionHash string
 	// RotateEvery is spec.rotation.every, zero when unset.
 	RotateEvery time.Duration
+	// Session: the AccessKey asks for session credentials (spec.ttl);
+	// Status.NextRotationAt is then when the current one is renewed.
+	Session bool
 	// RotateRequest is the current value of the rotate annotation.
 	RotateRequest string
 	// KeyGone: the cloud answered that the current key does not exist.
@@ -61,6 +71,7 @@ var newKeyPolicies = []newKeyPolicy{
 	secretTampered,
 	rotationRequested,
 	rotationDue,
+	renewalDue,
 }
 
 // needsNewKey decides whether the AccessKey needs a new key.
@@ -122,6 +133,13 @@ func rotationDue(s keyState) decision {
 	return decision{}
 }
 
+func renewalDue(s keyState) decision {
+	if s.Session && s.Status.NextRotationAt != nil && !s.Now.Before(s.Status.NextRotationAt.Time) {
+		return decision{true, RotationRenewalDue, "the session credential is near its expiry"}
+	}
+	return decision{}
+}
+
 // restrictionHash identifies what a key is minted with: the issuer and the
 // normalised restrictions. Any change needs a new key.
 func restrictionHash(ak *iamv1alpha1.AccessKey) string {
@@ -139,10 +157,13 @@ func restrictionHash(ak *iamv1alpha1.AccessKey) string {
 		Operations, Tags, Resources []string
 		Unrestricted                bool
 		KeyName                     string
+		// TTL is set for session credentials only, so the hash of every
+		// other AccessKey is what it was before sessions existed.
+		TTL string `json:",omitempty"`
 	}{
 		string(ak.Spec.IssuerRef.Kind), ak.Spec.IssuerRef.Name,
 		sortedUnique(ak.Spec.Operations), sortedUnique(tags), sortedUnique(ak.Spec.Resources),
-		ak.Spec.Unrestricted, ak.Spec.KeyName,
+		ak.Spec.Unrestricted, ak.Spec.KeyName, ttlString(ak),
 	})
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:8])

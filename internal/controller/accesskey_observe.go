@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,20 +25,40 @@ func (r *AccessKeyReconciler) observe(ctx context.Context, ak *iamv1alpha1.Acces
 		RestrictionHash: restrictionHash(ak),
 		RotateRequest:   ak.Annotations[iamv1alpha1.RotateAnnotation],
 		RotateEvery:     rotationEvery(ak, limits),
+		Session:         ttlOf(ak) > 0,
 	}
 	state.observeSecret(current)
 	sameIssuer := status.Issuer == nil || *status.Issuer == iss.identity()
 	if status.KeyID != "" && sameIssuer && r.driftCheckDue(ak) {
-		_, err := keys.Get(ctx, status.KeyID)
-		switch {
-		case errors.Is(err, exoscale.ErrNotFound):
-			state.KeyGone = true
-		case err != nil:
-			return state, fmt.Errorf("look up key %s: %w", status.KeyID, err)
+		gone, err := lookUpCurrent(ctx, keys, status)
+		if err != nil {
+			return state, err
 		}
+		state.KeyGone = gone
 		r.checkedDrift(ak, r.Clock.Now())
 	}
 	return state, nil
+}
+
+// lookUpCurrent looks the current key up at Exoscale and says whether it is gone: a permanent key by its ID,
+// a session credential's role by its name (a session credential itself
+// cannot be looked up; it expires).
+func lookUpCurrent(ctx context.Context, keys exoscale.Keys, status *iamv1alpha1.AccessKeyStatus) (bool, error) {
+	if status.ExpiresAt == nil {
+		_, err := keys.Get(ctx, status.KeyID)
+		if errors.Is(err, exoscale.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("look up key %s: %w", status.KeyID, err)
+		}
+		return false, nil
+	}
+	found, err := keys.FindByName(ctx, status.KeyName)
+	if err != nil {
+		return false, fmt.Errorf("look up role %s: %w", status.RoleID, err)
+	}
+	return !slices.ContainsFunc(found, func(k exoscale.Key) bool { return k.RoleID == status.RoleID }), nil
 }
 
 func checksumOK(s *corev1.Secret) bool {

@@ -83,6 +83,10 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 	if err := checkCatalogue(ak, iss, r.Catalog); err != nil {
 		return nil, err
 	}
+	if ttlOf(ak) > 0 && iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		return nil, refuse(ReasonInvalidSpec, "spec.ttl asks for session credentials, which need IAM v3: %s %q mints legacy access keys (api: AccessKeyV2)",
+			iss.Kind, iss.Key.Name)
+	}
 	if err := CheckCeiling(ak.Spec, iss.Spec.Allowed, r.Catalog); err != nil {
 		refused := refuse(ReasonNotPermitted, "%s %q does not allow this: %s", iss.Kind, iss.Key.Name, err.Error())
 		refused.BeyondCeiling = true

@@ -139,6 +139,9 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 	if wait := r.Issuers.admit(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
 		return ctrl.Result{}, &deferral{After: wait} // the namespace's fair share of the issuer is spent for now
 	}
+	if canRenew(ak, status, iss, d) {
+		return ctrl.Result{}, r.renew(ctx, ak, status, iss, keys, current, d)
+	}
 	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, name, d, state.KeyGone, limits)
 }
 
@@ -153,10 +156,11 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 		return fmt.Errorf("record the pending key: %w", err)
 	}
 
-	cred, err := keys.Create(ctx, r.KeySpecOf(ak, name))
+	cred, expiresAt, err := r.create(ctx, ak, keys, name)
 	if err != nil {
-		if exoscale.NothingCreated(err) {
-			status.Pending = nil // refused or throttled before anything was made
+		var deleted *roleDeleted
+		if exoscale.NothingCreated(err) || errors.As(err, &deleted) {
+			status.Pending = nil // refused or throttled before anything was made, or undone
 		}
 		// Otherwise the create may have happened: the record stays, and the
 		// next pass looks the name up and revokes what it finds.
@@ -181,11 +185,25 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 
 	r.rollTargets(ctx, ak, checksum)
 	r.promote(ak, status, cred.Key, pending.Issuer, now, oldKeyGone, limits)
+	if !expiresAt.IsZero() {
+		sessionTimes(ak, status, now, expiresAt)
+	}
 	r.checkedDrift(ak, now) // it exists: it was just made
 	r.Metrics.rotated(d.Reason)
 	status.Pending = nil
 	status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
 	return nil
+}
+
+// create mints the AccessKey's key: a permanent key, or a session role and
+// its first credential, with its expiry.
+func (r *AccessKeyReconciler) create(ctx context.Context, ak *iamv1alpha1.AccessKey, keys exoscale.Keys, name string) (exoscale.Credential, time.Time, error) {
+	if ttlOf(ak) > 0 {
+		session, err := r.mintSession(ctx, ak, keys, name)
+		return session.Credential, session.ExpiresAt, err
+	}
+	cred, err := keys.Create(ctx, r.KeySpecOf(ak, name))
+	return cred, time.Time{}, err
 }
 
 // promote makes key the current key; the old one retires after the grace
@@ -203,7 +221,7 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 	created := metav1.NewTime(createdAt)
 	status.KeyID, status.KeyName, status.RoleID, status.CreatedAt = key.ID, key.Name, key.RoleID, &created
 	status.Issuer = &minted
-	status.NextRotationAt = nil
+	status.NextRotationAt, status.ExpiresAt = nil, nil
 	if every := rotationEvery(ak, limits); every > 0 {
 		next := metav1.NewTime(createdAt.Add(every))
 		status.NextRotationAt = &next

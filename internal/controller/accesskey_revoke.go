@@ -83,5 +83,5 @@ func (r *AccessKeyReconciler) retireBeyondCeiling(ak *iamv1alpha1.AccessKey, sta
 
 func clearCurrent(status *iamv1alpha1.AccessKeyStatus) {
 	status.KeyID, status.KeyName, status.RoleID, status.Issuer = "", "", "", nil
-	status.CreatedAt, status.NextRotationAt, status.RestrictionHash, status.CeilingHash = nil, nil, "", ""
+	status.CreatedAt, status.NextRotationAt, status.ExpiresAt, status.RestrictionHash, status.CeilingHash = nil, nil, nil, "", ""
 }

@@ -55,6 +55,7 @@ const (
 	EventKeyRetiring  = "KeyRetiring"
 	EventKeyRevoked   = "KeyRevoked"
 	EventKeyAdopted   = "KeyAdopted"
+	EventKeyRenewed   = "KeyRenewed"
 	EventKeyOrphaned  = "KeyOrphaned"
 	EventRefused      = "Refused"
 	// EventKeyBeyondCeiling: the issuer no longer allows the current key.

@@ -24,6 +24,8 @@ type Metrics struct {
 	keyAge             *prometheus.Desc
 	keyMaxAge          *prometheus.Desc
 	revocationsPending *prometheus.Desc
+	sessionExpiry      *prometheus.Desc
+	sessionTTL         *prometheus.Desc
 }
 
 // NewMetrics registers exokey's metrics with reg; reader lists AccessKeys.
@@ -31,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 	m := &Metrics{
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "exokey_rotations_total",
-			Help: "Keys minted, by reason: NoKey, RestrictionsChanged, RotationDue, RotationRequested, KeyGone, SecretMissing, SecretTampered.",
+			Help: "Keys minted, by reason: NoKey, RestrictionsChanged, RotationDue, RotationRequested, KeyGone, SecretMissing, SecretTampered, RenewalDue.",
 		}, []string{"reason"}),
 		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "exokey_orphaned_keys_total",
@@ -51,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 			"rotation.every plus rotation.gracePeriod of AccessKeys that rotate on a schedule.", []string{"namespace", "name"}, nil),
 		revocationsPending: prometheus.NewDesc("exokey_revocations_pending",
 			"Replaced keys waiting for their grace period to end.", nil, nil),
+		sessionExpiry: prometheus.NewDesc("exokey_session_expiry_seconds",
+			"Time until the current session credential of each AccessKey with spec.ttl expires (negative once expired).", []string{"namespace", "name"}, nil),
+		sessionTTL: prometheus.NewDesc("exokey_session_ttl_seconds",
+			"spec.ttl of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
 	}
 	reg.MustRegister(m.rotations, m.orphans, m.unrevoked, m)
 	return m
@@ -83,6 +89,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.keyAge
 	ch <- m.keyMaxAge
 	ch <- m.revocationsPending
+	ch <- m.sessionExpiry
+	ch <- m.sessionTTL
 }
 
 // Collect implements prometheus.Collector.
@@ -106,6 +114,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		pending += len(ak.Status.Retiring)
 		if ak.Status.CreatedAt != nil {
 			ch <- prometheus.MustNewConstMetric(m.keyAge, prometheus.GaugeValue, now.Sub(ak.Status.CreatedAt.Time).Seconds(), ak.Namespace, ak.Name)
+		}
+		if ttl := ttlOf(&ak); ttl > 0 {
+			ch <- prometheus.MustNewConstMetric(m.sessionTTL, prometheus.GaugeValue, ttl.Seconds(), ak.Namespace, ak.Name)
+			if ak.Status.ExpiresAt != nil {
+				ch <- prometheus.MustNewConstMetric(m.sessionExpiry, prometheus.GaugeValue, ak.Status.ExpiresAt.Sub(now).Seconds(), ak.Namespace, ak.Name)
+			}
 		}
 		if ak.Spec.Rotation != nil && ak.Spec.Rotation.Every != nil {
 			ch <- prometheus.MustNewConstMetric(m.keyMaxAge, prometheus.GaugeValue,
