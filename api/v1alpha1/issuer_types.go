@@ -179,6 +179,10 @@ type IssuerStatus struct {
 	// Ceiling is what spec.allowed expands to.
 	// +optional
 	Ceiling *Ceiling `json:"ceiling,omitempty"`
+	// CanAssumeRoles: the issuer's key holds assume-iam-role, so it can
+	// hand out session credentials (AccessKeys with spec.ttl).
+	// +optional
+	CanAssumeRoles bool `json:"canAssumeRoles,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -157,11 +157,24 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 		Complete(r)
 }
 
-// issuerChanged passes an issuer's spec changes and its Ready transitions:
-// an AccessKey refused while its issuer was not ready is retried when it is.
+// issuerChanged passes an issuer's spec changes, its Ready transitions and
+// whether it can assume roles: an AccessKey refused while its issuer could
+// not serve it is retried when it can.
 var issuerChanged = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
-	UpdateFunc: func(e event.UpdateEvent) bool { return issuerReady(e.ObjectOld) != issuerReady(e.ObjectNew) },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return issuerReady(e.ObjectOld) != issuerReady(e.ObjectNew) || canAssume(e.ObjectOld) != canAssume(e.ObjectNew)
+	},
 })
+
+func canAssume(o client.Object) bool {
+	switch o := o.(type) {
+	case *iamv1alpha1.ClusterKeyIssuer:
+		return o.Status.CanAssumeRoles
+	case *iamv1alpha1.KeyIssuer:
+		return o.Status.CanAssumeRoles
+	}
+	return false
+}
 
 func issuerReady(o client.Object) metav1.ConditionStatus {
 	var status *iamv1alpha1.IssuerStatus

@@ -390,6 +390,36 @@ var _ = Describe("Issuers", func() {
 		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonCredentialsMissing))
 	})
 
+	It("say when their key cannot hand out session credentials, and such AccessKeys are refused without leaving a role", func() {
+		namespace := newNamespace(nil)
+		// A key that mints and revokes IAM v3 keys, but may not assume roles.
+		minter, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "no-assume", Tags: []string{"sos"},
+			Operations: []string{"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role", "get-api-key", "get-iam-role",
+				"list-iam-roles", "list-api-keys", "get-operation"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minter", Namespace: namespace},
+			StringData: map[string]string{"EXOSCALE_API_KEY": minter.ID, "EXOSCALE_API_SECRET": minter.Secret.Reveal()}})).To(Succeed())
+		iss := clusterIssuer("no-assume-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "minter", Namespace: namespace}
+		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := &iamv1alpha1.ClusterKeyIssuer{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: iss.Name}, got)).To(Succeed())
+			ready := meta.FindStatusCondition(got.Status.Conditions, ConditionReady)
+			g.Expect(ready).NotTo(BeNil())
+			g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "permanent keys are still minted")
+			g.Expect(ready.Message).To(ContainSubstring("it lacks assume-iam-role, so it cannot hand out session credentials (spec.ttl)"))
+		}, timeout, poll).Should(Succeed())
+
+		ak := newAccessKey(namespace, "short", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.IssuerRef.Name = iss.Name
+			ak.Spec.TTL = &metav1.Duration{Duration: time.Hour}
+		})
+		Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring(
+			fmt.Sprintf("ClusterKeyIssuer %q cannot hand out session credentials: its key lacks assume-iam-role", iss.Name)))
+		Consistently(func() []string { return rolesOf(ak) }, 2*time.Second, poll).Should(BeEmpty(), "no role is made for it")
+	})
+
 	It("report Ready and what their key can grant", func() {
 		for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
 			Eventually(func(g Gomega) {

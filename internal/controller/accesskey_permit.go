@@ -83,9 +83,10 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 	if err := checkCatalogue(ak, iss, r.Catalog); err != nil {
 		return nil, err
 	}
-	if ttlOf(ak) > 0 && iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
-		return nil, refuse(ReasonInvalidSpec, "spec.ttl asks for session credentials, which need IAM v3: %s %q mints legacy access keys (api: AccessKeyV2)",
-			iss.Kind, iss.Key.Name)
+	if ttlOf(ak) > 0 {
+		if err := checkSessions(iss); err != nil {
+			return nil, err
+		}
 	}
 	if err := CheckCeiling(ak.Spec, iss.Spec.Allowed, r.Catalog); err != nil {
 		refused := refuse(ReasonNotPermitted, "%s %q does not allow this: %s", iss.Kind, iss.Key.Name, err.Error())
@@ -97,6 +98,22 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 			iss.Kind, iss.Key.Name)
 	}
 	return iss, nil
+}
+
+// checkSessions refuses session credentials on an issuer that cannot hand
+// them out: a legacy one, or one whose key may not assume roles (as its
+// last check found: a refusal here costs no role made and deleted again).
+func checkSessions(iss *issuer) error {
+	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		return refuse(ReasonInvalidSpec, "spec.ttl asks for session credentials, which need IAM v3: %s %q mints legacy access keys (api: AccessKeyV2)",
+			iss.Kind, iss.Key.Name)
+	}
+	ready := findCondition(iss.Status.Conditions, ConditionReady)
+	if ready != nil && ready.Status == metav1.ConditionTrue && !iss.Status.CanAssumeRoles {
+		return refuse(ReasonNotPermitted, "%s %q cannot hand out session credentials: its key lacks %s (give it that operation, or remove spec.ttl)",
+			iss.Kind, iss.Key.Name, assumeOperation)
+	}
+	return nil
 }
 
 // allowsOrphan reports whether an issuer lets AccessKeys keep their key

@@ -106,11 +106,12 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	status.ObservedGeneration = iss.Generation
 	ceiling := Ceiling(iss.Spec.Allowed, catalog.Default())
 	status.Ceiling = &ceiling
-	reason, message, grantable, checkErr := r.check(ctx, iss)
+	reason, message, held, checkErr := r.check(ctx, iss)
 	ready := metav1.ConditionFalse
 	if reason == ReasonIssuerReady {
 		ready = metav1.ConditionTrue
-		status.Grantable = grantable
+		status.Grantable = len(held)
+		status.CanAssumeRoles = slices.Contains(held, assumeOperation)
 	}
 	setCondition(&status.Conditions, r.Clock.Now(), iss.Generation, ConditionReady, ready, reason, message)
 	if !equality.Semantic.DeepEqual(iss.Status, status) {
@@ -170,28 +171,28 @@ func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
 	return nil
 }
 
-// check returns the Ready reason and message, and how many operations the
+// check returns the Ready reason and message, and the operations the
 // issuer's key holds. The error is set for failures worth retrying soon.
-func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, message string, grantable int, err error) {
+func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, message string, held []string, err error) {
 	if err := checkEndpoint(iss.Spec); err != nil {
-		return ReasonInsecureEndpoint, err.Error(), 0, nil
+		return ReasonInsecureEndpoint, err.Error(), nil, nil
 	}
 	keys, err := r.Issuers.refresh(ctx, iss)
 	if credErr, ok := asCredentialsError(err); ok {
-		return credErr.Reason, credErr.Message, 0, nil
+		return credErr.Reason, credErr.Message, nil, nil
 	}
 	if err != nil {
-		return ReasonCredentialsMissing, err.Error(), 0, err
+		return ReasonCredentialsMissing, err.Error(), nil, err
 	}
-	held, err := keys.Grantable(ctx)
+	held, err = keys.Grantable(ctx)
 	var apiErr *exoscale.APIError
 	switch {
 	case errors.As(err, &apiErr) && apiErr.Terminal():
-		return ReasonCredentialsInvalid, fmt.Sprintf("the credentials were refused: %v", err), 0, nil
+		return ReasonCredentialsInvalid, fmt.Sprintf("the credentials were refused: %v", err), nil, nil
 	case errors.As(err, &apiErr) && apiErr.Status == 0:
-		return ReasonEndpointUnreachable, fmt.Sprintf("cannot reach Exoscale: %v", err), 0, err
+		return ReasonEndpointUnreachable, fmt.Sprintf("cannot reach Exoscale: %v", err), nil, err
 	case err != nil:
-		return ReasonEndpointUnreachable, err.Error(), 0, err
+		return ReasonEndpointUnreachable, err.Error(), nil, err
 	}
 	api := iss.Spec.API
 	if api == "" {
@@ -199,11 +200,19 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 	}
 	for _, op := range mintingOperations[api] {
 		if !slices.Contains(held, op) {
-			return ReasonCredentialsInvalid, fmt.Sprintf("the issuer's key cannot mint %s keys: it lacks %s", api, op), len(held), nil
+			return ReasonCredentialsInvalid, fmt.Sprintf("the issuer's key cannot mint %s keys: it lacks %s", api, op), held, nil
 		}
 	}
-	return ReasonIssuerReady, fmt.Sprintf("the issuer's key holds %d operations", len(held)), len(held), nil
+	message = fmt.Sprintf("the issuer's key holds %d operations", len(held))
+	if api == iamv1alpha1.IssuerAPIIAMv3 && !slices.Contains(held, assumeOperation) {
+		// Permanent keys are minted; AccessKeys with spec.ttl are refused.
+		message += fmt.Sprintf("; it lacks %s, so it cannot hand out session credentials (spec.ttl)", assumeOperation)
+	}
+	return ReasonIssuerReady, message, held, nil
 }
+
+// assumeOperation is what the issuer's key needs for session credentials.
+const assumeOperation = "assume-iam-role"
 
 // SetupWithManager registers the reconciler with the manager.
 func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {

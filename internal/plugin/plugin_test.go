@@ -263,6 +263,20 @@ var _ = Describe("kubectl exokey status and rotate", func() {
 		Expect(kubectlExokey(nil, "status", "nope", "-n", ns).code).To(Equal(plugin.ExitError))
 	})
 
+	It("shows when a session credential is renewed and when it expires", func() {
+		ns := newNamespace()
+		ak := readyKey(accessKey(ns, "short", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{
+			Tags: []string{"dns"}, TTL: &metav1.Duration{Duration: time.Hour}}))
+		r := kubectlExokey(nil, "status", "-n", ns)
+		Expect(r.stdout).To(MatchRegexp(`(?m)^` + ns + `\s+short\s+True\s+` + ak.Status.KeyID + `\s+\S+\s+in 39m\d*s? \(expires in 59m\d*s?\)\s+-\s+-$`))
+		r = kubectlExokey(nil, "status", "short", "-n", ns, "-o", "json")
+		var rows []struct {
+			ExpiresAt metav1.Time `json:"expiresAt"`
+		}
+		Expect(json.Unmarshal([]byte(r.stdout), &rows)).To(Succeed())
+		Expect(rows[0].ExpiresAt.Time).To(BeTemporally("~", ak.Status.ExpiresAt.Time, time.Second))
+	})
+
 	It("fails rotate --wait with the reason when no new key can be published", func() {
 		ns := newNamespace()
 		ak := readyKey(accessKey(ns, "stuck", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"dns"}}))

@@ -37,9 +37,12 @@ type accessKeyStatus struct {
 	Reason       string       `json:"reason,omitempty"`
 	KeyID        string       `json:"keyID,omitempty"`
 	KeyCreatedAt *metav1.Time `json:"keyCreatedAt,omitempty"`
-	// NextRotationAt is when the key is due for replacement.
-	NextRotationAt *metav1.Time    `json:"nextRotationAt,omitempty"`
-	Retiring       []retiringState `json:"retiring,omitempty"`
+	// NextRotationAt is when the key is due for replacement (a session
+	// credential: renewal).
+	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
+	// ExpiresAt is when a session credential (spec.ttl) expires.
+	ExpiresAt *metav1.Time    `json:"expiresAt,omitempty"`
+	Retiring  []retiringState `json:"retiring,omitempty"`
 	// Message is the Ready condition's message when it is not Ready.
 	Message string `json:"message,omitempty"`
 	// LastEvent is the AccessKey's last event when it is not Ready.
@@ -62,9 +65,10 @@ func newStatusCommand(o *Options) *cobra.Command {
 	opts := &statusOptions{Options: o, now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "status [NAME...] [-n NAMESPACE | -A]",
-		Short: "Show AccessKeys at a glance: ready, key, age, next rotation, retiring keys, why one is refused",
+		Short: "Show AccessKeys at a glance: ready, key, age, next rotation or expiry, retiring keys, why one is refused",
 		Long: `Status prints one line per AccessKey: whether it is Ready, its key and the key's
-age, when it is next rotated, the retiring keys and when they are revoked, and
+age, when it is next rotated (a session credential: renewed, and when it
+expires), the retiring keys and when they are revoked, and
 for an AccessKey that is not Ready, why (its condition and its last event).`,
 		Example: `  kubectl exokey status -A
   kubectl exokey status backup-writer -n backups -o yaml`,
@@ -135,7 +139,7 @@ func (o *statusOptions) run(ctx context.Context, names []string) error {
 
 func statusOf(ak *iamv1alpha1.AccessKey) accessKeyStatus {
 	row := accessKeyStatus{Namespace: ak.Namespace, Name: ak.Name, Ready: "Unknown", KeyID: ak.Status.KeyID,
-		KeyCreatedAt: ak.Status.CreatedAt, NextRotationAt: ak.Status.NextRotationAt}
+		KeyCreatedAt: ak.Status.CreatedAt, NextRotationAt: ak.Status.NextRotationAt, ExpiresAt: ak.Status.ExpiresAt}
 	if ready := meta.FindStatusCondition(ak.Status.Conditions, controller.ConditionReady); ready != nil {
 		row.Ready, row.Reason = string(ready.Status), ready.Reason
 		if ready.Status != metav1.ConditionTrue {
@@ -212,6 +216,9 @@ func (o *statusOptions) printTable(rows []accessKeyStatus) error {
 		next := "-"
 		if row.NextRotationAt != nil {
 			next = relative(now, row.NextRotationAt.Time, "")
+		}
+		if row.ExpiresAt != nil {
+			next += " (expires " + relative(now, row.ExpiresAt.Time, "") + ")"
 		}
 		message := row.Message
 		if event := row.LastEvent; event != nil {
