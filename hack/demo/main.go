@@ -36,6 +36,28 @@ func main() {
 	}
 }
 
+// waitFor polls an AccessKey until done says so, for at most a minute.
+func waitFor(ctx context.Context, c client.Client, ak *iamv1alpha1.AccessKey, done func(*iamv1alpha1.AccessKey) bool) (*iamv1alpha1.AccessKey, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := &iamv1alpha1.AccessKey{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ak), got); err != nil {
+			return nil, err
+		}
+		if done(got) {
+			return got, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("AccessKey %s/%s: still waiting after a minute: %+v", ak.Namespace, ak.Name, got.Status.Conditions)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // indent prints a command's output under its step.
 func indent(out string) string {
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
@@ -124,23 +146,11 @@ func run() error {
 	fmt.Println("    AccessKey backups/backup-writer: get-sos-object, put-sos-object, list-sos-bucket on sos/bucket:backups-prod")
 
 	step("waiting for the AccessKey to be Ready")
-	ak := &iamv1alpha1.AccessKey{}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if err := c.Get(ctx, client.ObjectKey{Namespace: "backups", Name: "backup-writer"}, ak); err != nil {
-			return err
-		}
-		if meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the AccessKey is not Ready: %+v (see %s)", ak.Status.Conditions, managerLog.Name())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	ak, err := waitFor(ctx, c, objects[len(objects)-1].(*iamv1alpha1.AccessKey), func(ak *iamv1alpha1.AccessKey) bool {
+		return meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready")
+	})
+	if err != nil {
+		return fmt.Errorf("%w (see %s)", err, managerLog.Name())
 	}
 	fmt.Printf("    %-14s %-6s %-28s %-9s %s\n", "NAME", "READY", "KEY", "ISSUER", "SECRET")
 	fmt.Printf("    %-14s %-6s %-28s %-9s %s\n", ak.Name, "True", ak.Status.KeyID, ak.Spec.IssuerRef.Name, ak.Status.SecretName)
@@ -179,6 +189,33 @@ func run() error {
 		}
 		fmt.Printf("    %-18s %-16s %s\n", probe.operation, probe.bucket, verdict)
 	}
+
+	step("a short-lived AccessKey beside it: session credentials that expire after 30s, renewed before they do")
+	short := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "backup-reader", Namespace: "backups"}, Spec: iamv1alpha1.AccessKeySpec{
+		IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+		Operations: []string{"get-sos-object", "list-sos-bucket"},
+		Resources:  []string{"sos/bucket:backups-prod"},
+		TTL:        &metav1.Duration{Duration: 30 * time.Second},
+	}}
+	if err := c.Create(ctx, short); err != nil {
+		return fmt.Errorf("create the short-lived AccessKey: %w", err)
+	}
+	first, err := waitFor(ctx, c, short, func(ak *iamv1alpha1.AccessKey) bool {
+		return meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready")
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    %-14s key %s of role %s\n", short.Name, first.Status.KeyID, first.Status.RoleID)
+	fmt.Printf("    %-14s expires %s, renewed at %s\n", "", first.Status.ExpiresAt.Format(time.TimeOnly), first.Status.NextRotationAt.Format(time.TimeOnly))
+	renewed, err := waitFor(ctx, c, short, func(ak *iamv1alpha1.AccessKey) bool {
+		return ak.Status.KeyID != first.Status.KeyID && meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready")
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    renewed: key %s of the same role, expires %s; %s expires by itself at %s\n", renewed.Status.KeyID,
+		renewed.Status.ExpiresAt.Format(time.TimeOnly), first.Status.KeyID, first.Status.ExpiresAt.Format(time.TimeOnly))
 
 	plugin := filepath.Join(root, "bin", "kubectl-exokey")
 	for _, args := range [][]string{
