@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,7 +40,7 @@ func (r *AccessKeyReconciler) observe(ctx context.Context, ak *iamv1alpha1.Acces
 }
 
 // lookUpCurrent looks the current key up at Exoscale and says whether it is gone: a permanent key by its ID,
-// a session credential's role by its name (a session credential itself
+// a session credential's role by its ID (a session credential itself
 // cannot be looked up; it expires).
 func lookUpCurrent(ctx context.Context, keys exoscale.Keys, status *iamv1alpha1.AccessKeyStatus) (bool, error) {
 	if status.ExpiresAt == nil {
@@ -54,11 +53,14 @@ func lookUpCurrent(ctx context.Context, keys exoscale.Keys, status *iamv1alpha1.
 		}
 		return false, nil
 	}
-	found, err := keys.FindByName(ctx, status.KeyName)
+	_, err := keys.GetRole(ctx, status.RoleID)
+	if errors.Is(err, exoscale.ErrNotFound) {
+		return true, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("look up role %s: %w", status.RoleID, err)
 	}
-	return !slices.ContainsFunc(found, func(k exoscale.Key) bool { return k.RoleID == status.RoleID }), nil
+	return false, nil
 }
 
 func checksumOK(s *corev1.Secret) bool {

@@ -13,6 +13,7 @@ import (
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/exoscale"
 )
 
 // Session credentials on the emulator, in real time with TTLs of seconds:
@@ -92,6 +93,14 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 		Eventually(func() []string { return rolesOf(ak) }, 20*time.Second, poll).Should(ConsistOf(changed.Status.RoleID))
 		Expect(authenticates(string(old.Data["EXOSCALE_API_KEY"]), string(old.Data["EXOSCALE_API_SECRET"]))).To(BeFalse(),
 			"the old role's credential ends with the role, before its TTL")
+	})
+
+	It("replaces a role deleted behind its back, found by the drift check", func() {
+		ak := waitReady(sessionKey(namespace, "drifted", time.Hour))
+		Expect(rootKeys[iamv1alpha1.IssuerAPIIAMv3].Revoke(ctx, exoscale.Key{RoleID: ak.Status.RoleID})).To(Succeed())
+		replaced := waitReplaced(ak, ak.Status.KeyID)
+		Expect(replaced.Status.RoleID).NotTo(Equal(ak.Status.RoleID))
+		Expect(rolesOf(ak)).To(ConsistOf(replaced.Status.RoleID))
 	})
 
 	It("deletes the role with the AccessKey, and its credential stops working", func() {

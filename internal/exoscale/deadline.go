@@ -72,3 +72,9 @@ func (d withDeadlines) Assume(ctx context.Context, roleID string, ttl time.Durat
 	defer cancel()
 	return d.keys.Assume(ctx, roleID, ttl)
 }
+
+func (d withDeadlines) GetRole(ctx context.Context, roleID string) (Key, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.keys.GetRole(ctx, roleID)
+}

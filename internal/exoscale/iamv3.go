@@ -143,6 +143,15 @@ func (k *iamv3Keys) CreateSessionRole(ctx context.Context, spec KeySpec, maxTTL 
 	return Key{Name: spec.Name, RoleID: string(roleID), Labels: spec.Labels}, nil
 }
 
+func (k *iamv3Keys) GetRole(ctx context.Context, roleID string) (Key, error) {
+	callCtx, rec := recordCall(ctx)
+	role, err := k.client.GetIAMRole(callCtx, v3.UUID(roleID))
+	if err != nil {
+		return Key{}, apiError("get-iam-role", rec, err)
+	}
+	return Key{Name: role.Name, RoleID: string(role.ID), Labels: labelsOf(*role)}, nil
+}
+
 func (k *iamv3Keys) Assume(ctx context.Context, roleID string, ttl time.Duration) (Session, error) {
 	callCtx, rec := recordCall(ctx)
 	assumed, err := k.client.AssumeIAMRole(callCtx, v3.UUID(roleID), v3.AssumeIAMRoleRequest{Ttl: int64(ttl / time.Second)})

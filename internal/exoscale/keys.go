@@ -39,6 +39,8 @@ type Keys interface {
 	// assume, for at most maxTTL. The role grants nothing until assumed.
 	// Legacy access keys have no sessions: ErrNoSessions.
 	CreateSessionRole(ctx context.Context, spec KeySpec, maxTTL time.Duration) (Key, error)
+	// GetRole returns a session role by ID (Key.ID empty), or ErrNotFound.
+	GetRole(ctx context.Context, roleID string) (Key, error)
 	// Assume returns a session credential of the role, valid for ttl. It
 	// cannot be revoked: it expires, or ends with its role.
 	Assume(ctx context.Context, roleID string, ttl time.Duration) (Session, error)

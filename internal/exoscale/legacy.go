@@ -159,6 +159,8 @@ func (k *legacyKeys) CreateSessionRole(context.Context, KeySpec, time.Duration) 
 	return Key{}, ErrNoSessions
 }
 
+func (k *legacyKeys) GetRole(context.Context, string) (Key, error) { return Key{}, ErrNoSessions }
+
 func (k *legacyKeys) Assume(context.Context, string, time.Duration) (Session, error) {
 	return Session{}, ErrNoSessions
 }

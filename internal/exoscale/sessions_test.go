@@ -27,6 +27,9 @@ func TestSessionCredentials(t *testing.T) {
 	if found, err := issuer.FindByName(e.ctx, spec.Name); err != nil || len(found) != 1 || found[0].RoleID != role.RoleID {
 		t.Errorf("FindByName: %+v, %v; want the role", found, err)
 	}
+	if got, err := issuer.GetRole(e.ctx, role.RoleID); err != nil || got.Name != spec.Name || got.Labels["owner"] != "test" {
+		t.Errorf("GetRole: %+v, %v; want the role", got, err)
+	}
 
 	before := time.Now()
 	session, err := issuer.Assume(e.ctx, role.RoleID, time.Minute)
@@ -62,6 +65,9 @@ func TestSessionCredentials(t *testing.T) {
 	}
 	if found, _ := issuer.FindByName(e.ctx, spec.Name); len(found) != 0 {
 		t.Errorf("the role is left: %+v", found)
+	}
+	if _, err := issuer.GetRole(e.ctx, role.RoleID); !errors.Is(err, exoscale.ErrNotFound) {
+		t.Errorf("GetRole of a deleted role: got %v, want ErrNotFound", err)
 	}
 
 	legacy := e.rootKeys(t, exoscale.APIAccessKeyV2)
