@@ -86,6 +86,22 @@ func liveKeys(namespace string) map[string]bool {
 	return live
 }
 
+// rolesNamed lists the emulator's IAM roles whose name starts with prefix.
+func rolesNamed(prefix string) []string {
+	c, err := v3.NewClient(credentials.NewStaticCredentials(rootKey, rootSecret),
+		v3.ClientOptWithEndpoint(v3.Endpoint(endpoint)), v3.ClientOptWithHTTPClient(http.DefaultClient))
+	Expect(err).NotTo(HaveOccurred())
+	roles, err := c.ListIAMRoles(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	var names []string
+	for _, r := range roles.IAMRoles {
+		if strings.HasPrefix(r.Name, prefix) {
+			names = append(names, r.Name)
+		}
+	}
+	return names
+}
+
 var _ = Describe("exokey on real binaries", Ordered, func() {
 	var first *manager
 	BeforeAll(func() { first = startManager("manager-1") })
@@ -114,6 +130,31 @@ var _ = Describe("exokey on real binaries", Ordered, func() {
 		Eventually(func() error {
 			return k8sClient.Get(ctx, client.ObjectKeyFromObject(s), &corev1.Secret{})
 		}, timeout, poll).Should(Satisfy(func(err error) bool { return err != nil && strings.Contains(err.Error(), "not found") }))
+	})
+
+	It("hands out session credentials that are renewed before they expire, and deletes their role with the AccessKey", func() {
+		namespace := newNamespace()
+		ak := &iamv1alpha1.AccessKey{
+			ObjectMeta: metav1.ObjectMeta{Name: "session", Namespace: namespace},
+			Spec: iamv1alpha1.AccessKeySpec{
+				IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+				Operations: []string{"get-sos-object"},
+				Resources:  []string{"sos/bucket:e2e"},
+				TTL:        &metav1.Duration{Duration: 6 * time.Second},
+			},
+		}
+		Expect(k8sClient.Create(ctx, ak)).To(Succeed())
+		Eventually(func() bool { return ready(ak) }, timeout, poll).Should(BeTrue(), describe(first))
+		first := secretOf(ak)
+		Expect(works(first)).To(BeTrue())
+		Eventually(func() string { return string(secretOf(ak).Data["EXOSCALE_API_KEY"]) }, 20*time.Second, poll).
+			ShouldNot(Equal(string(first.Data["EXOSCALE_API_KEY"])), "renewed before the 6 s ttl ran out")
+		Eventually(func() (bool, error) { return works(secretOf(ak)) }, 10*time.Second, poll).Should(BeTrue())
+		Eventually(func() error { _, err := works(first); return err }, 15*time.Second, poll).Should(HaveOccurred(), "the old credential expires")
+		Expect(rolesNamed("e2e-" + namespace + "-session-")).To(HaveLen(1), "one role, however many renewals")
+
+		Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+		Eventually(func() []string { return rolesNamed("e2e-" + namespace + "-session-") }, timeout, poll).Should(BeEmpty())
 	})
 
 	It("keeps one namespace's storm of AccessKeys from delaying another namespace's first key", func() {
