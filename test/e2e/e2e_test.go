@@ -151,7 +151,7 @@ var _ = Describe("exokey on real binaries", Ordered, func() {
 			ShouldNot(Equal(string(first.Data["EXOSCALE_API_KEY"])), "renewed before the 6 s ttl ran out")
 		Eventually(func() (bool, error) { return works(secretOf(ak)) }, 10*time.Second, poll).Should(BeTrue())
 		Eventually(func() error { _, err := works(first); return err }, 15*time.Second, poll).Should(HaveOccurred(), "the old credential expires")
-		Expect(rolesNamed("e2e-" + namespace + "-session-")).To(HaveLen(1), "one role, however many renewals")
+		Expect(rolesNamed("e2e-"+namespace+"-session-")).To(HaveLen(1), "one role, however many renewals")
 
 		Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
 		Eventually(func() []string { return rolesNamed("e2e-" + namespace + "-session-") }, timeout, poll).Should(BeEmpty())
