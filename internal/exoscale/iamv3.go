@@ -71,30 +71,12 @@ func (k *iamv3Keys) wait(ctx context.Context, name string, op *v3.Operation, err
 }
 
 func (k *iamv3Keys) Create(ctx context.Context, spec KeySpec) (Credential, error) {
-	compiled, err := CompilePolicy(spec, k.cfg.Catalog)
+	roleID, err := k.createRole(ctx, spec, v3.CreateIAMRoleRequest{Description: "minted by exokey"})
 	if err != nil {
 		return Credential{}, err
-	}
-	wirePolicy, err := toV3Policy(compiled)
-	if err != nil {
-		return Credential{}, err
-	}
-	callCtx, rec := recordCall(ctx)
-	op, err := k.client.CreateIAMRole(callCtx, v3.CreateIAMRoleRequest{
-		Name: spec.Name, Description: "minted by exokey", Labels: spec.Labels, Policy: wirePolicy,
-	})
-	if err != nil {
-		return Credential{}, apiError("create-iam-role", rec, err)
-	}
-	roleID, err := k.wait(ctx, "create-iam-role", op, nil)
-	if err != nil {
-		return Credential{}, err
-	}
-	if roleID == "" {
-		return Credential{}, errors.New("create-iam-role: the operation names no role")
 	}
 
-	callCtx, rec = recordCall(ctx)
+	callCtx, rec := recordCall(ctx)
 	created, err := k.client.CreateAPIKey(callCtx, v3.CreateAPIKeyRequest{Name: spec.Name, RoleID: roleID})
 	if err != nil {
 		err = apiError("create-api-key", rec, err)
@@ -113,34 +95,42 @@ func (k *iamv3Keys) Create(ctx context.Context, spec KeySpec) (Credential, error
 }
 
 func (k *iamv3Keys) CreateSessionRole(ctx context.Context, spec KeySpec, maxTTL time.Duration) (Key, error) {
-	compiled, err := CompilePolicy(spec, k.cfg.Catalog)
-	if err != nil {
-		return Key{}, err
-	}
-	wirePolicy, err := toV3Policy(compiled)
-	if err != nil {
-		return Key{}, err
-	}
 	var assume v3.IAMAssumeRolePolicy
 	if err := convert(policy.AllowKey(k.cfg.Key), &assume); err != nil {
 		return Key{}, err
 	}
-	callCtx, rec := recordCall(ctx)
-	op, err := k.client.CreateIAMRole(callCtx, v3.CreateIAMRoleRequest{
-		Name: spec.Name, Description: "minted by exokey for session credentials", Labels: spec.Labels, Policy: wirePolicy,
-		MaxSessionTtl: int64(maxTTL / time.Second), AssumeRolePolicy: &assume,
-	})
-	if err != nil {
-		return Key{}, apiError("create-iam-role", rec, err)
-	}
-	roleID, err := k.wait(ctx, "create-iam-role", op, nil)
+	roleID, err := k.createRole(ctx, spec, v3.CreateIAMRoleRequest{Description: "minted by exokey for session credentials",
+		MaxSessionTtl: int64(maxTTL / time.Second), AssumeRolePolicy: &assume})
 	if err != nil {
 		return Key{}, err
 	}
-	if roleID == "" {
-		return Key{}, errors.New("create-iam-role: the operation names no role")
-	}
 	return Key{Name: spec.Name, RoleID: string(roleID), Labels: spec.Labels}, nil
+}
+
+// createRole creates spec's role, its policy compiled from spec, with the
+// rest of req, and waits for it.
+func (k *iamv3Keys) createRole(ctx context.Context, spec KeySpec, req v3.CreateIAMRoleRequest) (v3.UUID, error) {
+	compiled, err := CompilePolicy(spec, k.cfg.Catalog)
+	if err != nil {
+		return "", err
+	}
+	if req.Policy, err = toV3Policy(compiled); err != nil {
+		return "", err
+	}
+	req.Name, req.Labels = spec.Name, spec.Labels
+	callCtx, rec := recordCall(ctx)
+	op, err := k.client.CreateIAMRole(callCtx, req)
+	if err != nil {
+		return "", apiError("create-iam-role", rec, err)
+	}
+	roleID, err := k.wait(ctx, "create-iam-role", op, nil)
+	if err != nil {
+		return "", err
+	}
+	if roleID == "" {
+		return "", errors.New("create-iam-role: the operation names no role")
+	}
+	return roleID, nil
 }
 
 func (k *iamv3Keys) GetRole(ctx context.Context, roleID string) (Key, error) {

@@ -77,6 +77,7 @@ type Results struct {
 	Steady      map[string]any    `json:"steadyState"`
 	Memory      map[string]any    `json:"memory"`
 	Rotation    map[string]any    `json:"rotation"`
+	Renewal     map[string]any    `json:"renewal"`
 }
 
 func main() {
@@ -198,6 +199,9 @@ func run() error {
 	if res.Rotation, err = b.rotate(ctx, faulty.namespace(), n); err != nil {
 		return err
 	}
+	if res.Renewal, err = b.renewals(ctx, m, n, quick); err != nil {
+		return err
+	}
 
 	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 		return err
@@ -209,6 +213,7 @@ func run() error {
 	fmt.Printf("\nsteady state over one drift period (%s): %v\n", o.driftPeriod, res.Steady)
 	fmt.Printf("memory: %v\n", res.Memory)
 	fmt.Printf("rotation at scale: %v\n", res.Rotation)
+	fmt.Printf("session renewals: %v\n", res.Renewal)
 	fmt.Printf("\nresults written to %s\n", o.out)
 	return nil
 }
@@ -420,35 +425,14 @@ func (b *bench) converge(ctx context.Context, api string, n, workers int, faults
 		return r, err
 	}
 	b.emu.ResetStats()
-	createdAt := make([]time.Time, n)
 	started := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 32)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			createdAt[i] = time.Now()
-			ak := &iamv1alpha1.AccessKey{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("key-%05d", i), Namespace: namespace},
-				Spec: iamv1alpha1.AccessKeySpec{
-					IssuerRef:  iamv1alpha1.IssuerReference{Name: strings.ToLower(api)},
-					Operations: []string{"get-sos-object", "put-sos-object"},
-					Resources:  []string{"sos/bucket:bench"},
-					Rotation:   &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 5 * time.Second}},
-				},
-			}
-			if err := b.c.Create(ctx, ak); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	createdAt, err := b.createAccessKeys(ctx, namespace, n, iamv1alpha1.AccessKeySpec{
+		IssuerRef:  iamv1alpha1.IssuerReference{Name: strings.ToLower(api)},
+		Operations: []string{"get-sos-object", "put-sos-object"},
+		Resources:  []string{"sos/bucket:bench"},
+		Rotation:   &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 5 * time.Second}},
+	})
+	if err != nil {
 		return r, err
 	}
 	deadline := time.Now().Add(10 * time.Minute)
@@ -494,6 +478,118 @@ func (b *bench) converge(ctx context.Context, api string, n, workers int, faults
 	r.StatusWritesPerKey = round(float64(wc.akStatusWrites.Load()) / float64(n))
 	r.MetaWritesPerKey = round(float64(wc.akModified.Load()-wc.akStatusWrites.Load()) / float64(n))
 	return r, nil
+}
+
+// createAccessKeys creates key-00000... in namespace with spec, 32 at a
+// time, and returns when each was created.
+func (b *bench) createAccessKeys(ctx context.Context, namespace string, n int, spec iamv1alpha1.AccessKeySpec) ([]time.Time, error) {
+	createdAt := make([]time.Time, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			createdAt[i] = time.Now()
+			ak := &iamv1alpha1.AccessKey{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("key-%05d", i), Namespace: namespace},
+				Spec:       *spec.DeepCopy(),
+			}
+			if err := b.c.Create(ctx, ak); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return createdAt, <-errs
+}
+
+// renewals creates n AccessKeys with session credentials (ttl 90 s,
+// renewed 30 s before expiry; 30 s and 10 s in a quick run) and measures
+// until each has been renewed once: Exoscale calls and Secret writes per
+// renewal, against the floor of one assume-iam-role and one Secret write.
+func (b *bench) renewals(ctx context.Context, m *managerProcess, n int, quick bool) (map[string]any, error) {
+	ttl, renewBefore := 90*time.Second, 30*time.Second
+	if quick {
+		ttl, renewBefore = 30*time.Second, 10*time.Second
+	}
+	namespace := fmt.Sprintf("bench-renew-%d", n)
+	if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return nil, err
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	wc, err := b.watch(watchCtx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	before, err := m.scrape()
+	if err != nil {
+		return nil, err
+	}
+	b.emu.ResetStats()
+	started := time.Now()
+	if _, err := b.createAccessKeys(ctx, namespace, n, iamv1alpha1.AccessKeySpec{
+		IssuerRef:  iamv1alpha1.IssuerReference{Name: "iamv3"},
+		Operations: []string{"get-sos-object", "put-sos-object"},
+		Resources:  []string{"sos/bucket:bench"},
+		TTL:        &metav1.Duration{Duration: ttl},
+		Rotation:   &iamv1alpha1.RotationSpec{RenewBefore: &metav1.Duration{Duration: renewBefore}},
+	}); err != nil {
+		return nil, err
+	}
+	// Each AccessKey's first credential is the first key it was Ready with.
+	first := map[string]string{}
+	list := &iamv1alpha1.AccessKeyList{}
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		if err := b.c.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			return nil, err
+		}
+		renewed := 0
+		for _, ak := range list.Items {
+			if ak.Status.KeyID == "" || !meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") {
+				continue
+			}
+			if _, seen := first[ak.Name]; !seen {
+				first[ak.Name] = ak.Status.KeyID
+			} else if ak.Status.KeyID != first[ak.Name] {
+				renewed++
+			}
+		}
+		if renewed == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("renewals: %d of %d renewed after 15 minutes", renewed, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	elapsed := time.Since(started)
+	time.Sleep(time.Second) // let trailing writes be counted
+	after, err := m.scrape()
+	if err != nil {
+		return nil, err
+	}
+	series := `exokey_rotations_total{reason="RenewalDue"}`
+	renewals := after[series] - before[series]
+	stats := b.emu.Stats()
+	mints := float64(stats.ByOperationStatus["create-iam-role 200"])
+	assumes := float64(stats.ByOperationStatus["assume-iam-role 200"])
+	perRenewal := func(v float64) float64 { return round(v / renewals) }
+	return map[string]any{
+		"accessKeys": n, "ttl": ttl.String(), "renewBefore": renewBefore.String(), "renewals": renewals,
+		"secondsUntilEveryKeyRenewed": round(elapsed.Seconds()),
+		// A mint is create-iam-role and one assume; every other assume is a renewal.
+		"assumeCallsPerRenewal": perRenewal(assumes - mints), "assumeFloor": 1,
+		"secretWritesPerRenewal": perRenewal(float64(wc.secretWrites.Load()) - mints), "secretWritesFloor": 1,
+		"rolesCreated": mints, "rolesCreatedFloor": n,
+		"callsByOperation": stats.Operations,
+	}, nil
 }
 
 func round(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
