@@ -140,6 +140,12 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 		return ctrl.Result{}, &deferral{After: wait} // the namespace's fair share of the issuer is spent for now
 	}
 	if canRenew(ak, status, iss, d) {
+		// A renewal writes no record first, which would fail on a stale
+		// copy: the AccessKey is read again instead, so a cache that has
+		// not seen the last renewal yet cannot cause another.
+		if stale, err := r.staleCopy(ctx, ak); err != nil || stale {
+			return ctrl.Result{RequeueAfter: time.Second}, err
+		}
 		return ctrl.Result{}, r.renew(ctx, ak, status, iss, keys, current, d)
 	}
 	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, name, d, state.KeyGone, limits)

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
@@ -87,6 +88,15 @@ func (r *AccessKeyReconciler) renew(ctx context.Context, ak *iamv1alpha1.AccessK
 	sessionTimes(ak, status, now, session.ExpiresAt)
 	r.Metrics.rotated(d.Reason)
 	return nil
+}
+
+// staleCopy reports whether the API server holds a newer AccessKey than ak.
+func (r *AccessKeyReconciler) staleCopy(ctx context.Context, ak *iamv1alpha1.AccessKey) (bool, error) {
+	fresh := &iamv1alpha1.AccessKey{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ak), fresh); err != nil {
+		return false, fmt.Errorf("read the AccessKey before renewing: %w", err)
+	}
+	return fresh.ResourceVersion != ak.ResourceVersion, nil
 }
 
 // mintSession creates the AccessKey's role and assumes it: the Create of a

@@ -49,6 +49,7 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 	BeforeEach(func() { namespace = newNamespace(nil) })
 
 	It("publishes a session credential that works, renews it before it expires, and the old one expires", func() {
+		tampered, renewals := counter("exokey_rotations_total", "reason", RotationSecretTampered), counter("exokey_rotations_total", "reason", RotationRenewalDue)
 		Expect(k8sClient.Create(ctx, deploymentConsuming(namespace, "app", "renewed"))).To(Succeed())
 		ak := waitReady(sessionKey(namespace, "renewed", 4*time.Second, func(ak *iamv1alpha1.AccessKey) {
 			ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "app"}}
@@ -82,6 +83,9 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 				"get-sos-object", map[string]string{"bucket": "backups"})
 		}, 6*time.Second, 500*time.Millisecond).Should(BeTrue())
 		Expect(rolesOf(ak)).To(ConsistOf(ak.Status.RoleID), "one role, however many renewals")
+		Expect(counter("exokey_rotations_total", "reason", RotationRenewalDue) - renewals).To(BeNumerically(">=", 2))
+		Expect(counter("exokey_rotations_total", "reason", RotationSecretTampered)).To(Equal(tampered),
+			"a renewal is never taken for a tampered Secret (a stale copy of the AccessKey)")
 	})
 
 	It("replaces the role when the restrictions change and deletes the old one after the grace period", func() {
