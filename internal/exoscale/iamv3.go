@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	egoscale "github.com/exoscale/egoscale/v2"
@@ -143,6 +144,20 @@ func (k *iamv3Keys) GetRole(ctx context.Context, roleID string) (Key, error) {
 }
 
 func (k *iamv3Keys) Assume(ctx context.Context, roleID string, ttl time.Duration) (Session, error) {
+	session, err := k.assume(ctx, roleID, ttl)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+		// The role may name a key the issuer no longer uses (its
+		// credentials were replaced): point the role at the current key,
+		// which may administer it, and try once more.
+		if k.repoint(ctx, roleID) == nil {
+			return k.assume(ctx, roleID, ttl)
+		}
+	}
+	return session, err
+}
+
+func (k *iamv3Keys) assume(ctx context.Context, roleID string, ttl time.Duration) (Session, error) {
 	callCtx, rec := recordCall(ctx)
 	assumed, err := k.client.AssumeIAMRole(callCtx, v3.UUID(roleID), v3.AssumeIAMRoleRequest{Ttl: int64(ttl / time.Second)})
 	if err != nil {
@@ -159,6 +174,21 @@ func (k *iamv3Keys) Assume(ctx context.Context, roleID string, ttl time.Duration
 		Credential: Credential{Key: Key{ID: assumed.Key, Name: assumed.Name, RoleID: roleID}, Secret: Secret(assumed.Secret)},
 		ExpiresAt:  expiresAt,
 	}, nil
+}
+
+// repoint sets the role's assume-role-policy to the issuer's current key.
+func (k *iamv3Keys) repoint(ctx context.Context, roleID string) error {
+	var assume v3.IAMAssumeRolePolicy
+	if err := convert(policy.AllowKey(k.cfg.Key), &assume); err != nil {
+		return err
+	}
+	callCtx, rec := recordCall(ctx)
+	op, err := k.client.UpdateIAMRole(callCtx, v3.UUID(roleID), v3.UpdateIAMRoleRequest{AssumeRolePolicy: &assume})
+	if err != nil {
+		return apiError("update-iam-role", rec, err)
+	}
+	_, err = k.wait(ctx, "update-iam-role", op, nil)
+	return err
 }
 
 // convert copies between two types of the same wire form.

@@ -47,14 +47,26 @@ func TestSessionCredentials(t *testing.T) {
 	if _, err := issuer.Assume(e.ctx, role.RoleID, 3*time.Minute); !exoscale.IsTerminal(err) {
 		t.Errorf("a TTL above the role's cap: got %v, want a terminal error", err)
 	}
-	// Another key of the organisation, even one allowed to assume roles,
-	// is not named by the role's assume-role-policy.
-	other, err := issuer.Create(e.ctx, exoscale.KeySpec{Name: "other", Tags: []string{"iam", "sos"}})
+	// Another key of the organisation, allowed to assume roles but not to
+	// administer them, is not named by the role's assume-role-policy.
+	other, err := issuer.Create(e.ctx, exoscale.KeySpec{Name: "other", Tags: []string{"sos"},
+		Operations: []string{"assume-iam-role", "get-operation"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.keys(t, exoscale.APIIAMv3, other.ID, other.Secret.Reveal()).Assume(e.ctx, role.RoleID, time.Minute); !exoscale.IsTerminal(err) {
 		t.Errorf("a key the assume-role-policy does not name: got %v, want a terminal error", err)
+	}
+
+	// The issuer's credentials are replaced by another key that may
+	// administer roles: the role is pointed at it on its first assume (a
+	// key that may update a role could always rewrite its policy).
+	successor, err := issuer.Create(e.ctx, exoscale.KeySpec{Name: "successor", Tags: []string{"iam", "sos"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.keys(t, exoscale.APIIAMv3, successor.ID, successor.Secret.Reveal()).Assume(e.ctx, role.RoleID, time.Minute); err != nil {
+		t.Errorf("the issuer's new key: %v", err)
 	}
 
 	if err := issuer.Revoke(e.ctx, session.Key); err != nil {
