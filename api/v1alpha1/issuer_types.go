@@ -72,6 +72,14 @@ type IssuerLimits struct {
 	// +kubebuilder:default="1h"
 	// +optional
 	MinRotationPeriod *metav1.Duration `json:"minRotationPeriod,omitempty"`
+	// MinSessionTTL is the shortest spec.ttl an AccessKey may ask for: each
+	// renewal costs a call to Exoscale, a Secret write and a roll of the
+	// restart targets, so a tenant cannot make them run every second.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:default="15m"
+	// +optional
+	MinSessionTTL *metav1.Duration `json:"minSessionTTL,omitempty"`
 	// MaxKeysPerAccessKey caps the live keys (current and retiring) of one
 	// AccessKey; a replacement waits until a retiring key is revoked.
 	// +kubebuilder:validation:Minimum=2

@@ -127,6 +127,8 @@ func run() error {
 				API: iamv1alpha1.IssuerAPIIAMv3, Zone: "ch-gva-2", Endpoint: endpoint, KeyNamePrefix: "k8s",
 				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
 				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:backups-*"}},
+				// The demo's short-lived key lives 30s; the default floor is 15m.
+				Limits: iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: 30 * time.Second}},
 			},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"exokey.io/team": "backups"}},
 		}},

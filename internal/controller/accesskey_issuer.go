@@ -72,17 +72,20 @@ func ceilingHash(iss *issuer) string {
 
 // issuerLimits are an issuer's limits with their defaults.
 type issuerLimits struct {
-	maxGrace, minRotation time.Duration
-	maxKeys               int
+	maxGrace, minRotation, minSessionTTL time.Duration
+	maxKeys                              int
 }
 
 func limitsOf(iss *issuer) issuerLimits {
-	l := issuerLimits{maxGrace: time.Hour, minRotation: time.Hour, maxKeys: 3}
+	l := issuerLimits{maxGrace: time.Hour, minRotation: time.Hour, minSessionTTL: 15 * time.Minute, maxKeys: 3}
 	if d := iss.Spec.Limits.MaxGracePeriod; d != nil && d.Duration > 0 {
 		l.maxGrace = d.Duration
 	}
 	if d := iss.Spec.Limits.MinRotationPeriod; d != nil && d.Duration > 0 {
 		l.minRotation = d.Duration
+	}
+	if d := iss.Spec.Limits.MinSessionTTL; d != nil && d.Duration > 0 {
+		l.minSessionTTL = d.Duration
 	}
 	if n := iss.Spec.Limits.MaxKeysPerAccessKey; n >= 2 {
 		l.maxKeys = int(n)

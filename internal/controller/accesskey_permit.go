@@ -84,7 +84,7 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 		return nil, err
 	}
 	if ttlOf(ak) > 0 {
-		if err := checkSessions(iss); err != nil {
+		if err := checkSessions(ak, iss); err != nil {
 			return nil, err
 		}
 	}
@@ -101,12 +101,17 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 }
 
 // checkSessions refuses session credentials on an issuer that cannot hand
-// them out: a legacy one, or one whose key may not assume roles (as its
-// last check found: a refusal here costs no role made and deleted again).
-func checkSessions(iss *issuer) error {
+// them out (a legacy one, or one whose key may not assume roles, as its
+// last check found: a refusal here costs no role made and deleted again),
+// and a ttl shorter than the issuer allows.
+func checkSessions(ak *iamv1alpha1.AccessKey, iss *issuer) error {
 	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
 		return refuse(ReasonInvalidSpec, "spec.ttl asks for session credentials, which need IAM v3: %s %q mints legacy access keys (api: AccessKeyV2)",
 			iss.Kind, iss.Key.Name)
+	}
+	if least := limitsOf(iss).minSessionTTL; ttlOf(ak) < least {
+		return refuse(ReasonNotPermitted, "spec.ttl %s is shorter than %s %q allows (limits.minSessionTTL %s): each renewal costs a call, a Secret write and a restart",
+			ttlOf(ak), iss.Kind, iss.Key.Name, least)
 	}
 	ready := findCondition(iss.Status.Conditions, ConditionReady)
 	if ready != nil && ready.Status == metav1.ConditionTrue && !iss.Status.CanAssumeRoles {

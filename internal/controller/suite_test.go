@@ -315,6 +315,8 @@ func clusterIssuer(name string, api iamv1alpha1.IssuerAPI, selector *metav1.Labe
 				Allowed: iamv1alpha1.Allowed{
 					Operations: []string{"*"}, Tags: []string{"*"}, Resources: []string{"sos/bucket:*"}, Unrestricted: true,
 				},
+				// Session credentials of seconds, so renewals happen within a test.
+				Limits: iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: time.Second}},
 			},
 			NamespaceSelector: selector,
 		},

@@ -167,6 +167,21 @@ var _ = Describe("Tenant boundary", func() {
 		}
 	})
 
+	It("cannot make exokey renew a session credential every second: a ttl below the issuer's floor is refused", func() {
+		// An issuer with the default limits: minSessionTTL 15m.
+		strict := clusterIssuer("strict-ttl-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		strict.Spec.Limits = iamv1alpha1.IssuerLimits{}
+		Expect(k8sClient.Create(ctx, strict)).To(Succeed())
+		ak := sessionKey(namespace, "churner", time.Second, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = strict.Name })
+		Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring(
+			fmt.Sprintf("spec.ttl 1s is shorter than ClusterKeyIssuer %q allows (limits.minSessionTTL 15m0s)", strict.Name)))
+		Consistently(func() []string { return rolesOf(ak) }, 2*time.Second, poll).Should(BeEmpty(), "no role, no credential")
+
+		// At the floor it is served.
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.TTL.Duration = 15 * time.Minute })
+		Expect(waitReady(ak).Status.ExpiresAt).NotTo(BeNil())
+	})
+
 	// 7. A label does not decide what the manager keeps in memory.
 	It("does not cache the data of a Secret merely labelled as exokey's", func() {
 		junk := &corev1.Secret{

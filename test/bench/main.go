@@ -249,6 +249,7 @@ func setUpIssuers(ctx context.Context, c client.Client, emu *emulator.Server, en
 				API: api, Endpoint: endpoint, KeyNamePrefix: "bench",
 				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
 				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*"}, Resources: []string{"sos/bucket:*"}},
+				Limits:         iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: 30 * time.Second}},
 			}},
 		})
 	}

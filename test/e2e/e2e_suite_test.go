@@ -140,6 +140,7 @@ var _ = BeforeSuite(func() {
 			API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: endpoint, KeyNamePrefix: "e2e",
 			CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: releaseNamespace},
 			Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+			Limits:         iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: time.Second}},
 		}},
 	})).To(Succeed())
 })
