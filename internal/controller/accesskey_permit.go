@@ -158,13 +158,7 @@ func kindOf(ref iamv1alpha1.IssuerReference) iamv1alpha1.IssuerKind {
 // checkCatalogue refuses operations, tags and resources that Exoscale does
 // not know or the issuer's API cannot express.
 func checkCatalogue(ak *iamv1alpha1.AccessKey, iss *issuer, cat *catalog.Catalog) error {
-	spec := KeySpecOf(ak, "")
-	var err error
-	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
-		_, err = exoscale.Resolve(spec, cat)
-	} else {
-		_, err = exoscale.CompilePolicy(spec, cat)
-	}
+	err := CheckRestrictions(ak, iss.Spec.API, cat)
 	var specErr *exoscale.SpecError
 	if errors.As(err, &specErr) {
 		reason := ReasonInvalidSpec
@@ -173,6 +167,19 @@ func checkCatalogue(ak *iamv1alpha1.AccessKey, iss *issuer, cat *catalog.Catalog
 		}
 		return refuse(reason, "%s", specErr.Message)
 	}
+	return err
+}
+
+// CheckRestrictions checks an AccessKey's operations, tags and resources
+// against the catalogue, as an issuer of api would compile them. Errors
+// are *exoscale.SpecError.
+func CheckRestrictions(ak *iamv1alpha1.AccessKey, api iamv1alpha1.IssuerAPI, cat *catalog.Catalog) error {
+	spec := KeySpecOf(ak, "")
+	if api == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		_, err := exoscale.Resolve(spec, cat)
+		return err
+	}
+	_, err := exoscale.CompilePolicy(spec, cat)
 	return err
 }
 

@@ -136,14 +136,7 @@ func (o *importOptions) wouldRefuse(ak *iamv1alpha1.AccessKey, ref iamv1alpha1.I
 	if err := controller.CheckCeiling(ak.Spec, issuerSpec.Allowed, o.catalog); err != nil {
 		warnings = append(warnings, fmt.Sprintf("%s %q would refuse this AccessKey (NotPermitted): beyond its ceiling: %v", ref.Kind, ref.Name, err))
 	}
-	spec := controller.KeySpecOf(ak, "")
-	var err error
-	if issuerSpec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
-		_, err = exoscale.Resolve(spec, o.catalog)
-	} else {
-		_, err = exoscale.CompilePolicy(spec, o.catalog)
-	}
-	if err != nil {
+	if err := controller.CheckRestrictions(ak, issuerSpec.API, o.catalog); err != nil {
 		warnings = append(warnings, fmt.Sprintf("%s %q (%s) would refuse this AccessKey: %v", ref.Kind, ref.Name, issuerSpec.API, err))
 	}
 	return warnings
