@@ -164,9 +164,8 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 
 	cred, expiresAt, err := r.create(ctx, ak, keys, name)
 	if err != nil {
-		var deleted *roleDeleted
-		if exoscale.NothingCreated(err) || errors.As(err, &deleted) {
-			status.Pending = nil // refused or throttled before anything was made, or undone
+		if exoscale.NothingCreated(err) {
+			status.Pending = nil // refused or throttled before anything was made
 		}
 		// Otherwise the create may have happened: the record stays, and the
 		// next pass looks the name up and revokes what it finds.
@@ -205,7 +204,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 // its first credential, with its expiry.
 func (r *AccessKeyReconciler) create(ctx context.Context, ak *iamv1alpha1.AccessKey, keys exoscale.Keys, name string) (exoscale.Credential, time.Time, error) {
 	if ttlOf(ak) > 0 {
-		session, err := r.mintSession(ctx, ak, keys, name)
+		session, err := exoscale.CreateSession(ctx, keys, r.KeySpecOf(ak, name), ttlOf(ak))
 		return session.Credential, session.ExpiresAt, err
 	}
 	cred, err := keys.Create(ctx, r.KeySpecOf(ak, name))

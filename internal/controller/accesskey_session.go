@@ -98,27 +98,3 @@ func (r *AccessKeyReconciler) staleCopy(ctx context.Context, ak *iamv1alpha1.Acc
 	}
 	return fresh.ResourceVersion != ak.ResourceVersion, nil
 }
-
-// mintSession creates the AccessKey's role and assumes it: the Create of a
-// session AccessKey. A role whose credential cannot be had is deleted.
-func (r *AccessKeyReconciler) mintSession(ctx context.Context, ak *iamv1alpha1.AccessKey, keys exoscale.Keys, name string) (exoscale.Session, error) {
-	role, err := keys.CreateSessionRole(ctx, r.KeySpecOf(ak, name), ttlOf(ak))
-	if err != nil {
-		return exoscale.Session{}, err
-	}
-	session, err := keys.Assume(ctx, role.RoleID, ttlOf(ak))
-	if err != nil {
-		if revokeErr := keys.Revoke(ctx, role); revokeErr != nil {
-			return exoscale.Session{}, fmt.Errorf("assume role %s: %w (and deleting it failed: %v)", role.RoleID, err, revokeErr)
-		}
-		return exoscale.Session{}, &roleDeleted{fmt.Errorf("assume role %s: %w", role.RoleID, err)}
-	}
-	session.Name = name
-	return session, nil
-}
-
-// roleDeleted is a failed mint whose role was deleted again: nothing was left.
-type roleDeleted struct{ err error }
-
-func (e *roleDeleted) Error() string { return e.err.Error() }
-func (e *roleDeleted) Unwrap() error { return e.err }

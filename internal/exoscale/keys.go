@@ -96,6 +96,28 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
+// CreateSession creates spec's session role and its first credential. A
+// role whose credential cannot be had is deleted again, as Create deletes
+// a role whose key cannot be made; if that fails too, NothingCreated
+// reports false and the role is found by name.
+func CreateSession(ctx context.Context, keys Keys, spec KeySpec, ttl time.Duration) (Session, error) {
+	role, err := keys.CreateSessionRole(ctx, spec, ttl)
+	if err != nil {
+		return Session{}, err
+	}
+	session, err := keys.Assume(ctx, role.RoleID, ttl)
+	if err != nil {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if cleanupErr := keys.Revoke(cleanup, role); cleanupErr != nil {
+			return Session{}, &leftBehindError{err: err, roleID: role.RoleID, cleanup: cleanupErr}
+		}
+		return Session{}, err
+	}
+	session.Name = spec.Name
+	return session, nil
+}
+
 // Secret is a key's secret. It prints as [redacted] so it cannot reach a
 // log, an event or an error by accident; Reveal returns the value.
 type Secret string

@@ -87,3 +87,22 @@ func TestSessionCredentials(t *testing.T) {
 		t.Errorf("legacy: got %v, want ErrNoSessions", err)
 	}
 }
+
+// A session whose role cannot be assumed leaves no role behind.
+func TestCreateSessionDeletesARoleItCannotAssume(t *testing.T) {
+	e := newEnv(t)
+	root := e.rootKeys(t, exoscale.APIIAMv3)
+	minter, err := root.Create(e.ctx, exoscale.KeySpec{Name: "no-assume", Tags: []string{"sos"},
+		Operations: []string{"create-iam-role", "delete-iam-role", "delete-api-key", "get-operation"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := e.keys(t, exoscale.APIIAMv3, minter.ID, minter.Secret.Reveal())
+	_, err = exoscale.CreateSession(e.ctx, keys, exoscale.KeySpec{Name: "unassumable", Tags: []string{"sos"}}, time.Hour)
+	if !exoscale.IsTerminal(err) || !exoscale.NothingCreated(err) {
+		t.Fatalf("got %v, want a terminal error that left nothing", err)
+	}
+	if found, err := root.FindByName(e.ctx, "unassumable"); err != nil || len(found) != 0 {
+		t.Errorf("the role is left: %+v, %v", found, err)
+	}
+}
