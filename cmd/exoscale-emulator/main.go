@@ -27,6 +27,31 @@ func main() {
 	}
 }
 
+// applyProfile fills faults from a named profile, keeping the values given
+// on the command line.
+func applyProfile(name string, faults *emulator.Faults) error {
+	p, err := emulator.Profile(name)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	keep := func(flagName string, field *int, value int) {
+		if !set[flagName] {
+			*field = value
+		}
+	}
+	keep("latency-ms", &faults.LatencyMS, p.LatencyMS)
+	keep("latency-p99-ms", &faults.LatencyP99MS, p.LatencyP99MS)
+	faults.PendingPolls, faults.PendingPollsMax, faults.KeyBurst = p.PendingPolls, p.PendingPollsMax, p.KeyBurst
+	if !set["key-rate"] {
+		faults.KeyRate = p.KeyRate
+	} else {
+		faults.KeyBurst = 0 // one second's worth of the given rate
+	}
+	return nil
+}
+
 func run() error {
 	var (
 		listen       = flag.String("listen", "127.0.0.1:8080", "address to listen on (use 127.0.0.1: the egoscale v2 client only keeps an IP host)")
@@ -35,15 +60,22 @@ func run() error {
 		rootSecret   = flag.String("root-secret", "", "the root key's secret")
 		pendingPolls = flag.Int("pending-polls", 0, "how many polls an async operation answers pending")
 		quiet        = flag.Bool("quiet", false, "do not log one line per request")
-		faults       emulator.Faults
+		profile      = flag.String("profile", "none", "behave like a real cloud: \"realistic\" is log-normal latency (40 ms median, 400 ms p99), "+
+			"async operations pending for 1 to 3 polls, and 50 requests a second per key answered 429 beyond; the flags below override its values")
+		faults emulator.Faults
 	)
 	flag.IntVar(&faults.LatencyMS, "latency-ms", 0, "delay every /v2 call by this many milliseconds")
+	flag.IntVar(&faults.LatencyP99MS, "latency-p99-ms", 0, "with it above --latency-ms, latency is log-normal with this 99th percentile")
+	flag.Float64Var(&faults.KeyRate, "key-rate", 0, "requests per second each key may make; beyond, 429 with Retry-After (0: unlimited)")
 	flag.IntVar(&faults.JitterMS, "jitter-ms", 0, "plus up to this many milliseconds")
 	flag.Float64Var(&faults.ErrorRate, "error-rate", 0, "fraction of /v2 calls answered 503")
 	flag.Float64Var(&faults.ThrottleRate, "throttle-rate", 0, "fraction of /v2 calls answered 429")
 	flag.IntVar(&faults.RetryAfterSeconds, "retry-after", 1, "Retry-After seconds of a 429")
 	flag.Float64Var(&faults.LoseResponseRate, "lose-response-rate", 0, "fraction of mutating /v2 calls applied and then answered 504")
 	flag.Parse()
+	if err := applyProfile(*profile, &faults); err != nil {
+		return err
+	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if *quiet {

@@ -55,9 +55,22 @@ type Options struct {
 
 // Faults are injected into /v2 calls, before authentication.
 type Faults struct {
-	// LatencyMS delays every call, plus up to JitterMS more.
-	LatencyMS int `json:"latencyMs"`
-	JitterMS  int `json:"jitterMs"`
+	// LatencyMS delays every call, plus up to JitterMS more. With
+	// LatencyP99MS above it, the delay is log-normal: LatencyMS is its
+	// median and LatencyP99MS its 99th percentile.
+	LatencyMS    int `json:"latencyMs"`
+	LatencyP99MS int `json:"latencyP99Ms"`
+	JitterMS     int `json:"jitterMs"`
+	// PendingPolls is how many polls a new async operation answers pending
+	// (at least Options.PendingPolls); with PendingPollsMax above it, a
+	// uniform number between the two.
+	PendingPolls    int `json:"pendingPolls"`
+	PendingPollsMax int `json:"pendingPollsMax"`
+	// KeyRate limits each key's calls per second, with a burst of KeyBurst
+	// (default: one second's worth). A call beyond it is answered 429 with
+	// a Retry-After of the wait, rounded up to whole seconds.
+	KeyRate  float64 `json:"keyRate"`
+	KeyBurst int     `json:"keyBurst"`
 	// ErrorRate is the fraction of calls answered 503.
 	ErrorRate float64 `json:"errorRate"`
 	// ThrottleRate is the fraction of calls answered 429 with Retry-After.
@@ -96,6 +109,7 @@ type Server struct {
 	mu     sync.Mutex
 	state  state
 	faults Faults
+	rates  keyRates
 	stats  Stats
 	// compiled caches the compiled policy of each role by role id.
 	compiled map[string]*policy.Compiled
@@ -183,6 +197,7 @@ func New(opts Options) (*Server, error) {
 		router:   catalog.NewRouter(opts.Catalog),
 		log:      opts.Logger,
 		faults:   opts.Faults,
+		rates:    newKeyRates(opts.Faults),
 		stats:    newStats(),
 		compiled: map[string]*policy.Compiled{},
 		state: state{
@@ -238,6 +253,7 @@ func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
+	s.rates = newKeyRates(f)
 }
 
 // Stats returns a copy of the call counters.
@@ -401,7 +417,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		fail(errorf(http.StatusBadRequest, "read body: %v", err))
 		return
 	}
-	if retryAfter, code := s.injectFaults(r.Context()); code != 0 {
+	if retryAfter, code := s.injectFaults(r.Context(), callerKey(r)); code != 0 {
 		if retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 		}
@@ -443,14 +459,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // injectFaults sleeps the configured latency and decides whether this call
-// fails: it returns the status to answer (0: none) and a Retry-After.
-func (s *Server) injectFaults(ctx context.Context) (retryAfter, status int) {
+// fails: it returns the status to answer (0: none) and a Retry-After. key is
+// the calling key, for its request rate.
+func (s *Server) injectFaults(ctx context.Context, key string) (retryAfter, status int) {
 	s.mu.Lock()
 	f := &s.faults
-	delay := time.Duration(f.LatencyMS) * time.Millisecond
-	if f.JitterMS > 0 {
-		delay += time.Duration(mrand.IntN(f.JitterMS+1)) * time.Millisecond
-	}
+	delay := f.Latency()
 	retryAfter = f.RetryAfterSeconds
 	if retryAfter <= 0 {
 		retryAfter = 1
@@ -466,6 +480,11 @@ func (s *Server) injectFaults(ctx context.Context) (retryAfter, status int) {
 		status = http.StatusTooManyRequests
 	case f.ErrorRate > 0 && mrand.Float64() < f.ErrorRate:
 		status = http.StatusServiceUnavailable
+	default:
+		if wait := s.rates.admit(key, time.Now()); wait > 0 {
+			status = http.StatusTooManyRequests
+			retryAfter = int((wait + time.Second - 1) / time.Second)
+		}
 	}
 	s.mu.Unlock()
 
@@ -481,6 +500,16 @@ func (s *Server) injectFaults(ctx context.Context) (retryAfter, status int) {
 		retryAfter = 0
 	}
 	return retryAfter, status
+}
+
+// callerKey is the key a request says it is signed with, unverified: what
+// a per-key rate limit counts before the signature is checked.
+func callerKey(r *http.Request) string {
+	auth, err := ParseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return "-"
+	}
+	return auth.Credential
 }
 
 // loseResponse decides whether an applied mutating call loses its response.
@@ -648,9 +677,9 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 }
 
 // newOperationLocked records an async operation that completes after the
-// configured number of polls.
+// configured number of polls (Options.PendingPolls, Faults.PendingPolls).
 func (s *Server) newOperationLocked(c *call, refID, refKind string) *operation {
-	op := &operation{ID: uuid.NewString(), State: "success", PollsLeft: s.opts.PendingPolls,
+	op := &operation{ID: uuid.NewString(), State: "success", PollsLeft: max(s.opts.PendingPolls, s.faults.Polls()),
 		Reference: &reference{ID: refID, Link: c.requestURL + "/" + refKind + "/" + refID, Command: c.op.Name}}
 	s.state.Operations[op.ID] = op
 	return op
