@@ -248,6 +248,15 @@ func TestThrottlingIsNotWaitedFor(t *testing.T) {
 			if calls := e.server.Stats().Total; calls != 1 {
 				t.Errorf("the 429 was sent %d times, want once", calls)
 			}
+			// The Retry-After holds the issuer's other calls back too, so one
+			// throttled answer does not become one per worker.
+			_, err = keys.Get(e.ctx, "EXOother")
+			if after, throttled := exoscale.RetryAfter(err); !throttled || after < 25*time.Second {
+				t.Errorf("the next call within the Retry-After: got %v (retry after %s), want it held back for the rest of the 30 s", err, after)
+			}
+			if calls := e.server.Stats().Total; calls != 1 {
+				t.Errorf("a call was sent within the Retry-After (%d calls)", calls)
+			}
 
 			// The client's own limit: one request a minute, no burst to spare.
 			slow := e.rootKeys(t, api, func(c *exoscale.Config) { c.QPS, c.Burst, c.MaxRateWait = 1.0/60, 1, 100*time.Millisecond })

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -46,7 +47,10 @@ type Config struct {
 	// MaxRateWait is the longest a request waits for the client's own rate
 	// limit; beyond it the call fails with APIError.RetryAfter set.
 	MaxRateWait time.Duration
-	// PollInterval is how often an async operation is polled (AccessKeyV2).
+	// PollInterval is the longest wait between two polls of an async
+	// operation. IAMv3 polls start after a twentieth of it and double, so a
+	// worker waits about as long as the operation takes; AccessKeyV2's
+	// client polls every quarter of it.
 	PollInterval time.Duration
 	// Metrics records requests; nil records nothing.
 	Metrics *Metrics
@@ -175,6 +179,10 @@ type transport struct {
 	maxWait time.Duration
 	metrics *Metrics
 	router  *catalog.Router
+	// pausedUntil (Unix nanoseconds) is when a 429's Retry-After ends: no
+	// request of this issuer is sent before, so one throttled answer does
+	// not become one per worker.
+	pausedUntil atomic.Int64
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -198,8 +206,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		code = strconv.Itoa(resp.StatusCode)
 		if rec != nil {
 			rec.status = resp.StatusCode
-			if resp.StatusCode == http.StatusTooManyRequests {
-				rec.retryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			wait := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			t.pause(wait)
+			if rec != nil {
+				rec.retryAfter = wait
 			}
 		}
 	}
@@ -210,12 +222,25 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// reserve takes a token of the rate limit, waiting for it when that is
-// short; it returns how long the wait would be when it is too long to hold
-// a worker for, and takes nothing then.
+// pause holds every request of this issuer back for wait.
+func (t *transport) pause(wait time.Duration) {
+	until := time.Now().Add(wait).UnixNano()
+	for {
+		current := t.pausedUntil.Load()
+		if current >= until || t.pausedUntil.CompareAndSwap(current, until) {
+			return
+		}
+	}
+}
+
+// reserve takes a token of the rate limit, waiting for it (and for a
+// pause) when that is short; it returns how long the wait would be when it
+// is too long to hold a worker for, and takes nothing then.
 func (t *transport) reserve(ctx context.Context) (time.Duration, error) {
-	r := t.limiter.Reserve()
-	delay := r.Delay()
+	now := time.Now()
+	paused := max(time.Unix(0, t.pausedUntil.Load()).Sub(now), 0)
+	r := t.limiter.ReserveN(now.Add(paused), 1)
+	delay := r.DelayFrom(now)
 	if delay > t.maxWait {
 		r.Cancel()
 		return delay, nil

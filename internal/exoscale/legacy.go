@@ -34,7 +34,7 @@ func newV2Client(cfg Config) (*egoscale.Client, error) {
 	return egoscale.NewClient(cfg.Key, cfg.Secret.Reveal(),
 		egoscale.ClientOptWithAPIEndpoint(strings.TrimSuffix(cfg.Endpoint, "/v2")),
 		egoscale.ClientOptWithHTTPClient(newHTTPClient(cfg)),
-		egoscale.ClientOptWithPollInterval(cfg.PollInterval),
+		egoscale.ClientOptWithPollInterval(cfg.PollInterval/4),
 		egoscale.ClientOptWithTimeout(2*cfg.Timeout))
 }
 
