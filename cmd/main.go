@@ -115,6 +115,9 @@ func main() {
 		LeaderElectionID:        "exokey.iam.exokey.io",
 		LeaderElectionNamespace: leaderElectionNamespace,
 		Cache: cache.Options{
+			// Nothing exokey caches needs its managed fields, which are
+			// often larger than the rest of an AccessKey.
+			DefaultTransform: cache.TransformStripManagedFields(),
 			// Only the Secrets exokey writes are cached, so the manager's
 			// memory does not grow with the cluster's other Secrets.
 			// The label is tenant-writable, so the cache keeps no Secret's

@@ -72,6 +72,10 @@ type AccessKeyReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
 
+// slotPatience is how long a worker waits for a slot of the AccessKey's
+// issuer before it sends the AccessKey back to the queue.
+const slotPatience = 250 * time.Millisecond
+
 // Reconcile brings one AccessKey to its desired state.
 func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ak := &iamv1alpha1.AccessKey{}
@@ -83,7 +87,7 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	// No issuer holds more than its share of the workers, however long its
 	// endpoint takes to answer: the others' AccessKeys go on meanwhile.
-	release, ok := r.slots.take(issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name), r.Clock.Now())
+	release, ok := r.slots.takeWithin(ctx, issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name), r.Clock.Now, slotPatience)
 	if !ok {
 		return ctrl.Result{RequeueAfter: jittered(time.Second)}, nil
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -127,4 +128,32 @@ func TestNothingCreatedDecidesWhetherThePendingRecordGoes(t *testing.T) {
 			t.Errorf("%s: NothingCreated = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// A worker turned away by a busy issuer waits a little for the next
+// release instead of sending the AccessKey straight back to the queue.
+func TestTakeWithinWaitsForTheNextRelease(t *testing.T) {
+	slots := newIssuerSlots(2, 1)
+	now := time.Now
+	release, ok := slots.take("ClusterKeyIssuer/busy", now())
+	if !ok {
+		t.Fatal("the first slot must be free")
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		release()
+	}()
+	started := time.Now()
+	second, ok := slots.takeWithin(context.Background(), "ClusterKeyIssuer/busy", now, 5*time.Second)
+	if !ok || time.Since(started) > 2*time.Second {
+		t.Fatalf("a slot released after 20ms: got it %v after %s, want it at the release", ok, time.Since(started))
+	}
+	started = time.Now()
+	if _, ok := slots.takeWithin(context.Background(), "ClusterKeyIssuer/busy", now, 50*time.Millisecond); ok {
+		t.Fatal("no slot was released: the wait must give up")
+	}
+	if waited := time.Since(started); waited < 50*time.Millisecond {
+		t.Errorf("gave up after %s, want the full patience of 50ms", waited)
+	}
+	second()
 }

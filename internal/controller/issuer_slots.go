@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -18,13 +19,44 @@ type issuerSlots struct {
 	share   int // what one issuer holds while others ask too
 	held    map[string]int
 	asked   map[string]time.Time
+	// freed is closed, and replaced, each time a slot is released.
+	freed chan struct{}
 }
 
 // slotWindow is how long an issuer counts as having work after it asked.
 const slotWindow = 10 * time.Second
 
 func newIssuerSlots(workers, share int) *issuerSlots {
-	return &issuerSlots{workers: workers, share: max(share, 1), held: map[string]int{}, asked: map[string]time.Time{}}
+	return &issuerSlots{workers: workers, share: max(share, 1), held: map[string]int{}, asked: map[string]time.Time{},
+		freed: make(chan struct{})}
+}
+
+// takeWithin is take that waits up to patience for one of the issuer's
+// slots to be released. A worker turned away at once would come back for
+// the same AccessKey again and again while the issuer's slots stay busy;
+// waiting a little for the next release costs the reserved worker at most
+// patience before it serves another issuer.
+func (s *issuerSlots) takeWithin(ctx context.Context, issuer string, now func() time.Time, patience time.Duration) (func(), bool) {
+	if s == nil {
+		return func() {}, true
+	}
+	timer := time.NewTimer(patience)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		freed := s.freed
+		s.mu.Unlock()
+		if release, ok := s.take(issuer, now()); ok {
+			return release, true
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 }
 
 // take takes one of the issuer's slots, and returns its release, or false
@@ -55,6 +87,8 @@ func (s *issuerSlots) take(issuer string, now time.Time) (release func(), ok boo
 		if s.held[issuer]--; s.held[issuer] <= 0 {
 			delete(s.held, issuer)
 		}
+		close(s.freed)
+		s.freed = make(chan struct{})
 	}, true
 }
 

@@ -256,6 +256,13 @@ func (s *Server) SetFaults(f Faults) {
 	s.rates = newKeyRates(f)
 }
 
+// Faults returns the faults injected now.
+func (s *Server) Faults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
 // Stats returns a copy of the call counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()

@@ -48,7 +48,7 @@ type Config struct {
 	// limit; beyond it the call fails with APIError.RetryAfter set.
 	MaxRateWait time.Duration
 	// PollInterval is the longest wait between two polls of an async
-	// operation. IAMv3 polls start after a twentieth of it and double, so a
+	// operation. IAMv3 polls start after a fortieth of it and double, so a
 	// worker waits about as long as the operation takes; AccessKeyV2's
 	// client polls every quarter of it.
 	PollInterval time.Duration

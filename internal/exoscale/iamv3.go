@@ -49,7 +49,7 @@ func newIAMv3Keys(cfg Config) (*iamv3Keys, error) {
 // than every 3 s), within the caller's deadline.
 func (k *iamv3Keys) wait(ctx context.Context, name string, op *v3.Operation, err error) (v3.UUID, error) {
 	ctx, rec := recordCall(ctx)
-	delay := k.cfg.PollInterval / 20
+	delay := k.cfg.PollInterval / 40
 	for err == nil && op.State == v3.OperationStatePending {
 		select {
 		case <-ctx.Done():

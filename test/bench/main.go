@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
@@ -48,17 +51,29 @@ type options struct {
 	secrets     int
 	out         string
 	managerArgs []string
+	// profile names the emulator profile of the realistic rows ("none":
+	// no such rows); profileWorkers are their worker counts.
+	profile        string
+	profileWorkers []int
 }
 
 // Convergence is one run: N AccessKeys applied at once.
 type Convergence struct {
-	API                string             `json:"api"`
-	N                  int                `json:"n"`
-	Workers            int                `json:"workers"`
-	Faults             string             `json:"faults,omitempty"`
-	Seconds            float64            `json:"seconds"`
-	FloorSeconds       float64            `json:"floorSeconds"`
-	TimeRatio          float64            `json:"timeRatio"`
+	API     string `json:"api"`
+	N       int    `json:"n"`
+	Workers int    `json:"workers"`
+	Faults  string `json:"faults,omitempty"`
+	// Profile is the emulator profile of the run, e.g. "realistic".
+	Profile      string  `json:"profile,omitempty"`
+	Seconds      float64 `json:"seconds"`
+	FloorSeconds float64 `json:"floorSeconds"`
+	TimeRatio    float64 `json:"timeRatio"`
+	// ReferenceSeconds is the reference controller's time for the same
+	// run, and ReferenceRatio exokey's time over it.
+	ReferenceSeconds float64 `json:"referenceSeconds,omitempty"`
+	ReferenceRatio   float64 `json:"referenceRatio,omitempty"`
+	// Reference marks a row of the reference controller.
+	Reference          bool               `json:"reference,omitempty"`
 	P50, P95, P99      float64            `json:"-"`
 	Percentiles        map[string]float64 `json:"timeToReadySeconds"`
 	CallsPerKey        map[string]float64 `json:"callsPerKey"`
@@ -68,6 +83,12 @@ type Convergence struct {
 	SecretWritesPerKey float64            `json:"secretWritesPerKey"`
 	StatusWritesPerKey float64            `json:"statusWritesPerKey"`
 	MetaWritesPerKey   float64            `json:"metadataWritesPerKey"`
+	// NotReady counts the Ready=False reasons the AccessKeys went through.
+	NotReady map[string]int `json:"notReadyReasons,omitempty"`
+	// ReconcilesPerKey and APIServerRequestsPerKey are the manager's
+	// reconciles and requests to the apiserver (by verb) per AccessKey.
+	ReconcilesPerKey        float64            `json:"reconcilesPerKey,omitempty"`
+	APIServerRequestsPerKey map[string]float64 `json:"apiserverRequestsPerKey,omitempty"`
 }
 
 // Results is what bench/results.json holds.
@@ -78,6 +99,7 @@ type Results struct {
 	Memory      map[string]any    `json:"memory"`
 	Rotation    map[string]any    `json:"rotation"`
 	Renewal     map[string]any    `json:"renewal"`
+	Scale       map[string]any    `json:"scale,omitempty"`
 }
 
 func main() {
@@ -100,12 +122,13 @@ func ints(s string) []int {
 
 func run() error {
 	quick := os.Getenv("BENCH_QUICK") != ""
+	scale := os.Getenv("BENCH_SCALE") != ""
 	sizes, workers, secrets := "100,1000", "1,4,16", 10000
 	if quick {
 		sizes, workers, secrets = "50", "4", 2000
 	}
 	var o options
-	var apis, extra string
+	var apis, extra, profileWorkers string
 	flag.StringVar(&sizes, "n", sizes, "AccessKey counts, comma-separated")
 	flag.StringVar(&workers, "workers", workers, "--max-concurrent-reconciles values, comma-separated")
 	flag.StringVar(&apis, "apis", "IAMv3,AccessKeyV2", "issuer APIs")
@@ -114,9 +137,23 @@ func run() error {
 	flag.IntVar(&o.secrets, "secrets", secrets, "unrelated Secrets created for the memory measure")
 	flag.StringVar(&o.out, "out", "bench/results.json", "results file")
 	flag.StringVar(&extra, "manager-args", "", "extra manager flags, space-separated")
+	flag.StringVar(&o.profile, "profile", "realistic", "emulator profile of the realistic rows (none: no such rows)")
+	flag.StringVar(&profileWorkers, "profile-workers", fmt.Sprintf("%d,16", defaultWorkers), "worker counts of the realistic rows")
+	var sc scaleOptions
+	flag.IntVar(&sc.n, "scale-n", 10000, "AccessKeys of the scale run (BENCH_SCALE=1)")
+	flag.IntVar(&sc.namespaces, "scale-namespaces", 100, "namespaces they are spread over")
+	flag.IntVar(&sc.workers, "scale-workers", 16, "--max-concurrent-reconciles of the scale run")
+	flag.DurationVar(&sc.driftPeriod, "scale-drift-period", 3*time.Minute, "drift-check period of the scale run's restart and steady state")
+	flag.IntVar(&sc.unrelatedSecrets, "scale-secrets", 10000, "unrelated Secrets of the scale run's memory measure")
+	flag.IntVar(&sc.unrelatedNamespaces, "scale-unrelated-namespaces", 1000, "unrelated namespaces of the scale run's memory measure")
 	flag.Parse()
 	o.sizes, o.workers, o.apis = ints(sizes), ints(workers), strings.Split(apis, ",")
+	o.profileWorkers = ints(profileWorkers)
 	o.managerArgs = strings.Fields(extra)
+	profile, err := emulator.Profile(o.profile)
+	if err != nil {
+		return err
+	}
 
 	root, _ := os.Getwd()
 	ctx, stop := context.WithCancel(context.Background())
@@ -133,7 +170,8 @@ func run() error {
 		return err
 	}
 
-	emu, err := emulator.New(emulator.Options{Faults: emulator.Faults{LatencyMS: int(o.latency / time.Millisecond)}})
+	flat := emulator.Faults{LatencyMS: int(o.latency / time.Millisecond)}
+	emu, err := emulator.New(emulator.Options{Faults: flat})
 	if err != nil {
 		return err
 	}
@@ -147,32 +185,40 @@ func run() error {
 		return err
 	}
 
-	b := &bench{o: o, c: c, emu: emu, kubeconfig: cluster.Kubeconfig, root: root, workDir: workDir}
+	b := &bench{o: o, c: c, config: cluster.Config, emu: emu, kubeconfig: cluster.Kubeconfig, root: root, workDir: workDir}
 	res := Results{Settings: map[string]string{
 		"latency": o.latency.String(), "sizes": sizes, "workers": workers, "apis": apis,
 		"driftPeriod": o.driftPeriod.String(), "secrets": strconv.Itoa(o.secrets), "quick": strconv.FormatBool(quick),
-		"cpus": strconv.Itoa(runtimeCPUs()),
+		"profile": o.profile, "profileWorkers": profileWorkers, "cpus": strconv.Itoa(runtimeCPUs()),
 	}}
-
-	// Convergence, cost per key: a manager per worker count; background
-	// drift checks are pushed out of the way (1h) so every call is counted.
-	for _, w := range o.workers {
-		m, err := b.startManager(w, time.Hour)
-		if err != nil {
+	if scale {
+		sc.latency = o.latency
+		if res.Scale, err = b.scale(ctx, sc); err != nil {
 			return err
 		}
-		for _, api := range o.apis {
-			for _, n := range o.sizes {
-				r, err := b.converge(ctx, api, n, w, "")
-				if err != nil {
-					m.stop()
-					return err
-				}
-				res.Convergence = append(res.Convergence, r)
-				printConvergence(r)
+		return writeResults(o.out, func(r *Results) { r.Scale = res.Scale })
+	}
+
+	// Convergence and cost per key, beside the reference controller: for
+	// each worker count, the reference's rows first (no manager runs then),
+	// then a manager's. Background drift checks are pushed out of the way
+	// (1h) so every call is counted.
+	for _, w := range o.workers {
+		if err := b.compare(ctx, &res, w, "", nil); err != nil {
+			return err
+		}
+	}
+	// The same under a cloud that behaves like one: the manager's request
+	// rate is set just under the emulator's per-key rate.
+	if o.profile != "none" {
+		emu.SetFaults(profile)
+		qps := 0.95 * profile.KeyRate
+		for _, w := range o.profileWorkers {
+			if err := b.compare(ctx, &res, w, o.profile, []string{"--exoscale-qps=" + strconv.FormatFloat(qps, 'f', 1, 64), "--exoscale-burst=5"}); err != nil {
+				return err
 			}
 		}
-		m.stop()
+		emu.SetFaults(flat)
 	}
 
 	// Steady state, memory, faults and rotation with the largest settings.
@@ -188,9 +234,9 @@ func run() error {
 	if res.Memory, err = b.memory(ctx, m); err != nil {
 		return err
 	}
-	emu.SetFaults(emulator.Faults{LatencyMS: int(o.latency / time.Millisecond), ErrorRate: 0.1, ThrottleRate: 0.05, RetryAfterSeconds: 1})
-	faulty, err := b.converge(ctx, "IAMv3", n, w, "10% 503, 5% 429 (Retry-After 1s)")
-	emu.SetFaults(emulator.Faults{LatencyMS: int(o.latency / time.Millisecond)})
+	emu.SetFaults(emulator.Faults{LatencyMS: flat.LatencyMS, ErrorRate: 0.1, ThrottleRate: 0.05, RetryAfterSeconds: 1})
+	faulty, err := b.converge(ctx, trial{api: "IAMv3", n: n, workers: w, faults: "10% 503, 5% 429 (Retry-After 1s)"})
+	emu.SetFaults(flat)
 	if err != nil {
 		return err
 	}
@@ -203,18 +249,76 @@ func run() error {
 		return err
 	}
 
-	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-		return err
-	}
-	raw, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(o.out, append(raw, '\n'), 0o644); err != nil {
-		return err
-	}
 	fmt.Printf("\nsteady state over one drift period (%s): %v\n", o.driftPeriod, res.Steady)
 	fmt.Printf("memory: %v\n", res.Memory)
 	fmt.Printf("rotation at scale: %v\n", res.Rotation)
 	fmt.Printf("session renewals: %v\n", res.Renewal)
-	fmt.Printf("\nresults written to %s\n", o.out)
+	return writeResults(o.out, func(r *Results) { scale := r.Scale; *r = res; r.Scale = scale })
+}
+
+// defaultWorkers is the manager's default --max-concurrent-reconciles.
+const defaultWorkers = 4
+
+// compare runs every API and size with w workers: the reference controller
+// first, then exokey's manager (started with args), and prints each of
+// exokey's rows with its ratio to the reference.
+func (b *bench) compare(ctx context.Context, res *Results, w int, profile string, args []string) error {
+	sizes := b.o.sizes
+	if profile != "" {
+		sizes = sizes[len(sizes)-1:]
+	}
+	refs := map[string]Convergence{}
+	for _, api := range b.o.apis {
+		for _, n := range sizes {
+			ref, err := b.reference(ctx, trial{api: api, n: n, workers: w, profile: profile})
+			if err != nil {
+				return err
+			}
+			refs[fmt.Sprint(api, n)] = ref
+		}
+	}
+	m, err := b.startManager(w, time.Hour, args...)
+	if err != nil {
+		return err
+	}
+	defer m.stop()
+	if _, err := b.caughtUp(ctx, m); err != nil {
+		return err
+	}
+	// The manager checks its issuers once at start; let it, so the first
+	// AccessKeys do not wait for that.
+	time.Sleep(5 * time.Second)
+	for _, api := range b.o.apis {
+		for _, n := range sizes {
+			r, err := b.converge(ctx, trial{api: api, n: n, workers: w, profile: profile})
+			if err != nil {
+				return err
+			}
+			ref := refs[fmt.Sprint(api, n)]
+			r.ReferenceSeconds, r.ReferenceRatio = ref.Seconds, round(r.Seconds/ref.Seconds)
+			res.Convergence = append(res.Convergence, r, ref)
+			printConvergence(r)
+		}
+	}
+	return nil
+}
+
+// writeResults updates the results file with set: a scale run keeps the
+// default run's results and the other way round.
+func writeResults(path string, set func(*Results)) error {
+	var r Results
+	if raw, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(raw, &r)
+	}
+	set(&r)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	raw, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.WriteFile(path, append(raw, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nresults written to %s\n", path)
 	return nil
 }
 
@@ -228,6 +332,8 @@ func must(b []byte, _ error) []byte { return b }
 type bench struct {
 	o          options
 	c          client.WithWatch
+	config     *rest.Config
+	manager    *managerProcess // the running manager, if any
 	emu        *emulator.Server
 	kubeconfig string
 	root       string
@@ -264,9 +370,10 @@ func setUpIssuers(ctx context.Context, c client.Client, emu *emulator.Server, en
 type managerProcess struct {
 	cmd     *exec.Cmd
 	metrics string
+	started time.Time
 }
 
-func (b *bench) startManager(workers int, drift time.Duration) (*managerProcess, error) {
+func (b *bench) startManager(workers int, drift time.Duration, extra ...string) (*managerProcess, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -279,14 +386,15 @@ func (b *bench) startManager(workers int, drift time.Duration) (*managerProcess,
 	}
 	args := append([]string{"--kubeconfig", b.kubeconfig, "--max-concurrent-reconciles", strconv.Itoa(workers),
 		"--drift-check-period", drift.String(), "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address=0", "--exoscale-qps=1000", "--exoscale-burst=1000"}, b.o.managerArgs...)
+		"--health-probe-bind-address=0", "--exoscale-qps=1000", "--exoscale-burst=1000"}, append(extra, b.o.managerArgs...)...)
 	cmd := exec.Command(filepath.Join(b.root, "bin", "manager"), args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start bin/manager (run make build): %w", err)
 	}
-	m := &managerProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics"}
+	m := &managerProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics", started: time.Now()}
+	b.manager = m
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := m.scrape(); err == nil {
@@ -337,12 +445,13 @@ type writeCounter struct {
 	akStatusWrites atomic.Int64
 	mu             sync.Mutex
 	readyAt        map[string]time.Time
+	notReady       map[string]int // Ready=False reasons seen, by reason
 	lastStatus     map[string]string
 	lastMeta       map[string]string
 }
 
 func (b *bench) watch(ctx context.Context, namespace string) (*writeCounter, error) {
-	wc := &writeCounter{readyAt: map[string]time.Time{}, lastStatus: map[string]string{}, lastMeta: map[string]string{}}
+	wc := &writeCounter{readyAt: map[string]time.Time{}, notReady: map[string]int{}, lastStatus: map[string]string{}, lastMeta: map[string]string{}}
 	akWatch, err := b.watchFromNow(ctx, namespace, func() client.ObjectList { return &iamv1alpha1.AccessKeyList{} })
 	if err != nil {
 		return nil, err
@@ -357,18 +466,22 @@ func (b *bench) watch(ctx context.Context, namespace string) (*writeCounter, err
 			if !ok || ev.Type == watch.Bookmark {
 				continue
 			}
+			name := ak.Namespace + "/" + ak.Name
 			status, _ := json.Marshal(ak.Status)
 			metaJSON, _ := json.Marshal([]any{ak.Finalizers, ak.Annotations, ak.Spec})
 			wc.mu.Lock()
 			if ev.Type == watch.Modified {
 				wc.akModified.Add(1)
-				if wc.lastStatus[ak.Name] != string(status) {
+				if wc.lastStatus[name] != string(status) {
 					wc.akStatusWrites.Add(1)
 				}
 			}
-			wc.lastStatus[ak.Name], wc.lastMeta[ak.Name] = string(status), string(metaJSON)
-			if _, done := wc.readyAt[ak.Name]; !done && meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") {
-				wc.readyAt[ak.Name] = time.Now()
+			wc.lastStatus[name], wc.lastMeta[name] = string(status), string(metaJSON)
+			if c := meta.FindStatusCondition(ak.Status.Conditions, "Ready"); c != nil && c.Status == metav1.ConditionFalse {
+				wc.notReady[c.Reason]++
+			}
+			if _, done := wc.readyAt[name]; !done && meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") {
+				wc.readyAt[name] = time.Now()
 			}
 			wc.mu.Unlock()
 		}
@@ -409,26 +522,97 @@ func (wc *writeCounter) ready() int {
 	return len(wc.readyAt)
 }
 
-func (r Convergence) namespace() string {
-	return fmt.Sprintf("bench-%s-%d-%d", strings.ToLower(r.API), r.N, r.Workers) + map[bool]string{true: "-faults", false: ""}[r.Faults != ""]
+// A trial is N AccessKeys applied at once, spread over namespaces, and
+// converged by exokey's manager or by the reference controller.
+type trial struct {
+	api        string
+	n, workers int
+	faults     string // injected faults, described
+	profile    string // emulator profile
+	reference  bool
+	namespaces []string // one named after the run when empty
 }
 
-func (b *bench) converge(ctx context.Context, api string, n, workers int, faults string) (Convergence, error) {
-	r := Convergence{API: api, N: n, Workers: workers, Faults: faults}
-	namespace := r.namespace()
-	if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		return r, err
+func (r trial) row() Convergence {
+	return Convergence{API: r.api, N: r.n, Workers: r.workers, Faults: r.faults, Profile: r.profile, Reference: r.reference}
+}
+
+func (r Convergence) namespace() string {
+	ns := fmt.Sprintf("bench-%s-%d-%d", strings.ToLower(r.API), r.N, r.Workers)
+	if r.Faults != "" {
+		ns += "-faults"
+	}
+	if r.Profile != "" {
+		ns += "-" + r.Profile
+	}
+	if r.Reference {
+		ns += "-ref"
+	}
+	return ns
+}
+
+// mintCalls is the calls of one mint on api with no operation pending.
+var mintCalls = map[string]int{"IAMv3": 2, "AccessKeyV2": 1}
+
+// cloudFloor is what the cloud calls of n mints take at best: their mean
+// latency spread over the workers, or the key's request rate, whichever
+// binds. Under faults with pending operations, an IAMv3 mint polls too.
+func cloudFloor(api string, n, workers int, f emulator.Faults) float64 {
+	calls := float64(mintCalls[api])
+	if api == "IAMv3" && f.PendingPollsMax+f.PendingPolls > 0 {
+		calls += float64(max(f.PendingPolls, f.PendingPollsMax)+f.PendingPolls)/2 + 1
+	}
+	latency := float64(f.LatencyMS) / 1000
+	if f.LatencyP99MS > f.LatencyMS && f.LatencyMS > 0 {
+		sigma := math.Log(float64(f.LatencyP99MS)/float64(f.LatencyMS)) / 2.3263478740408408
+		latency *= math.Exp(sigma * sigma / 2) // a log-normal's mean
+	}
+	floor := float64(n) * calls * latency / float64(workers)
+	if f.KeyRate > 0 {
+		floor = max(floor, float64(n)*calls/f.KeyRate)
+	}
+	return floor
+}
+
+// converge applies the run's AccessKeys and measures until all are Ready:
+// the time, time to Ready per key, and the calls and writes per key. The
+// controller (exokey's manager or the reference) is already running.
+func (b *bench) converge(ctx context.Context, rn trial) (Convergence, error) {
+	r := rn.row()
+	namespaces := rn.namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{r.namespace()}
+	}
+	for _, ns := range namespaces {
+		if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); client.IgnoreAlreadyExists(err) != nil {
+			return r, err
+		}
+	}
+	watchNamespace := namespaces[0]
+	if len(namespaces) > 1 {
+		watchNamespace = "" // all of them
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	wc, err := b.watch(watchCtx, namespace)
+	wc, err := b.watch(watchCtx, watchNamespace)
 	if err != nil {
 		return r, err
 	}
+	var labels map[string]string
+	if rn.reference {
+		labels = map[string]string{referenceLabel: "true"}
+	}
 	b.emu.ResetStats()
+	faults := b.emu.Faults()
+	var before map[string]float64
+	if !rn.reference && b.manager != nil {
+		if before, err = b.manager.scrape(); err != nil {
+			return r, err
+		}
+	}
 	started := time.Now()
-	createdAt, err := b.createAccessKeys(ctx, namespace, n, iamv1alpha1.AccessKeySpec{
-		IssuerRef:  iamv1alpha1.IssuerReference{Name: strings.ToLower(api)},
+	keys, err := b.createAccessKeys(ctx, namespaces, rn.n, labels, iamv1alpha1.AccessKeySpec{
+		IssuerRef:  iamv1alpha1.IssuerReference{Name: strings.ToLower(rn.api)},
 		Operations: []string{"get-sos-object", "put-sos-object"},
 		Resources:  []string{"sos/bucket:bench"},
 		Rotation:   &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 5 * time.Second}},
@@ -436,19 +620,19 @@ func (b *bench) converge(ctx context.Context, api string, n, workers int, faults
 	if err != nil {
 		return r, err
 	}
-	deadline := time.Now().Add(10 * time.Minute)
-	for wc.ready() < n {
+	deadline := time.Now().Add(20 * time.Minute)
+	for wc.ready() < rn.n {
 		if time.Now().After(deadline) {
-			return r, fmt.Errorf("%s n=%d workers=%d: only %d of %d Ready after 10 minutes", api, n, workers, wc.ready(), n)
+			return r, fmt.Errorf("%s: only %d of %d Ready after 20 minutes", r.namespace(), wc.ready(), rn.n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	var last time.Time
 	var toReady []float64
 	wc.mu.Lock()
-	for i := range n {
-		at := wc.readyAt[fmt.Sprintf("key-%05d", i)]
-		toReady = append(toReady, at.Sub(createdAt[i]).Seconds())
+	for _, k := range keys {
+		at := wc.readyAt[k.name]
+		toReady = append(toReady, at.Sub(k.createdAt).Seconds())
 		if at.After(last) {
 			last = at
 		}
@@ -458,55 +642,99 @@ func (b *bench) converge(ctx context.Context, api string, n, workers int, faults
 	sort.Float64s(toReady)
 	pct := func(p float64) float64 { return round(toReady[min(len(toReady)-1, int(p*float64(len(toReady))))]) }
 	stats := b.emu.Stats()
-	mintCalls := map[string]int{"IAMv3": 2, "AccessKeyV2": 1}[api]
 	r.Seconds = round(last.Sub(started).Seconds())
-	r.FloorSeconds = round(float64(n*mintCalls) * b.o.latency.Seconds() / float64(workers))
+	r.FloorSeconds = round(cloudFloor(rn.api, rn.n, rn.workers, faults))
 	r.TimeRatio = round(r.Seconds / r.FloorSeconds)
 	r.P50, r.P95, r.P99 = pct(0.50), pct(0.95), pct(0.99)
 	r.Percentiles = map[string]float64{"p50": r.P50, "p95": r.P95, "p99": r.P99}
 	r.CallsPerKey = map[string]float64{}
 	mint := 0
 	for op, count := range stats.Operations {
-		r.CallsPerKey[op] = round(float64(count) / float64(n))
+		r.CallsPerKey[op] = round(float64(count) / float64(rn.n))
 		if op == "create-iam-role" || op == "create-api-key" || op == "create-access-key" {
 			mint += stats.ByOperationStatus[op+" 200"]
 		}
 	}
 	r.TotalCalls = stats.Total
-	r.MintCallsPerKey = round(float64(mint) / float64(n))
-	r.MintCallsFloor = float64(mintCalls)
-	r.SecretWritesPerKey = round(float64(wc.secretWrites.Load()) / float64(n))
-	r.StatusWritesPerKey = round(float64(wc.akStatusWrites.Load()) / float64(n))
-	r.MetaWritesPerKey = round(float64(wc.akModified.Load()-wc.akStatusWrites.Load()) / float64(n))
+	r.MintCallsPerKey = round(float64(mint) / float64(rn.n))
+	r.MintCallsFloor = float64(mintCalls[rn.api])
+	r.SecretWritesPerKey = round(float64(wc.secretWrites.Load()) / float64(rn.n))
+	r.StatusWritesPerKey = round(float64(wc.akStatusWrites.Load()) / float64(rn.n))
+	r.MetaWritesPerKey = round(float64(wc.akModified.Load()-wc.akStatusWrites.Load()) / float64(rn.n))
+	wc.mu.Lock()
+	r.NotReady = maps.Clone(wc.notReady)
+	wc.mu.Unlock()
+	if before != nil {
+		after, err := b.manager.scrape()
+		if err != nil {
+			return r, err
+		}
+		delta := func(metric, match string) float64 {
+			return (sum(after, metric, match) - sum(before, metric, match)) / float64(rn.n)
+		}
+		r.ReconcilesPerKey = round(delta("controller_runtime_reconcile_total", `controller="accesskey"`))
+		if os.Getenv("BENCH_DEBUG") != "" {
+			for series, v := range after {
+				if strings.Contains(series, `controller="accesskey"`) && v-before[series] > 0 && !strings.Contains(series, "_bucket") {
+					fmt.Printf("    %s %.0f\n", series, v-before[series])
+				}
+			}
+		}
+		r.APIServerRequestsPerKey = map[string]float64{}
+		for _, verb := range []string{"GET", "LIST", "POST", "PUT", "PATCH", "DELETE"} {
+			if v := delta("rest_client_requests_total", `method="`+verb+`"`); v > 0 {
+				r.APIServerRequestsPerKey[verb] = round(v)
+			}
+		}
+		fmt.Printf("    manager: %.2f reconciles and %v apiserver requests per key\n", r.ReconcilesPerKey, r.APIServerRequestsPerKey)
+	}
 	return r, nil
 }
 
-// createAccessKeys creates key-00000... in namespace with spec, 32 at a
-// time, and returns when each was created.
-func (b *bench) createAccessKeys(ctx context.Context, namespace string, n int, spec iamv1alpha1.AccessKeySpec) ([]time.Time, error) {
-	createdAt := make([]time.Time, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 32)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			createdAt[i] = time.Now()
-			ak := &iamv1alpha1.AccessKey{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("key-%05d", i), Namespace: namespace},
-				Spec:       *spec.DeepCopy(),
-			}
-			if err := b.c.Create(ctx, ak); err != nil {
-				errs <- err
-			}
-		}()
+// reference runs the reference controller over the run's AccessKeys, with
+// the cloud calls slept as the emulator's current faults would answer them,
+// and then removes what it made.
+func (b *bench) reference(ctx context.Context, rn trial) (Convergence, error) {
+	rn.reference = true
+	refCtx, stopRef := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- runReference(refCtx, b.config, b.c, rn.workers, newCloudModel(rn.api, b.emu.Faults()))
+	}()
+	r, err := b.converge(ctx, rn)
+	stopRef()
+	if refErr := <-done; err == nil {
+		err = refErr
 	}
-	wg.Wait()
-	close(errs)
-	return createdAt, <-errs
+	if err != nil {
+		return r, err
+	}
+	namespaces := rn.namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{r.namespace()}
+	}
+	return r, removeReferenceKeys(ctx, b.c, namespaces)
+}
+
+type createdKey struct {
+	name      string // namespace/name
+	createdAt time.Time
+}
+
+// createAccessKeys creates key-00000... with spec and labels, spread over
+// namespaces, 32 at a time, and returns when each was created.
+func (b *bench) createAccessKeys(ctx context.Context, namespaces []string, n int, labels map[string]string,
+	spec iamv1alpha1.AccessKeySpec) ([]createdKey, error) {
+	keys := make([]createdKey, n)
+	err := forEach(n, func(i int) error {
+		ak := &iamv1alpha1.AccessKey{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("key-%05d", i), Namespace: namespaces[i%len(namespaces)], Labels: labels},
+			Spec:       *spec.DeepCopy(),
+		}
+		keys[i] = createdKey{name: ak.Namespace + "/" + ak.Name, createdAt: time.Now()}
+		return b.c.Create(ctx, ak)
+	})
+	return keys, err
 }
 
 // renewals creates n AccessKeys with session credentials (ttl 90 s,
@@ -534,7 +762,7 @@ func (b *bench) renewals(ctx context.Context, m *managerProcess, n int, quick bo
 	}
 	b.emu.ResetStats()
 	started := time.Now()
-	if _, err := b.createAccessKeys(ctx, namespace, n, iamv1alpha1.AccessKeySpec{
+	if _, err := b.createAccessKeys(ctx, []string{namespace}, n, nil, iamv1alpha1.AccessKeySpec{
 		IssuerRef:  iamv1alpha1.IssuerReference{Name: "iamv3"},
 		Operations: []string{"get-sos-object", "put-sos-object"},
 		Resources:  []string{"sos/bucket:bench"},
@@ -599,13 +827,52 @@ var headerPrinted bool
 
 func printConvergence(r Convergence) {
 	if !headerPrinted {
-		fmt.Printf("%-11s %5s %7s %8s %8s %6s %6s %6s %6s %11s %9s %9s %9s %s\n",
-			"api", "n", "workers", "seconds", "floor", "ratio", "p50", "p95", "p99", "mint calls", "secret w", "status w", "meta w", "faults")
+		fmt.Printf("%-11s %5s %7s %8s %8s %6s %8s %6s %6s %6s %6s %11s %9s %9s %9s %s\n",
+			"api", "n", "workers", "seconds", "floor", "ratio", "ref s", "ref x", "p50", "p95", "p99",
+			"mint calls", "secret w", "status w", "meta w", "profile/faults")
 		headerPrinted = true
 	}
-	fmt.Printf("%-11s %5d %7d %8.2f %8.2f %6.2f %6.2f %6.2f %6.2f %5.2f/%-5.0f %9.2f %9.2f %9.2f %s\n",
-		r.API, r.N, r.Workers, r.Seconds, r.FloorSeconds, r.TimeRatio, r.P50, r.P95, r.P99,
-		r.MintCallsPerKey, r.MintCallsFloor, r.SecretWritesPerKey, r.StatusWritesPerKey, r.MetaWritesPerKey, r.Faults)
+	fmt.Printf("%-11s %5d %7d %8.2f %8.2f %6.2f %8.2f %6.2f %6.2f %6.2f %6.2f %5.2f/%-5.0f %9.2f %9.2f %9.2f %s\n",
+		r.API, r.N, r.Workers, r.Seconds, r.FloorSeconds, r.TimeRatio, r.ReferenceSeconds, r.ReferenceRatio, r.P50, r.P95, r.P99,
+		r.MintCallsPerKey, r.MintCallsFloor, r.SecretWritesPerKey, r.StatusWritesPerKey, r.MetaWritesPerKey, r.Profile+r.Faults)
+	if len(r.NotReady) > 0 {
+		fmt.Printf("    not Ready on the way: %v\n", r.NotReady)
+	}
+}
+
+// caughtUp waits until the manager has reconciled every AccessKey once
+// and its queue is empty, and says how long that took from its start.
+func (b *bench) caughtUp(ctx context.Context, m *managerProcess) (time.Duration, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(iamv1alpha1.GroupVersion.WithKind("AccessKeyList"))
+	if err := b.c.List(ctx, list); err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(15 * time.Minute)
+	for time.Now().Before(deadline) {
+		v, err := m.scrape()
+		if err != nil {
+			return 0, err
+		}
+		reconciled := sum(v, "controller_runtime_reconcile_total", `controller="accesskey"`)
+		depth := sum(v, "workqueue_depth", `name="accesskey"`)
+		if reconciled >= float64(len(list.Items)) && depth == 0 {
+			return time.Since(m.started), nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("the manager did not catch up with %d AccessKeys in 15 minutes", len(list.Items))
+}
+
+// sum adds up the series of metric whose labels contain match.
+func sum(values map[string]float64, metric, match string) float64 {
+	total := 0.0
+	for series, v := range values {
+		if strings.HasPrefix(series, metric+"{") && strings.Contains(series, match) {
+			total += v
+		}
+	}
+	return total
 }
 
 // steady measures one drift period after convergence, with the manager
