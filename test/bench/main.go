@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -156,8 +157,15 @@ func run() error {
 	}
 
 	root, _ := os.Getwd()
-	ctx, stop := context.WithCancel(context.Background())
+	// An interrupted bench still stops its control plane and manager.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		if b := current.Load(); b != nil && b.manager != nil {
+			b.manager.stop()
+		}
+	}()
 	workDir := filepath.Join(root, "bench", "work")
 	cluster, err := localcluster.Start(root, os.Getenv("KUBEBUILDER_ASSETS"), workDir)
 	if err != nil {
@@ -186,6 +194,7 @@ func run() error {
 	}
 
 	b := &bench{o: o, c: c, config: cluster.Config, emu: emu, kubeconfig: cluster.Kubeconfig, root: root, workDir: workDir}
+	current.Store(b)
 	res := Results{Settings: map[string]string{
 		"latency": o.latency.String(), "sizes": sizes, "workers": workers, "apis": apis,
 		"driftPeriod": o.driftPeriod.String(), "secrets": strconv.Itoa(o.secrets), "quick": strconv.FormatBool(quick),
@@ -255,6 +264,9 @@ func run() error {
 	fmt.Printf("session renewals: %v\n", res.Renewal)
 	return writeResults(o.out, func(r *Results) { scale := r.Scale; *r = res; r.Scale = scale })
 }
+
+// current is the running bench, for the interrupt handler.
+var current atomic.Pointer[bench]
 
 // defaultWorkers is the manager's default --max-concurrent-reconciles.
 const defaultWorkers = 4
@@ -622,6 +634,9 @@ func (b *bench) converge(ctx context.Context, rn trial) (Convergence, error) {
 	}
 	deadline := time.Now().Add(20 * time.Minute)
 	for wc.ready() < rn.n {
+		if ctx.Err() != nil {
+			return r, ctx.Err()
+		}
 		if time.Now().After(deadline) {
 			return r, fmt.Errorf("%s: only %d of %d Ready after 20 minutes", r.namespace(), wc.ready(), rn.n)
 		}
