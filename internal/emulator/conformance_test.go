@@ -438,24 +438,14 @@ func TestCatalogueOperationsAnswerByPermission(t *testing.T) {
 func TestFaultsStatsAndLoopbackAdmin(t *testing.T) {
 	f := start(t, emulator.Options{Faults: emulator.Faults{ThrottleNext: 1, FailNext: 1, RetryAfterSeconds: 7}})
 	key, secret := f.root()
-	call := func() *http.Response {
-		req, _ := http.NewRequest("GET", f.endpoint+"/zone", nil)
-		emulator.Sign(req, nil, key, secret, time.Now().Add(time.Minute))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
+	if code, retryAfter := f.signedGet(t, key, secret); code != 429 || retryAfter != "7" {
+		t.Errorf("first call: %d Retry-After %q, want 429 with Retry-After 7", code, retryAfter)
 	}
-	if resp := call(); resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "7" {
-		t.Errorf("first call: %d Retry-After %q, want 429 with Retry-After 7", resp.StatusCode, resp.Header.Get("Retry-After"))
+	if code, _ := f.signedGet(t, key, secret); code != 503 {
+		t.Errorf("second call: %d, want 503", code)
 	}
-	if resp := call(); resp.StatusCode != 503 {
-		t.Errorf("second call: %d, want 503", resp.StatusCode)
-	}
-	if resp := call(); resp.StatusCode != 200 {
-		t.Errorf("third call: %d, want 200", resp.StatusCode)
+	if code, _ := f.signedGet(t, key, secret); code != 200 {
+		t.Errorf("third call: %d, want 200", code)
 	}
 	stats := f.server.Stats()
 	if stats.Operations["list-zones"] != 3 || stats.Statuses["429"] != 1 || stats.Statuses["503"] != 1 ||
@@ -469,8 +459,8 @@ func TestFaultsStatsAndLoopbackAdmin(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("set faults: %v %v", resp, err)
 	}
-	if resp := call(); resp.StatusCode != 503 {
-		t.Errorf("with errorRate 1: %d, want 503", resp.StatusCode)
+	if code, _ := f.signedGet(t, key, secret); code != 503 {
+		t.Errorf("with errorRate 1: %d, want 503", code)
 	}
 
 	// Admin endpoints refuse callers from elsewhere.
