@@ -155,5 +155,13 @@ func TestTakeWithinWaitsForTheNextRelease(t *testing.T) {
 	if waited := time.Since(started); waited < 50*time.Millisecond {
 		t.Errorf("gave up after %s, want the full patience of 50ms", waited)
 	}
+	// Another issuer has work: the worker kept for it is not held.
+	if _, ok := slots.take("KeyIssuer/team/other", now()); !ok {
+		t.Fatal("another issuer's first slot must be free")
+	}
+	started = time.Now()
+	if _, ok := slots.takeWithin(context.Background(), "ClusterKeyIssuer/busy", now, 5*time.Second); ok || time.Since(started) > time.Second {
+		t.Errorf("with another issuer asking: got a slot %v after %s, want a refusal at once", ok, time.Since(started))
+	}
 	second()
 }

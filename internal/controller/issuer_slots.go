@@ -34,8 +34,9 @@ func newIssuerSlots(workers, share int) *issuerSlots {
 // takeWithin is take that waits up to patience for one of the issuer's
 // slots to be released. A worker turned away at once would come back for
 // the same AccessKey again and again while the issuer's slots stay busy;
-// waiting a little for the next release costs the reserved worker at most
-// patience before it serves another issuer.
+// waiting a little for the next release costs nothing while the issuer is
+// alone. When another issuer has work, the worker is turned away at once,
+// so a tenant's flood on a hanging issuer cannot hold it.
 func (s *issuerSlots) takeWithin(ctx context.Context, issuer string, now func() time.Time, patience time.Duration) (func(), bool) {
 	if s == nil {
 		return func() {}, true
@@ -49,6 +50,10 @@ func (s *issuerSlots) takeWithin(ctx context.Context, issuer string, now func() 
 		if release, ok := s.take(issuer, now()); ok {
 			return release, true
 		}
+		if s.othersAsking(issuer) {
+			// The reserved worker is for them: do not hold it.
+			return nil, false
+		}
 		select {
 		case <-freed:
 		case <-timer.C:
@@ -57,6 +62,18 @@ func (s *issuerSlots) takeWithin(ctx context.Context, issuer string, now func() 
 			return nil, false
 		}
 	}
+}
+
+// othersAsking says whether another issuer had work within the window.
+func (s *issuerSlots) othersAsking(issuer string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for other := range s.asked {
+		if other != issuer {
+			return true
+		}
+	}
+	return false
 }
 
 // take takes one of the issuer's slots, and returns its release, or false
