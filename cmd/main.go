@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -118,15 +117,9 @@ func main() {
 			// Nothing exokey caches needs its managed fields, which are
 			// often larger than the rest of an AccessKey.
 			DefaultTransform: cache.TransformStripManagedFields(),
-			// Only the Secrets exokey writes are cached, so the manager's
-			// memory does not grow with the cluster's other Secrets.
-			// The label is tenant-writable, so the cache keeps no Secret's
-			// data: only exokey's metadata and a checksum.
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{
-					iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue,
-				}), Transform: controller.SecretCacheTransform},
-			},
+			// Only the Secrets exokey writes are cached, without their
+			// data: the label is tenant-writable.
+			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: controller.SecretCache()},
 		},
 	})
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -46,9 +48,6 @@ func (r *AccessKeyReconciler) getSecret(ctx context.Context, ak *iamv1alpha1.Acc
 }
 
 // readSecret reads a Secret from the API server, nil when there is none.
-// Only the cache transform may say what a Secret's data checksum is: the
-// annotation it uses, on a Secret read from the API server, is the
-// tenant's.
 func (r *AccessKeyReconciler) readSecret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
 	s := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, key, s)
@@ -58,7 +57,6 @@ func (r *AccessKeyReconciler) readSecret(ctx context.Context, key types.Namespac
 	if err != nil {
 		return nil, fmt.Errorf("read Secret %s: %w", key, err)
 	}
-	delete(s.Annotations, ObservedChecksumAnnotation)
 	return s, nil
 }
 
@@ -79,15 +77,29 @@ func secretValues(ak *iamv1alpha1.AccessKey, iss *issuer) secret.Values {
 	}
 }
 
-// ObservedChecksumAnnotation is set by SecretCacheTransform on the cached
-// copy of a Secret only: the checksum of the data the cache dropped.
-const ObservedChecksumAnnotation = "iam.exokey.io/observed-checksum"
+// observedChecksumKey holds, in the cached copy of a Secret, the checksum
+// of the data the cache dropped. It is no valid data key (the API server
+// refuses the slash), so no Secret read from the API server carries it and
+// no tenant can forge it.
+const observedChecksumKey = "iam.exokey.io/observed-checksum"
+
+// SecretCache is how the manager caches Secrets: only those labelled as
+// exokey's, so its memory does not grow with the cluster's other Secrets,
+// and none with its data (SecretCacheTransform).
+func SecretCache() cache.ByObject {
+	return cache.ByObject{
+		Label:     labels.SelectorFromSet(labels.Set{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}),
+		Transform: SecretCacheTransform,
+	}
+}
 
 // SecretCacheTransform keeps in the manager's cache only what exokey reads
 // of a Secret: exokey's own labels and annotations, the owner references,
 // and the checksum of the data instead of the data. The label that selects
 // Secrets for the cache is tenant-writable, so without this a tenant could
-// grow the manager with labelled Secrets full of junk.
+// grow the manager with labelled Secrets full of junk. client-go may pass
+// an object through it twice (a list streamed into the informer is), so it
+// is idempotent: a copy it already made is kept as it is.
 func SecretCacheTransform(obj any) (any, error) {
 	s, ok := obj.(*corev1.Secret)
 	if !ok {
@@ -99,22 +111,21 @@ func SecretCacheTransform(obj any) (any, error) {
 			annotations[name] = value
 		}
 	}
-	annotations[ObservedChecksumAnnotation] = secret.Checksum(s.Data)
 	labels := map[string]string{}
 	if value, ok := s.Labels[iamv1alpha1.ManagedByLabel]; ok {
 		labels[iamv1alpha1.ManagedByLabel] = value
 	}
-	s.Annotations, s.Labels, s.Data, s.StringData, s.ManagedFields = annotations, labels, nil, nil, nil
+	sum := observedChecksum(s)
+	s.Annotations, s.Labels, s.StringData, s.ManagedFields = annotations, labels, nil, nil
+	s.Data = map[string][]byte{observedChecksumKey: []byte(sum)}
 	return s, nil
 }
 
 // observedChecksum is the checksum of a Secret's data: recorded by the cache
 // transform on a cached copy, computed on a copy read from the API server.
 func observedChecksum(s *corev1.Secret) string {
-	if s.Data == nil {
-		if sum, ok := s.Annotations[ObservedChecksumAnnotation]; ok {
-			return sum
-		}
+	if sum, ok := s.Data[observedChecksumKey]; ok && len(s.Data) == 1 {
+		return string(sum)
 	}
 	return secret.Checksum(s.Data)
 }

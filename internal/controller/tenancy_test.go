@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"regexp"
@@ -11,12 +12,15 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/secret"
 )
 
 // The tenancy suite plays a hostile tenant: it may create, update, patch and
@@ -192,7 +196,39 @@ var _ = Describe("Tenant boundary", func() {
 		Expect(k8sClient.Create(ctx, junk)).To(Succeed())
 		cached := &corev1.Secret{}
 		Eventually(func() error { return managerCache.Get(ctx, client.ObjectKeyFromObject(junk), cached) }, timeout, poll).Should(Succeed())
-		Expect(cached.Data).To(BeEmpty())
+		Expect(cached.Data).To(HaveLen(1))
+		Expect(cached.Data).To(HaveKey(observedChecksumKey), "only the checksum of the data is kept")
+	})
+
+	It("keeps a cached Secret's checksum when the cache starts from a list, where no tenant can forge it", func() {
+		data := map[string][]byte{"EXOSCALE_API_KEY": []byte("EXOlisted")}
+		listed := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "listed", Namespace: namespace,
+				Labels:      map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
+				Annotations: map[string]string{iamv1alpha1.ChecksumAnnotation: secret.Checksum(data)}},
+			Data: data,
+		}
+		Expect(k8sClient.Create(ctx, listed)).To(Succeed())
+		// A cache started now (a restarted manager's) gets the Secret from
+		// a list, which client-go passes through the transform twice.
+		restarted, err := cache.New(cfg, cache.Options{Scheme: scheme,
+			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: SecretCache()}})
+		Expect(err).NotTo(HaveOccurred())
+		cacheCtx, stop := context.WithCancel(ctx)
+		DeferCleanup(stop)
+		go func() { _ = restarted.Start(cacheCtx) }()
+		cached := &corev1.Secret{}
+		Eventually(func() error { return restarted.Get(ctx, client.ObjectKeyFromObject(listed), cached) }, timeout, poll).Should(Succeed())
+		Expect(cached.Data).NotTo(HaveKey("EXOSCALE_API_KEY"))
+		Expect(checksumOK(cached)).To(BeTrue(), "the cached checksum is that of the Secret's data")
+
+		// The record the transform keeps is a data key the API server refuses.
+		forged := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "forged", Namespace: namespace,
+				Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}},
+			Data: map[string][]byte{observedChecksumKey: []byte(secret.Checksum(data))},
+		}
+		Expect(apierrors.IsInvalid(k8sClient.Create(ctx, forged))).To(BeTrue(), "a tenant cannot write the cache's checksum record")
 	})
 
 	// 8. A create whose response is lost leaves no second key.
