@@ -64,12 +64,12 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve metrics over HTTP/2 as well (off by default: HTTP/2 rapid-reset exposure).")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles at a time.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader lease; defaults to the manager's own namespace.")
-	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many objects of each kind are reconciled at once.")
-	flag.DurationVar(&driftCheckPeriod, "drift-check-period", 10*time.Minute, "How often each key is looked up at Exoscale (with up to 10% jitter).")
+	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 16, "How many objects of each kind are reconciled at once.")
+	flag.DurationVar(&driftCheckPeriod, "drift-check-period", controller.DefaultDriftCheckPeriod, "How often each key is looked up at Exoscale (with up to 10% jitter).")
 	flag.DurationVar(&issuerRecheckPeriod, "issuer-recheck-period", 5*time.Minute, "How often issuers' credentials are checked again at Exoscale.")
 	flag.DurationVar(&credentialsPollPeriod, "issuer-credentials-poll-period", 30*time.Second,
 		"How often issuers' credentials Secrets are read for a change, which is checked at once.")
-	flag.Float64Var(&exoscaleQPS, "exoscale-qps", 10, "Requests per second to Exoscale, per issuer.")
+	flag.Float64Var(&exoscaleQPS, "exoscale-qps", 20, "Requests per second to Exoscale, per issuer.")
 	flag.IntVar(&exoscaleBurst, "exoscale-burst", 20, "Burst of requests to Exoscale, per issuer.")
 	flag.StringVar(&clusterID, "cluster-id", "",
 		"Identity of this cluster on the IAM v3 roles exokey mints; defaults to the UID of the kube-system namespace.")

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,6 +38,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
@@ -90,6 +92,8 @@ type Convergence struct {
 	// reconciles and requests to the apiserver (by verb) per AccessKey.
 	ReconcilesPerKey        float64            `json:"reconcilesPerKey,omitempty"`
 	APIServerRequestsPerKey map[string]float64 `json:"apiserverRequestsPerKey,omitempty"`
+	// CPUSeconds is the CPU time each process used during the run.
+	CPUSeconds map[string]float64 `json:"cpuSeconds,omitempty"`
 }
 
 // Results is what bench/results.json holds.
@@ -122,6 +126,7 @@ func ints(s string) []int {
 }
 
 func run() error {
+	crlog.SetLogger(logr.Discard()) // the reference controller's cache logs nothing worth printing
 	quick := os.Getenv("BENCH_QUICK") != ""
 	scale := os.Getenv("BENCH_SCALE") != ""
 	sizes, workers, secrets := "100,1000", "1,4,16", 10000
@@ -139,7 +144,7 @@ func run() error {
 	flag.StringVar(&o.out, "out", "bench/results.json", "results file")
 	flag.StringVar(&extra, "manager-args", "", "extra manager flags, space-separated")
 	flag.StringVar(&o.profile, "profile", "realistic", "emulator profile of the realistic rows (none: no such rows)")
-	flag.StringVar(&profileWorkers, "profile-workers", fmt.Sprintf("%d,16", defaultWorkers), "worker counts of the realistic rows")
+	flag.StringVar(&profileWorkers, "profile-workers", "4,16", "worker counts of the realistic rows")
 	var sc scaleOptions
 	flag.IntVar(&sc.n, "scale-n", 10000, "AccessKeys of the scale run (BENCH_SCALE=1)")
 	flag.IntVar(&sc.namespaces, "scale-namespaces", 100, "namespaces they are spread over")
@@ -267,9 +272,6 @@ func run() error {
 
 // current is the running bench, for the interrupt handler.
 var current atomic.Pointer[bench]
-
-// defaultWorkers is the manager's default --max-concurrent-reconciles.
-const defaultWorkers = 4
 
 // compare runs every API and size with w workers: the reference controller
 // first, then exokey's manager (started with args), and prints each of
@@ -622,6 +624,11 @@ func (b *bench) converge(ctx context.Context, rn trial) (Convergence, error) {
 			return r, err
 		}
 	}
+	var m *managerProcess
+	if !rn.reference {
+		m = b.manager
+	}
+	cpuBefore := cpuSeconds(m)
 	started := time.Now()
 	keys, err := b.createAccessKeys(ctx, namespaces, rn.n, labels, iamv1alpha1.AccessKeySpec{
 		IssuerRef:  iamv1alpha1.IssuerReference{Name: strings.ToLower(rn.api)},
@@ -642,6 +649,7 @@ func (b *bench) converge(ctx context.Context, rn trial) (Convergence, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	cpuAfter, cpuWall := cpuSeconds(m), time.Since(started).Seconds()
 	var last time.Time
 	var toReady []float64
 	wc.mu.Lock()
@@ -660,6 +668,8 @@ func (b *bench) converge(ctx context.Context, rn trial) (Convergence, error) {
 	r.Seconds = round(last.Sub(started).Seconds())
 	r.FloorSeconds = round(cloudFloor(rn.api, rn.n, rn.workers, faults))
 	r.TimeRatio = round(r.Seconds / r.FloorSeconds)
+	r.CPUSeconds = cpuSince(cpuBefore, cpuAfter)
+	fmt.Printf("    cpu: %s\n", formatCPU(r.CPUSeconds, cpuWall))
 	r.P50, r.P95, r.P99 = pct(0.50), pct(0.95), pct(0.99)
 	r.Percentiles = map[string]float64{"p50": r.P50, "p95": r.P95, "p99": r.P99}
 	r.CallsPerKey = map[string]float64{}
