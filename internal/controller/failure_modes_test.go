@@ -76,18 +76,50 @@ func TestIssuerSlotsBoundTheWorkersOfOneIssuer(t *testing.T) {
 	if _, held := slots.held["KeyIssuer/team/healthy"]; held {
 		t.Error("an issuer with no slot held is still remembered")
 	}
-	// Once the other has been quiet for the window, the first has the
-	// workers again; and what it asked for is forgotten.
-	later := now.Add(slotWindow + time.Second)
-	if _, ok := slots.take("ClusterKeyIssuer/dead", later); !ok {
-		t.Fatal("an issuer alone again is held to its share")
-	}
-	if _, remembered := slots.asked["KeyIssuer/team/healthy"]; remembered {
-		t.Error("an issuer quiet for the window is still counted")
+	// The other holds nothing and was never turned away: a drift check
+	// that came and went bounds nobody, and the first has every worker but
+	// one again at once.
+	for range 2 {
+		if _, ok := slots.take("ClusterKeyIssuer/dead", now.Add(time.Second)); !ok {
+			t.Fatal("an issuer alone again is held to its share")
+		}
 	}
 	var unbounded *issuerSlots
 	if _, ok := unbounded.take("any", now); !ok {
 		t.Error("a nil issuerSlots bounds nothing")
+	}
+}
+
+// An issuer turned away counts as having work for the window, though it
+// holds nothing: its AccessKeys come back within it.
+func TestATurnedAwayIssuerCountsForTheWindow(t *testing.T) {
+	now := time.Unix(0, 0)
+	slots := newIssuerSlots(4, 2)
+	if _, ok := slots.take("A", now); !ok {
+		t.Fatal("A's first slot must be free")
+	}
+	var b []func()
+	for range 2 {
+		release, ok := slots.take("B", now)
+		if !ok {
+			t.Fatal("B's share must be free")
+		}
+		b = append(b, release)
+	}
+	if _, ok := slots.take("B", now); ok {
+		t.Fatal("B takes more than its share while A holds a worker")
+	}
+	for _, release := range b {
+		release()
+	}
+	if _, ok := slots.take("A", now); !ok {
+		t.Fatal("A gets no slot within its share")
+	}
+	if _, ok := slots.take("A", now); ok {
+		t.Fatal("A takes more than its share while B, just turned away, has work")
+	}
+	if _, ok := slots.take("A", now.Add(slotWindow+time.Second)); !ok {
+		t.Fatal("A is still bounded after B's window passed")
 	}
 }
 

@@ -10,24 +10,26 @@ import (
 // issuerSlots bounds how many workers the AccessKeys of one issuer hold at
 // once, while other issuers have work: an issuer whose endpoint hangs then
 // holds at most its share, and the others' AccessKeys go on. An issuer
-// alone may use every worker but one, kept for a newcomer. A worker that
-// finds its issuer's slots taken does not wait: the AccessKey is requeued
-// and the worker goes on to another issuer's work.
+// alone may use every worker but one, kept for a newcomer. Another issuer
+// has work while it holds a worker or was turned away within the window;
+// one that merely had work a moment ago (a drift check) bounds nobody.
 type issuerSlots struct {
 	mu      sync.Mutex
 	workers int // the controller's workers
 	share   int // what one issuer holds while others ask too
 	held    map[string]int
-	asked   map[string]time.Time
+	// turnedAway is when each issuer last found its slots taken.
+	turnedAway map[string]time.Time
 	// freed is closed, and replaced, each time a slot is released.
 	freed chan struct{}
 }
 
-// slotWindow is how long an issuer counts as having work after it asked.
+// slotWindow is how long an issuer counts as having work after it was
+// turned away: its AccessKeys are back within it.
 const slotWindow = 10 * time.Second
 
 func newIssuerSlots(workers, share int) *issuerSlots {
-	return &issuerSlots{workers: workers, share: max(share, 1), held: map[string]int{}, asked: map[string]time.Time{},
+	return &issuerSlots{workers: workers, share: max(share, 1), held: map[string]int{}, turnedAway: map[string]time.Time{},
 		freed: make(chan struct{})}
 }
 
@@ -50,7 +52,7 @@ func (s *issuerSlots) takeWithin(ctx context.Context, issuer string, now func() 
 		if release, ok := s.take(issuer, now()); ok {
 			return release, true
 		}
-		if s.othersAsking(issuer) {
+		if s.othersHaveWork(issuer, now()) {
 			// The reserved worker is for them: do not hold it.
 			return nil, false
 		}
@@ -64,12 +66,24 @@ func (s *issuerSlots) takeWithin(ctx context.Context, issuer string, now func() 
 	}
 }
 
-// othersAsking says whether another issuer had work within the window.
-func (s *issuerSlots) othersAsking(issuer string) bool {
+// othersHaveWork says whether another issuer holds a worker or was turned
+// away within the window.
+func (s *issuerSlots) othersHaveWork(issuer string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for other := range s.asked {
+	return s.othersHaveWorkLocked(issuer, now)
+}
+
+func (s *issuerSlots) othersHaveWorkLocked(issuer string, now time.Time) bool {
+	for other := range s.held {
 		if other != issuer {
+			return true
+		}
+	}
+	for other, at := range s.turnedAway {
+		if now.Sub(at) > slotWindow {
+			delete(s.turnedAway, other)
+		} else if other != issuer {
 			return true
 		}
 	}
@@ -84,17 +98,12 @@ func (s *issuerSlots) take(issuer string, now time.Time) (release func(), ok boo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.asked[issuer] = now
-	for other, at := range s.asked {
-		if now.Sub(at) > slotWindow {
-			delete(s.asked, other)
-		}
-	}
 	limit := s.share
-	if len(s.asked) == 1 {
+	if !s.othersHaveWorkLocked(issuer, now) {
 		limit = max(s.share, s.workers-1)
 	}
 	if s.held[issuer] >= limit {
+		s.turnedAway[issuer] = now
 		return nil, false
 	}
 	s.held[issuer]++
