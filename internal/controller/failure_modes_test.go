@@ -121,6 +121,35 @@ func TestATurnedAwayIssuerCountsForTheWindow(t *testing.T) {
 	if _, ok := slots.take("A", now.Add(slotWindow+time.Second)); !ok {
 		t.Fatal("A is still bounded after B's window passed")
 	}
+
+	// An issuer turned away counts until it gets a worker: the tail of
+	// its flood does not bound the next issuer for the whole window.
+	slots = newIssuerSlots(4, 2)
+	b1, _ := slots.take("B", now)
+	var a []func()
+	for range 2 {
+		release, ok := slots.take("A", now)
+		if !ok {
+			t.Fatal("A's share must be free")
+		}
+		a = append(a, release)
+	}
+	if _, ok := slots.take("A", now); ok {
+		t.Fatal("A takes more than its share while B holds a worker")
+	}
+	b1()
+	release, ok := slots.take("A", now)
+	if !ok {
+		t.Fatal("A alone again gets no slot")
+	}
+	for _, release := range append(a, release) {
+		release()
+	}
+	for i := range 3 {
+		if _, ok := slots.take("B", now); !ok {
+			t.Fatalf("B's worker %d: A, turned away and served since, still bounds B", i+1)
+		}
+	}
 }
 
 func TestIssuersOfListsEveryIssuerAnAccessKeyDependsOn(t *testing.T) {

@@ -11,8 +11,9 @@ import (
 // once, while other issuers have work: an issuer whose endpoint hangs then
 // holds at most its share, and the others' AccessKeys go on. An issuer
 // alone may use every worker but one, kept for a newcomer. Another issuer
-// has work while it holds a worker or was turned away within the window;
-// one that merely had work a moment ago (a drift check) bounds nobody.
+// has work while it holds a worker, or since it was turned away until it
+// gets one (for the window at most); one that merely had work a moment ago
+// (a drift check, the tail of a flood) bounds nobody.
 type issuerSlots struct {
 	mu      sync.Mutex
 	workers int // the controller's workers
@@ -106,6 +107,7 @@ func (s *issuerSlots) take(issuer string, now time.Time) (release func(), ok boo
 		s.turnedAway[issuer] = now
 		return nil, false
 	}
+	delete(s.turnedAway, issuer) // it holds a worker now, and counts by that
 	s.held[issuer]++
 	return func() {
 		s.mu.Lock()
