@@ -230,7 +230,8 @@ func TestRetriesAndTerminalErrors(t *testing.T) {
 }
 
 // A throttled call is not waited for beyond a short bound: it fails at once
-// with the wait, so the caller's worker can go on to other work.
+// with the wait, so the caller's worker can go on to other work. One 429
+// slows the issuer; a second in a row stops it for the Retry-After.
 func TestThrottlingIsNotWaitedFor(t *testing.T) {
 	for _, api := range apis {
 		t.Run(api, func(t *testing.T) {
@@ -248,14 +249,29 @@ func TestThrottlingIsNotWaitedFor(t *testing.T) {
 			if calls := e.server.Stats().Total; calls != 1 {
 				t.Errorf("the 429 was sent %d times, want once", calls)
 			}
-			// The Retry-After holds the issuer's other calls back too, so one
-			// throttled answer does not become one per worker.
+			// One 429 slows the issuer's other calls, it does not stop them.
+			if _, err := keys.Get(e.ctx, "EXOother"); !errors.Is(err, exoscale.ErrNotFound) {
+				t.Errorf("the next call after a single 429: got %v, want it sent and answered", err)
+			}
+			if calls := e.server.Stats().Total; calls != 2 {
+				t.Errorf("after a single 429 the next call was not sent (%d calls)", calls)
+			}
+
+			// Two 429s in a row: the limit holds, and the Retry-After holds
+			// the issuer's other calls back too, so one throttled answer
+			// does not become one per worker.
+			e.server.SetFaults(emulator.Faults{ThrottleNext: 2, RetryAfterSeconds: 30})
+			for range 2 {
+				if _, throttled := exoscale.RetryAfter(firstErr(keys.Get(e.ctx, "EXOnothing"))); !throttled {
+					t.Fatal("the emulator was to answer 429")
+				}
+			}
 			_, err = keys.Get(e.ctx, "EXOother")
 			if after, throttled := exoscale.RetryAfter(err); !throttled || after < 25*time.Second {
-				t.Errorf("the next call within the Retry-After: got %v (retry after %s), want it held back for the rest of the 30 s", err, after)
+				t.Errorf("the next call after two 429s in a row: got %v (retry after %s), want it held back for the rest of the 30 s", err, after)
 			}
-			if calls := e.server.Stats().Total; calls != 1 {
-				t.Errorf("a call was sent within the Retry-After (%d calls)", calls)
+			if calls := e.server.Stats().Total; calls != 4 {
+				t.Errorf("a call was sent within the Retry-After of a limit that holds (%d calls, want 4)", calls)
 			}
 
 			// The client's own limit: one request a minute, no burst to spare.
@@ -404,3 +420,5 @@ func TestGrantable(t *testing.T) {
 		})
 	}
 }
+
+func firstErr[T any](_ T, err error) error { return err }

@@ -7,12 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
@@ -173,21 +171,16 @@ func recordCall(ctx context.Context) (context.Context, *callRecord) {
 
 // transport limits, measures and records each attempt.
 type transport struct {
-	api     string
-	next    http.RoundTripper
-	limiter *rate.Limiter
-	maxWait time.Duration
-	metrics *Metrics
-	router  *catalog.Router
-	// pausedUntil (Unix nanoseconds) is when a 429's Retry-After ends: no
-	// request of this issuer is sent before, so one throttled answer does
-	// not become one per worker.
-	pausedUntil atomic.Int64
+	api      string
+	next     http.RoundTripper
+	throttle *throttle
+	metrics  *Metrics
+	router   *catalog.Router
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rec, _ := req.Context().Value(callRecordKey{}).(*callRecord)
-	if wait, err := t.reserve(req.Context()); err != nil {
+	if wait, err := t.throttle.reserve(req.Context()); err != nil {
 		return nil, err
 	} else if wait > 0 {
 		if rec != nil {
@@ -204,15 +197,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	code := "error"
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode)
-		if rec != nil {
-			rec.status = resp.StatusCode
-		}
+		var wait time.Duration
 		if resp.StatusCode == http.StatusTooManyRequests {
-			wait := retryAfter(resp.Header.Get("Retry-After"), time.Now())
-			t.pause(wait)
-			if rec != nil {
-				rec.retryAfter = wait
-			}
+			wait = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		t.throttle.answered(started, resp.StatusCode, wait)
+		if rec != nil {
+			rec.status, rec.retryAfter = resp.StatusCode, wait
 		}
 	}
 	if t.metrics != nil {
@@ -220,43 +211,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.metrics.duration.WithLabelValues(t.api, operation).Observe(time.Since(started).Seconds())
 	}
 	return resp, err
-}
-
-// pause holds every request of this issuer back for wait.
-func (t *transport) pause(wait time.Duration) {
-	until := time.Now().Add(wait).UnixNano()
-	for {
-		current := t.pausedUntil.Load()
-		if current >= until || t.pausedUntil.CompareAndSwap(current, until) {
-			return
-		}
-	}
-}
-
-// reserve takes a token of the rate limit, waiting for it (and for a
-// pause) when that is short; it returns how long the wait would be when it
-// is too long to hold a worker for, and takes nothing then.
-func (t *transport) reserve(ctx context.Context) (time.Duration, error) {
-	now := time.Now()
-	paused := max(time.Unix(0, t.pausedUntil.Load()).Sub(now), 0)
-	r := t.limiter.ReserveN(now.Add(paused), 1)
-	delay := r.DelayFrom(now)
-	if delay > t.maxWait {
-		r.Cancel()
-		return delay, nil
-	}
-	if delay == 0 {
-		return 0, nil
-	}
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return 0, nil
-	case <-ctx.Done():
-		r.Cancel()
-		return 0, ctx.Err()
-	}
 }
 
 // throttledError is a request the client's own rate limit did not send.
@@ -300,12 +254,11 @@ func newHTTPClient(cfg Config) *http.Client {
 	retrying.HTTPClient = &http.Client{
 		Timeout: cfg.Timeout,
 		Transport: &transport{
-			api:     cfg.API,
-			next:    base,
-			limiter: rate.NewLimiter(rate.Limit(cfg.QPS), cfg.Burst),
-			maxWait: cfg.MaxRateWait,
-			metrics: cfg.Metrics,
-			router:  catalog.NewRouter(cfg.Catalog),
+			api:      cfg.API,
+			next:     base,
+			throttle: newThrottle(cfg.QPS, cfg.Burst, cfg.MaxRateWait),
+			metrics:  cfg.Metrics,
+			router:   catalog.NewRouter(cfg.Catalog),
 		},
 	}
 	return &http.Client{Transport: markNonIdempotent{retrying.StandardClient().Transport}}
