@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -11,7 +10,10 @@ import (
 // another's first key. Each namespace that asked within the window holds a
 // token bucket refilled at rate/active; a namespace new to the window starts
 // with a full bucket. A mint that finds its bucket empty is not waited for:
-// the AccessKey is requeued, and the worker goes on to other work.
+// the AccessKey is requeued, and the worker goes on to other work. Each
+// AccessKey sent away is given its own time to come back, one interval of
+// the share after the one before it, so a storm comes back in turn instead
+// of all at once for the next token.
 type mintShare struct {
 	mu         sync.Mutex
 	rate       float64 // mints per second for the whole issuer
@@ -23,6 +25,9 @@ type bucket struct {
 	tokens  float64
 	updated time.Time
 	asked   time.Time
+	// next is the earliest time the next AccessKey sent away may be given:
+	// those sent away before it have the times up to it.
+	next time.Time
 }
 
 // shareWindow is how long a namespace counts as minting after it asked.
@@ -64,8 +69,13 @@ func (m *mintShare) ask(namespace string, now time.Time, spend bool) time.Durati
 		}
 		return 0
 	}
-	// Jitter spreads the AccessKeys that wait on one bucket, so they do not
-	// all come back for the same token.
-	wait := (1 - b.tokens) / share * (1 + rand.Float64())
-	return time.Duration(wait * float64(time.Second))
+	interval := seconds(1 / share)
+	back := now.Add(seconds((1 - b.tokens) / share))
+	if b.next.After(back) {
+		back = b.next
+	}
+	b.next = back.Add(interval)
+	return back.Sub(now)
 }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

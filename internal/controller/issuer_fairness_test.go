@@ -46,3 +46,39 @@ func TestMintShareIsFairBetweenNamespaces(t *testing.T) {
 		t.Fatalf("alone for 1s the storm got %d mints, want the whole rate (about 10 plus its burst)", alone)
 	}
 }
+
+// A storm of AccessKeys, each coming back when it is told to: each is sent
+// away about once, not once for every token the others took first.
+func TestMintShareSendsAStormBackInTurn(t *testing.T) {
+	share := newMintShare(10, 5)
+	const keys = 100
+	start := time.Unix(0, 0)
+	asks, minted := 0, 0
+	// back holds each AccessKey's next visit; all come at once first.
+	back := make([]time.Time, keys)
+	for i := range back {
+		back[i] = start
+	}
+	for minted < keys {
+		// Visit the AccessKey due first.
+		next := -1
+		for i, at := range back {
+			if !at.IsZero() && (next < 0 || at.Before(back[next])) {
+				next = i
+			}
+		}
+		asks++
+		if wait := share.take("storm", back[next]); wait > 0 {
+			back[next] = back[next].Add(wait)
+			continue
+		}
+		back[next] = time.Time{}
+		minted++
+	}
+	if asks > 2*keys+keys/10 {
+		t.Errorf("%d AccessKeys asked %d times to mint, want about twice each", keys, asks)
+	}
+	if took := share.namespaces["storm"].updated.Sub(start); took > 11*time.Second {
+		t.Errorf("the storm took %s to mint at 10 a second with a burst of 5, want about 9.5s", took)
+	}
+}
