@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,6 +291,45 @@ func TestThrottlingIsNotWaitedFor(t *testing.T) {
 				t.Errorf("a request over the rate limit was sent (%d calls)", calls)
 			}
 		})
+	}
+}
+
+// Concurrent calls of one issuer reuse their connections: against Exoscale
+// each new one is a TLS handshake.
+func TestConcurrentCallsReuseConnections(t *testing.T) {
+	server, err := emulator.New(emulator.Options{Faults: emulator.Faults{LatencyMS: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened atomic.Int64
+	ts := httptest.NewUnstartedServer(server)
+	ts.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	e := &env{server: server, endpoint: ts.URL + "/v2", ctx: context.Background()}
+	const workers, calls = 16, 20
+	for _, api := range apis {
+		opened.Store(0)
+		keys := e.rootKeys(t, api)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for range calls {
+					if _, err := keys.Get(e.ctx, "EXOnothing"); !errors.Is(err, exoscale.ErrNotFound) {
+						t.Errorf("%s: %v", api, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n := opened.Load(); n > workers+workers/2 {
+			t.Errorf("%s: %d workers making %d calls each opened %d connections, want about one each", api, workers, calls, n)
+		}
 	}
 }
 

@@ -232,10 +232,17 @@ func retryAfter(header string, now time.Time) time.Duration {
 	return time.Second
 }
 
+// maxIdleConnsPerIssuer is above the workers an issuer may hold at once.
+const maxIdleConnsPerIssuer = 64
+
 // newHTTPClient builds the client one backend uses: rate limited, retrying
 // 429, 5xx (not 501) and transport errors with capped backoff.
 func newHTTPClient(cfg Config) *http.Client {
 	base := http.DefaultTransport.(*http.Transport).Clone()
+	// Every worker may call the issuer at once; the default keeps two idle
+	// connections a host, so the others would each cost a new connection
+	// (against Exoscale, a TLS handshake) per call.
+	base.MaxIdleConnsPerHost = maxIdleConnsPerIssuer
 	retrying := retryablehttp.NewClient()
 	retrying.Logger = nil
 	retrying.RetryMax = cfg.MaxRetries
