@@ -233,8 +233,8 @@ func TestRetriesAndTerminalErrors(t *testing.T) {
 }
 
 // A throttled call is not waited for beyond a short bound: it fails at once
-// with the wait, so the caller's worker can go on to other work. One 429
-// slows the issuer; a second in a row stops it for the Retry-After.
+// with the wait, so the caller's worker can go on to other work. A 429
+// slows the issuer; one at its slowest rate stops it for the Retry-After.
 func TestThrottlingIsNotWaitedFor(t *testing.T) {
 	for _, api := range apis {
 		t.Run(api, func(t *testing.T) {
@@ -260,21 +260,22 @@ func TestThrottlingIsNotWaitedFor(t *testing.T) {
 				t.Errorf("after a single 429 the next call was not sent (%d calls)", calls)
 			}
 
-			// Two 429s in a row: the limit holds, and the Retry-After holds
-			// the issuer's other calls back too, so one throttled answer
-			// does not become one per worker.
-			e.server.SetFaults(emulator.Faults{ThrottleNext: 2, RetryAfterSeconds: 30})
-			for range 2 {
+			// 429 after 429: each halves the rate, and the one at the
+			// slowest rate (a sixteenth) holds the issuer's other calls back
+			// for its Retry-After, so a limit that holds does not get one
+			// throttled answer per worker.
+			e.server.SetFaults(emulator.Faults{ThrottleNext: 5, RetryAfterSeconds: 30})
+			for range 5 {
 				if _, throttled := exoscale.RetryAfter(firstErr(keys.Get(e.ctx, "EXOnothing"))); !throttled {
 					t.Fatal("the emulator was to answer 429")
 				}
 			}
 			_, err = keys.Get(e.ctx, "EXOother")
 			if after, throttled := exoscale.RetryAfter(err); !throttled || after < 25*time.Second {
-				t.Errorf("the next call after two 429s in a row: got %v (retry after %s), want it held back for the rest of the 30 s", err, after)
+				t.Errorf("the next call after a 429 at the slowest rate: got %v (retry after %s), want it held back for the rest of the 30 s", err, after)
 			}
-			if calls := e.server.Stats().Total; calls != 4 {
-				t.Errorf("a call was sent within the Retry-After of a limit that holds (%d calls, want 4)", calls)
+			if calls := e.server.Stats().Total; calls != 7 {
+				t.Errorf("a call was sent within the Retry-After of a limit that holds (%d calls, want 7)", calls)
 			}
 
 			// The client's own limit: one request a minute, no burst to spare.

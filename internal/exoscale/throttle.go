@@ -12,13 +12,13 @@ import (
 // throttle is one issuer's request rate, adapted to the cloud's 429s the
 // way a congestion window is (additive increase, multiplicative decrease).
 //
-// One 429 is a hint: it halves the rate, once for every request that was in
+// A 429 is a hint: it halves the rate, once for every request that was in
 // flight when it came, and each answer that is not a 429 gives back a
-// sixteenth of the configured rate. A second 429 in a row, to a request
-// sent after that cut, means the cloud still refuses at the lower rate: then
-// every request waits out its Retry-After. So a cloud that answers 429 now
-// and then slows the issuer a little, and a limit that holds stops it for as
-// long as the cloud asks, never both.
+// sixteenth of the configured rate. Only a 429 at the slowest rate, a
+// sixteenth of the configured one, holds every request back for its
+// Retry-After: the cloud refuses even that. So a cloud that answers 429 now
+// and then slows the issuer a little, and a limit that holds brings it down
+// in a few round trips and then stops it for as long as the cloud asks.
 type throttle struct {
 	limiter *rate.Limiter
 	ceiling rate.Limit // the configured rate, never exceeded
@@ -29,9 +29,7 @@ type throttle struct {
 	mu sync.Mutex
 	// cutAt is when the rate was last cut: an answer to a request sent
 	// before it says nothing the cut did not already act on.
-	cutAt time.Time
-	// refused is whether the last answer that counted was a 429.
-	refused     bool
+	cutAt       time.Time
 	pausedUntil time.Time
 }
 
@@ -82,19 +80,18 @@ func (t *throttle) answered(sentAt time.Time, status int, wait time.Duration) {
 		return
 	}
 	now := t.now()
+	limit := t.limiter.Limit()
 	if status != http.StatusTooManyRequests {
-		t.refused = false
-		if limit := t.limiter.Limit(); limit < t.ceiling {
+		if limit < t.ceiling {
 			t.limiter.SetLimitAt(now, min(limit+t.ceiling/16, t.ceiling))
 		}
 		return
 	}
-	if t.refused && now.Add(wait).After(t.pausedUntil) {
+	if limit <= t.floor && now.Add(wait).After(t.pausedUntil) {
 		t.pausedUntil = now.Add(wait)
 	}
-	t.refused = true
 	t.cutAt = now
-	t.limiter.SetLimitAt(now, max(t.limiter.Limit()/2, t.floor))
+	t.limiter.SetLimitAt(now, max(limit/2, t.floor))
 	// The tokens saved up at the old rate would let a burst through.
 	if saved := int(t.limiter.TokensAt(now)); saved > 0 {
 		t.limiter.ReserveN(now, saved)

@@ -12,7 +12,7 @@ import (
 // The throttle's answers to a sequence of 429s and successes, on a clock
 // the test moves. The rate starts at 16 a second; a reservation whose wait
 // is longer than a nanosecond is reported, not waited for.
-func TestThrottleSlowsOnA429AndStopsOnlyForALimitThatHolds(t *testing.T) {
+func TestThrottleSlowsOnA429AndStopsOnlyAtTheSlowestRate(t *testing.T) {
 	const ceiling, retryAfter = 16, 30 * time.Second
 	start := time.Now()
 	clock := start
@@ -64,27 +64,35 @@ func TestThrottleSlowsOnA429AndStopsOnlyForALimitThatHolds(t *testing.T) {
 	th.answered(tick(10*time.Millisecond), http.StatusServiceUnavailable, 0)
 	wantRate(th, ceiling, "9 answers that are not 429")
 
-	// A 429, then another to a request sent after the cut: the limit holds
-	// at the lower rate, so every request waits out the Retry-After.
-	th.answered(tick(time.Second), http.StatusTooManyRequests, retryAfter)
+	// 429s while the rate comes down: each halves it and none holds
+	// anything back, until the rate is a sixteenth of the configured one.
+	for cut := 1; cut <= 4; cut++ {
+		th.answered(tick(100*time.Millisecond), http.StatusTooManyRequests, retryAfter)
+		if d := wait(th); d > time.Second {
+			t.Fatalf("the 429 of cut %d held the next request %s", cut, d)
+		}
+	}
+	wantRate(th, ceiling/16, "four 429s in a row")
+
+	// A 429 at the slowest rate: the cloud refuses even that, so every
+	// request waits out the Retry-After.
 	th.answered(tick(100*time.Millisecond), http.StatusTooManyRequests, retryAfter)
-	wantRate(th, ceiling/4, "two 429s in a row")
+	wantRate(th, ceiling/16, "a 429 at the slowest rate")
 	if d := wait(th); d < retryAfter-time.Second {
-		t.Errorf("after two 429s in a row the next request waits %s, want the Retry-After (%s)", d, retryAfter)
+		t.Errorf("after a 429 at the slowest rate the next request waits %s, want the Retry-After (%s)", d, retryAfter)
 	}
 
-	// A success between two 429s: two hints, no pause.
+	// A cloud that answers 429 now and then, among many answers that are
+	// not 429, never brings the issuer to a stop.
 	th = newThrottleAt()
-	th.answered(tick(time.Second), http.StatusTooManyRequests, retryAfter)
-	th.answered(tick(100*time.Millisecond), http.StatusOK, 0)
-	th.answered(tick(100*time.Millisecond), http.StatusTooManyRequests, retryAfter)
-	if d := wait(th); d > time.Second {
-		t.Errorf("two 429s with a success between held the next request %s", d)
+	for call := range 2000 {
+		status := http.StatusOK
+		if call%20 == 0 {
+			status = http.StatusTooManyRequests
+		}
+		th.answered(tick(10*time.Millisecond), status, time.Second)
+		if d := wait(th); d > time.Second {
+			t.Fatalf("one 429 in 20 held call %d back %s (rate %v)", call, d, th.rate())
+		}
 	}
-
-	// However many cuts, the rate stays at a sixteenth or more.
-	for range 10 {
-		th.answered(tick(time.Second), http.StatusTooManyRequests, time.Second)
-	}
-	wantRate(th, ceiling/16, "ten cuts")
 }

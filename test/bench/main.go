@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,6 +146,8 @@ func run() error {
 	flag.StringVar(&extra, "manager-args", "", "extra manager flags, space-separated")
 	flag.StringVar(&o.profile, "profile", "realistic", "emulator profile of the realistic rows (none: no such rows)")
 	flag.StringVar(&profileWorkers, "profile-workers", "4,16", "worker counts of the realistic rows")
+	var phases string
+	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated: "+strings.Join(allPhases, ", "))
 	var sc scaleOptions
 	flag.IntVar(&sc.n, "scale-n", 10000, "AccessKeys of the scale run (BENCH_SCALE=1)")
 	flag.IntVar(&sc.namespaces, "scale-namespaces", 100, "namespaces they are spread over")
@@ -155,6 +158,13 @@ func run() error {
 	flag.Parse()
 	o.sizes, o.workers, o.apis = ints(sizes), ints(workers), strings.Split(apis, ",")
 	o.profileWorkers = ints(profileWorkers)
+	runs := map[string]bool{}
+	for _, p := range strings.Split(phases, ",") {
+		if p = strings.TrimSpace(p); !slices.Contains(allPhases, p) {
+			return fmt.Errorf("unknown phase %q: want some of %s", p, strings.Join(allPhases, ", "))
+		}
+		runs[p] = true
+	}
 	o.managerArgs = strings.Fields(extra)
 	profile, err := emulator.Profile(o.profile)
 	if err != nil {
@@ -218,13 +228,16 @@ func run() error {
 	// then a manager's. Background drift checks are pushed out of the way
 	// (1h) so every call is counted.
 	for _, w := range o.workers {
+		if !runs["flat"] {
+			break
+		}
 		if err := b.compare(ctx, &res, w, "", nil); err != nil {
 			return err
 		}
 	}
 	// The same under a cloud that behaves like one: the manager's request
 	// rate is set just under the emulator's per-key rate.
-	if o.profile != "none" {
+	if o.profile != "none" && runs["realistic"] {
 		emu.SetFaults(profile)
 		qps := 0.95 * profile.KeyRate
 		for _, w := range o.profileWorkers {
@@ -242,25 +255,35 @@ func run() error {
 		return err
 	}
 	defer m.stop()
-	if res.Steady, err = b.steady(ctx, n, w); err != nil {
-		return err
+	if runs["steady"] {
+		if res.Steady, err = b.steady(ctx, n, w); err != nil {
+			return err
+		}
 	}
-	if res.Memory, err = b.memory(ctx, m); err != nil {
-		return err
+	if runs["memory"] {
+		if res.Memory, err = b.memory(ctx, m); err != nil {
+			return err
+		}
 	}
-	emu.SetFaults(emulator.Faults{LatencyMS: flat.LatencyMS, ErrorRate: 0.1, ThrottleRate: 0.05, RetryAfterSeconds: 1})
-	faulty, err := b.converge(ctx, trial{api: "IAMv3", n: n, workers: w, faults: "10% 503, 5% 429 (Retry-After 1s)"})
-	emu.SetFaults(flat)
-	if err != nil {
-		return err
+	if runs["faults"] {
+		emu.SetFaults(emulator.Faults{LatencyMS: flat.LatencyMS, ErrorRate: 0.1, ThrottleRate: 0.05, RetryAfterSeconds: 1})
+		faulty, err := b.converge(ctx, trial{api: "IAMv3", n: n, workers: w, faults: "10% 503, 5% 429 (Retry-After 1s)"})
+		emu.SetFaults(flat)
+		if err != nil {
+			return err
+		}
+		res.Convergence = append(res.Convergence, faulty)
+		printConvergence(faulty)
+		if runs["rotation"] {
+			if res.Rotation, err = b.rotate(ctx, faulty.namespace(), n); err != nil {
+				return err
+			}
+		}
 	}
-	res.Convergence = append(res.Convergence, faulty)
-	printConvergence(faulty)
-	if res.Rotation, err = b.rotate(ctx, faulty.namespace(), n); err != nil {
-		return err
-	}
-	if res.Renewal, err = b.renewals(ctx, m, n, quick); err != nil {
-		return err
+	if runs["renewals"] {
+		if res.Renewal, err = b.renewals(ctx, m, n, quick); err != nil {
+			return err
+		}
 	}
 
 	fmt.Printf("\nsteady state over one drift period (%s): %v\n", o.driftPeriod, res.Steady)
@@ -269,6 +292,10 @@ func run() error {
 	fmt.Printf("session renewals: %v\n", res.Renewal)
 	return writeResults(o.out, func(r *Results) { scale := r.Scale; *r = res; r.Scale = scale })
 }
+
+// allPhases are the default run's phases, in the order they run; rotation
+// rotates the keys of the faults phase.
+var allPhases = []string{"flat", "realistic", "steady", "memory", "faults", "rotation", "renewals"}
 
 // current is the running bench, for the interrupt handler.
 var current atomic.Pointer[bench]
