@@ -2,10 +2,14 @@ package controller
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 )
@@ -34,3 +38,69 @@ var _ = Describe("A burst of AccessKeys", func() {
 			n, elapsed.Round(time.Millisecond), stats.Total, float64(stats.Total)/n, stats.Operations))
 	})
 })
+
+var _ = Describe("AccessKeys over their namespace's share of the issuer", func() {
+	It("wait without a status write, then mint in turn", func() {
+		const n, rate = 6, 2.0 // mints a second, a burst of 1
+		iss := clusterIssuer("share-"+newNamespace(nil), iamv1alpha1.IssuerAPIAccessKeyV2, nil)
+		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		setShare(iss.Name, rate, 1)
+		namespace := newNamespace(nil)
+
+		// Every status an AccessKey is written with, from a watch.
+		watcher, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		w, err := watcher.Watch(ctx, &iamv1alpha1.AccessKeyList{}, client.InNamespace(namespace))
+		Expect(err).NotTo(HaveOccurred())
+		var mu sync.Mutex
+		written := map[string][]iamv1alpha1.AccessKeyStatus{}
+		go func() {
+			defer GinkgoRecover()
+			for ev := range w.ResultChan() {
+				if ak, ok := ev.Object.(*iamv1alpha1.AccessKey); ok {
+					mu.Lock()
+					seen := written[ak.Name]
+					if len(seen) == 0 || !equality.Semantic.DeepEqual(seen[len(seen)-1], ak.Status) {
+						written[ak.Name] = append(seen, ak.Status)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+		DeferCleanup(w.Stop)
+
+		started := time.Now()
+		aks := make([]*iamv1alpha1.AccessKey, n)
+		for i := range n {
+			aks[i] = newAccessKey(namespace, fmt.Sprintf("share-%d", i), iamv1alpha1.IssuerAPIAccessKeyV2,
+				func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name })
+		}
+		for i := range aks {
+			aks[i] = waitReady(aks[i])
+		}
+		Expect(time.Since(started)).To(BeNumerically(">=", time.Duration(float64(n-2)/rate*float64(time.Second))),
+			"the share was to hold the AccessKeys back")
+
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ak := range aks {
+			for _, status := range written[ak.Name] {
+				waiting := status.Pending == nil && status.KeyID == "" && len(status.Conditions) == 0
+				Expect(waiting && status.ObservedGeneration > 0).To(BeFalse(),
+					"%s was written while it waited for its share: %+v", ak.Name, status)
+			}
+		}
+	})
+})
+
+// setShare gives a ClusterKeyIssuer a mint share of its own, as if
+// --exoscale-qps were rate.
+func setShare(name string, rate float64, burst int) {
+	id := issuerID(&issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: types.NamespacedName{Name: name}})
+	testIssuers.mu.Lock()
+	defer testIssuers.mu.Unlock()
+	if testIssuers.shares == nil {
+		testIssuers.shares = map[string]*mintShare{}
+	}
+	testIssuers.shares[id] = newMintShare(rate, burst)
+}

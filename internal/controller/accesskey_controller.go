@@ -115,6 +115,11 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if holdsKeys(ak) && controllerutil.AddFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
 		return ctrl.Result{}, r.Update(ctx, ak)
 	}
+	if wait := r.takeFirstMint(ctx, ak); wait > 0 {
+		// Before anything is read from the API server or written: a storm
+		// of first keys stays cheap, and their status says nothing new.
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	status := ak.Status.DeepCopy()
 	result, err := r.reconcileKey(ctx, ak, status)
 	if statusErr := r.writeStatus(ctx, ak, status); statusErr != nil {

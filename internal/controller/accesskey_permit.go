@@ -271,3 +271,18 @@ func CheckCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, c
 	}
 	return nil
 }
+
+// takeFirstMint spends a mint of the namespace's share of its issuer's rate
+// for an AccessKey that holds no key yet, or says how long to wait for one;
+// 0 too when its issuer cannot be resolved (the pass reports that). Keys
+// that replace one are admitted when the replacement is decided.
+func (r *AccessKeyReconciler) takeFirstMint(ctx context.Context, ak *iamv1alpha1.AccessKey) time.Duration {
+	if holdsKeys(ak) {
+		return 0
+	}
+	iss, err := r.resolveIssuer(ctx, ak)
+	if err != nil {
+		return 0
+	}
+	return r.Issuers.admit(iss, ak.Namespace, r.Clock.Now())
+}

@@ -54,13 +54,6 @@ func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.
 // now, then makes sure the current key is the one the spec asks for.
 func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) (ctrl.Result, error) {
 	iss, resolveErr := r.resolveIssuer(ctx, ak)
-	if resolveErr == nil && !holdsKeys(ak) {
-		// A first key: an AccessKey over its namespace's share waits before
-		// any read of the API server, so a storm of them stays cheap.
-		if wait := r.Issuers.mayMint(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
-			return ctrl.Result{}, &deferral{After: wait}
-		}
-	}
 	current, err := r.getSecret(ctx, ak)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -136,8 +129,10 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 		return ctrl.Result{}, &deferral{Reason: ReasonKeyLimitReached, After: next, Message: fmt.Sprintf(
 			"%s, but %d keys are live, the most %s %q allows: the new key waits for a retiring key's revocation", d.Message, live, iss.Kind, iss.Key.Name)}
 	}
-	if wait := r.Issuers.admit(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
-		return ctrl.Result{}, &deferral{After: wait} // the namespace's fair share of the issuer is spent for now
+	if holdsKeys(ak) { // a first key took its mint before the pass began
+		if wait := r.Issuers.admit(iss, ak.Namespace, r.Clock.Now()); wait > 0 {
+			return ctrl.Result{}, &deferral{After: wait} // the namespace's fair share of the issuer is spent for now
+		}
 	}
 	if canRenew(ak, status, iss, d) {
 		// A renewal writes no record first, which would fail on a stale

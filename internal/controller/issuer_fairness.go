@@ -39,11 +39,6 @@ func newMintShare(rate float64, burst int) *mintShare {
 
 // take spends a token of namespace's share, or says how long to wait.
 func (m *mintShare) take(namespace string, now time.Time) time.Duration {
-	return m.ask(namespace, now, true)
-}
-
-// ask is take that spends the token only when spend is set.
-func (m *mintShare) ask(namespace string, now time.Time, spend bool) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	active := 0
@@ -64,9 +59,7 @@ func (m *mintShare) ask(namespace string, now time.Time, spend bool) time.Durati
 	b.tokens = min(m.burst, b.tokens+now.Sub(b.updated).Seconds()*share)
 	b.updated, b.asked = now, now
 	if b.tokens >= 1 {
-		if spend {
-			b.tokens--
-		}
+		b.tokens--
 		return 0
 	}
 	interval := seconds(1 / share)

@@ -107,12 +107,6 @@ func (c *IssuerClients) admit(i *issuer, namespace string, now time.Time) time.D
 	return c.share(i).take(namespace, now)
 }
 
-// mayMint says how long namespace must wait for a mint on the issuer,
-// without spending it.
-func (c *IssuerClients) mayMint(i *issuer, namespace string, now time.Time) time.Duration {
-	return c.share(i).ask(namespace, now, false)
-}
-
 func (c *IssuerClients) share(i *issuer) *mintShare {
 	c.mu.Lock()
 	if c.shares == nil {

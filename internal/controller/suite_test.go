@@ -71,6 +71,8 @@ var (
 	managerCache client.Reader
 	// clusterID labels the roles the manager mints.
 	clusterID string
+	// testIssuers are the manager's issuer backends and mint shares.
+	testIssuers *IssuerClients
 )
 
 func TestControllers(t *testing.T) {
@@ -138,6 +140,7 @@ func startManager() {
 	Expect(err).NotTo(HaveOccurred())
 	managerCache = mgr.GetCache()
 	issuers := &IssuerClients{Reader: mgr.GetAPIReader(), Base: fastConfig()}
+	testIssuers = issuers
 	faultyClient := interceptor.NewClient(watchless{mgr.GetClient()}, faults.funcs())
 	opts := controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptrTo(true),
 		// Failures are injected on purpose: keep the backoff short.

@@ -130,6 +130,9 @@ func run() error {
 	crlog.SetLogger(logr.Discard()) // the reference controller's cache logs nothing worth printing
 	quick := os.Getenv("BENCH_QUICK") != ""
 	scale := os.Getenv("BENCH_SCALE") != ""
+	if os.Getenv("BENCH_DEBUG") != "" {
+		debugWrites.Store(6)
+	}
 	sizes, workers, secrets := "100,1000", "1,4,16", 10000
 	if quick {
 		sizes, workers, secrets = "50", "4", 2000
@@ -489,6 +492,7 @@ type writeCounter struct {
 	notReady       map[string]int // Ready=False reasons seen, by reason
 	lastStatus     map[string]string
 	lastMeta       map[string]string
+	writesOf       map[string]int
 }
 
 func (b *bench) watch(ctx context.Context, namespace string) (*writeCounter, error) {
@@ -515,6 +519,9 @@ func (b *bench) watch(ctx context.Context, namespace string) (*writeCounter, err
 				wc.akModified.Add(1)
 				if wc.lastStatus[name] != string(status) {
 					wc.akStatusWrites.Add(1)
+					if n := wc.statusWrites(name); n > 2 && debugWrites.Add(-1) >= 0 {
+						fmt.Printf("    status write %d of %s:\n      was %s\n      now %s\n", n, name, wc.lastStatus[name], status)
+					}
 				}
 			}
 			wc.lastStatus[name], wc.lastMeta[name] = string(status), string(metaJSON)
@@ -555,6 +562,19 @@ func (b *bench) watchFromNow(ctx context.Context, namespace string, newList func
 			return b.c.Watch(ctx, newList(), client.InNamespace(namespace), &client.ListOptions{Raw: &opts})
 		},
 	})
+}
+
+// debugWrites is how many more status writes beyond an AccessKey's second
+// BENCH_DEBUG prints.
+var debugWrites atomic.Int64
+
+// statusWrites counts name's status writes; called with wc.mu held.
+func (wc *writeCounter) statusWrites(name string) int {
+	if wc.writesOf == nil {
+		wc.writesOf = map[string]int{}
+	}
+	wc.writesOf[name]++
+	return wc.writesOf[name]
 }
 
 func (wc *writeCounter) ready() int {
