@@ -168,6 +168,9 @@ func run() error {
 		}
 		runs[p] = true
 	}
+	if runs["rotation"] && !runs["faults"] {
+		return fmt.Errorf("the rotation phase rotates the keys of the faults phase: add faults to -phases")
+	}
 	o.managerArgs = strings.Fields(extra)
 	profile, err := emulator.Profile(o.profile)
 	if err != nil {
@@ -230,12 +233,11 @@ func run() error {
 	// each worker count, the reference's rows first (no manager runs then),
 	// then a manager's. Background drift checks are pushed out of the way
 	// (1h) so every call is counted.
-	for _, w := range o.workers {
-		if !runs["flat"] {
-			break
-		}
-		if err := b.compare(ctx, &res, w, "", nil); err != nil {
-			return err
+	if runs["flat"] {
+		for _, w := range o.workers {
+			if err := b.compare(ctx, &res, w, "", nil); err != nil {
+				return err
+			}
 		}
 	}
 	// The same under a cloud that behaves like one: the manager's request
