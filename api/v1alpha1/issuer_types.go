@@ -87,6 +87,15 @@ type IssuerLimits struct {
 	// +kubebuilder:default=3
 	// +optional
 	MaxKeysPerAccessKey int32 `json:"maxKeysPerAccessKey,omitempty"`
+	// BeyondCeilingGrace is how long a key outlives a narrowed ceiling or a
+	// namespace no longer selected (with keysBeyondCeiling Revoke). The
+	// admin decides it, not the tenant: the AccessKey's rotation.gracePeriod
+	// does not count. 0, the default, revokes such a key at once.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:default="0s"
+	// +optional
+	BeyondCeilingGrace *metav1.Duration `json:"beyondCeilingGrace,omitempty"`
 }
 
 // BeyondCeilingPolicy says what happens to a key that an issuer's narrowed
@@ -95,7 +104,7 @@ type IssuerLimits struct {
 type BeyondCeilingPolicy string
 
 const (
-	// BeyondCeilingRevoke revokes such a key after the grace period.
+	// BeyondCeilingRevoke revokes such a key after limits.beyondCeilingGrace.
 	BeyondCeilingRevoke BeyondCeilingPolicy = "Revoke"
 	// BeyondCeilingKeep keeps it until the AccessKey changes or is deleted.
 	BeyondCeilingKeep BeyondCeilingPolicy = "Keep"
@@ -156,9 +165,10 @@ type IssuerSpec struct {
 	// +optional
 	AllowedDeletionPolicies []DeletionPolicy `json:"allowedDeletionPolicies,omitempty"`
 
-	// KeysBeyondCeiling: Revoke (the default) revokes, after the grace
-	// period, a key that a narrowed ceiling or namespace selection no
-	// longer allows; Keep leaves it until the AccessKey changes.
+	// KeysBeyondCeiling: Revoke (the default) revokes, after
+	// limits.beyondCeilingGrace (default at once), a key that a narrowed
+	// ceiling or namespace selection no longer allows; Keep leaves it until
+	// the AccessKey changes.
 	// +kubebuilder:default=Revoke
 	// +optional
 	KeysBeyondCeiling BeyondCeilingPolicy `json:"keysBeyondCeiling,omitempty"`

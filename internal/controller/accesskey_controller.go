@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -26,6 +25,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
@@ -42,9 +42,18 @@ type AccessKeyReconciler struct {
 	Clock     clock.PassiveClock
 	Issuers   *IssuerClients
 	Catalog   *catalog.Catalog
-	// DriftCheckPeriod is how often each key is looked up at Exoscale
+	// DriftCheckPeriod is how often each issuer's inventory is taken
 	// (default DefaultDriftCheckPeriod).
 	DriftCheckPeriod time.Duration
+	// ResyncPeriod is the longest an AccessKey goes unlooked at, whatever
+	// it waits for: a net under lost events and clocks that jump (default
+	// DefaultResyncPeriod). A pass that finds nothing to do costs no call
+	// and no write.
+	ResyncPeriod time.Duration
+	// Inventory lists what exists at Exoscale and sends back the
+	// AccessKeys whose keys drifted; SetupWithManager fills in what it
+	// leaves unset and adds it to the manager. Share it with the orphan sweep.
+	Inventory *Inventory
 	// Metrics counts rotations; nil counts nothing.
 	Metrics *Metrics
 	// ClusterID labels the IAM v3 roles this cluster's exokey mints (the
@@ -60,9 +69,7 @@ type AccessKeyReconciler struct {
 	// and a metric naming the keys left live (default 15 minutes).
 	RevokeTimeout time.Duration
 
-	// lastDriftCheck holds, per AccessKey, when its key was last looked up.
-	lastDriftCheck sync.Map
-	slots          *issuerSlots
+	slots *issuerSlots
 }
 
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=accesskeys,verbs=get;list;watch;update;patch
@@ -77,17 +84,20 @@ type AccessKeyReconciler struct {
 // issuer before it sends the AccessKey back to the queue.
 const slotPatience = 250 * time.Millisecond
 
-// Reconcile brings one AccessKey to its desired state.
-// DefaultDriftCheckPeriod is how often each key is looked up at Exoscale
-// by default: 10,000 keys cost 8.3 lookups a second, under half of an
-// issuer's default request rate (README, Performance).
-const DefaultDriftCheckPeriod = 20 * time.Minute
+// DefaultDriftCheckPeriod is how often each issuer's inventory is taken by
+// default: two list calls an issuer (one for legacy keys), whatever the
+// number of keys (README, Performance).
+const DefaultDriftCheckPeriod = time.Minute
 
+// DefaultResyncPeriod is how often every AccessKey is looked at by default.
+const DefaultResyncPeriod = 10 * time.Minute
+
+// Reconcile brings one AccessKey to its desired state.
 func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ak := &iamv1alpha1.AccessKey{}
 	if err := r.Get(ctx, req.NamespacedName, ak); err != nil {
 		if isNotFound(err) {
-			r.lastDriftCheck.Delete(req.NamespacedName) // gone: nothing of it is kept
+			r.Inventory.forget(req.NamespacedName) // gone: nothing of it is kept
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -139,6 +149,9 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 	if r.DriftCheckPeriod <= 0 {
 		r.DriftCheckPeriod = DefaultDriftCheckPeriod
 	}
+	if r.ResyncPeriod <= 0 {
+		r.ResyncPeriod = DefaultResyncPeriod
+	}
 	if r.RevokeTimeout <= 0 {
 		r.RevokeTimeout = 15 * time.Minute
 	}
@@ -158,6 +171,9 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 	if err := indexIssuers(mgr); err != nil {
 		return err
 	}
+	if err := r.setUpInventory(mgr); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&iamv1alpha1.AccessKey{}).
 		Owns(&corev1.Secret{}).
@@ -167,9 +183,39 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 			builder.WithPredicates(issuerChanged)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.Inventory.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
 		Named("accesskey").
 		Complete(r)
+}
+
+// setUpInventory completes the inventory from the reconciler and runs it
+// in the manager.
+func (r *AccessKeyReconciler) setUpInventory(mgr ctrl.Manager) error {
+	if r.Inventory == nil {
+		r.Inventory = &Inventory{}
+	}
+	inv := r.Inventory
+	if inv.Reader == nil {
+		inv.Reader = mgr.GetClient()
+	}
+	if inv.Issuers == nil {
+		inv.Issuers = r.Issuers
+	}
+	if inv.Catalog == nil {
+		inv.Catalog = r.Catalog
+	}
+	if inv.ClusterID == "" {
+		inv.ClusterID = r.ClusterID
+	}
+	if inv.Period <= 0 {
+		inv.Period = r.DriftCheckPeriod
+	}
+	if inv.Clock == nil {
+		inv.Clock = r.Clock
+	}
+	inv.events = make(chan event.GenericEvent, 1024)
+	return mgr.Add(inv)
 }
 
 // issuerChanged passes an issuer's spec changes, its Ready transitions and

@@ -146,7 +146,7 @@ func recordPendingAsTheManager(ak *iamv1alpha1.AccessKey, api iamv1alpha1.Issuer
 func mintOutsideTheManager(api iamv1alpha1.IssuerAPI, name string, ak ...*iamv1alpha1.AccessKey) exoscale.Credential {
 	spec := exoscale.KeySpec{Name: name, Operations: []string{"get-sos-object"}}
 	if len(ak) > 0 {
-		spec.Labels = map[string]string{LabelNamespace: ak[0].Namespace, LabelName: ak[0].Name, LabelUID: string(ak[0].UID)}
+		spec = (&AccessKeyReconciler{ClusterID: clusterID}).KeySpecOf(ak[0], name) // its rights and labels
 	}
 	cred, err := rootKeys[api].Create(ctx, spec)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())

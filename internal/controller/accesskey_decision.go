@@ -23,6 +23,9 @@ const (
 	RotationSecretTampered      = "SecretTampered"
 	// RotationRenewalDue: a session credential (spec.ttl) is near its expiry.
 	RotationRenewalDue = "RenewalDue"
+	// RotationRoleDrifted: the key's role was edited at Exoscale and cannot
+	// be put back in place; the old key is revoked at once.
+	RotationRoleDrifted = "RoleDrifted"
 )
 
 // renewable are the reasons a session credential's role may stay: only its
@@ -46,6 +49,9 @@ type keyState struct {
 	RotateRequest string
 	// KeyGone: the cloud answered that the current key does not exist.
 	KeyGone bool
+	// RoleDrifted says how the current key's role was changed at Exoscale,
+	// when it could not be put back in place; empty otherwise.
+	RoleDrifted string
 	// SecretFound, SecretKeyID and SecretChecksumOK describe the Secret.
 	SecretFound      bool
 	SecretKeyID      string
@@ -66,6 +72,7 @@ type newKeyPolicy func(keyState) decision
 var newKeyPolicies = []newKeyPolicy{
 	noKeyYet,
 	keyGone,
+	roleDrifted,
 	restrictionsChanged,
 	secretMissing,
 	secretTampered,
@@ -94,6 +101,13 @@ func noKeyYet(s keyState) decision {
 func keyGone(s keyState) decision {
 	if s.KeyGone {
 		return decision{true, RotationKeyGone, fmt.Sprintf("key %s no longer exists at Exoscale", s.Status.KeyID)}
+	}
+	return decision{}
+}
+
+func roleDrifted(s keyState) decision {
+	if s.RoleDrifted != "" {
+		return decision{true, RotationRoleDrifted, s.RoleDrifted}
 	}
 	return decision{}
 }

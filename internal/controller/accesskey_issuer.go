@@ -74,6 +74,9 @@ func ceilingHash(iss *issuer) string {
 type issuerLimits struct {
 	maxGrace, minRotation, minSessionTTL time.Duration
 	maxKeys                              int
+	// beyondCeilingGrace is how long a key the issuer no longer allows
+	// stays valid: the issuer's choice, 0 by default.
+	beyondCeilingGrace time.Duration
 }
 
 func limitsOf(iss *issuer) issuerLimits {
@@ -89,6 +92,9 @@ func limitsOf(iss *issuer) issuerLimits {
 	}
 	if n := iss.Spec.Limits.MaxKeysPerAccessKey; n >= 2 {
 		l.maxKeys = int(n)
+	}
+	if d := iss.Spec.Limits.BeyondCeilingGrace; d != nil && d.Duration > 0 {
+		l.beyondCeilingGrace = d.Duration
 	}
 	return l
 }

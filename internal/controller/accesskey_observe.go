@@ -4,18 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
-// observe gathers the inputs of the new-key decision; it looks the key up
-// at Exoscale once per drift-check period, through the issuer that minted it.
+// observe gathers the inputs of the new-key decision: the Secret, and what
+// the inventory found of the current key at Exoscale (the issuer that
+// minted it lists its organisation once a drift period).
 func (r *AccessKeyReconciler) observe(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
 	iss *issuer, keys exoscale.Keys, current *corev1.Secret, limits issuerLimits) (keyState, error) {
 	state := keyState{
@@ -28,13 +26,10 @@ func (r *AccessKeyReconciler) observe(ctx context.Context, ak *iamv1alpha1.Acces
 	}
 	state.observeSecret(current)
 	sameIssuer := status.Issuer == nil || *status.Issuer == iss.identity()
-	if status.KeyID != "" && sameIssuer && r.driftCheckDue(ak) {
-		gone, err := lookUpCurrent(ctx, keys, status)
-		if err != nil {
+	if status.KeyID != "" && sameIssuer {
+		if err := r.observeDrift(ctx, ak, status, iss, keys, &state); err != nil {
 			return state, err
 		}
-		state.KeyGone = gone
-		r.checkedDrift(ak, r.Clock.Now())
 	}
 	return state, nil
 }
@@ -75,49 +70,4 @@ func (s *keyState) observeSecret(current *corev1.Secret) {
 		s.SecretKeyID = current.Annotations[iamv1alpha1.KeyIDAnnotation]
 		s.SecretChecksumOK = checksumOK(current)
 	}
-}
-
-// driftCheck is when an AccessKey's key was last looked up at Exoscale.
-// It is kept by name and dropped when the AccessKey goes; the UID tells a
-// new AccessKey of the same name from the old one.
-type driftCheck struct {
-	uid types.UID
-	at  time.Time
-}
-
-func (r *AccessKeyReconciler) checkedDrift(ak *iamv1alpha1.AccessKey, at time.Time) {
-	r.lastDriftCheck.Store(keyOf(ak.Namespace, ak.Name), driftCheck{uid: ak.UID, at: at})
-}
-
-// lastChecked is when the key was last looked up; false when this process
-// has not looked it up yet.
-func (r *AccessKeyReconciler) lastChecked(ak *iamv1alpha1.AccessKey) (time.Time, bool) {
-	v, ok := r.lastDriftCheck.Load(keyOf(ak.Namespace, ak.Name))
-	if !ok || v.(driftCheck).uid != ak.UID {
-		return time.Time{}, false
-	}
-	return v.(driftCheck).at, true
-}
-
-// driftCheckDue reports whether the AccessKey's key should be looked up now.
-// A key this process has not seen yet (after a restart) gets a random point
-// within the period, so a restart does not look every key up at once.
-func (r *AccessKeyReconciler) driftCheckDue(ak *iamv1alpha1.AccessKey) bool {
-	last, ok := r.lastChecked(ak)
-	if !ok {
-		last = r.Clock.Now().Add(-time.Duration(rand.Int64N(int64(r.DriftCheckPeriod) + 1)))
-		r.checkedDrift(ak, last)
-	}
-	return !r.Clock.Now().Before(last.Add(r.DriftCheckPeriod))
-}
-
-// nextDriftCheck is when the next lookup is due, with up to 10% jitter so
-// keys minted together are not checked together.
-func (r *AccessKeyReconciler) nextDriftCheck(ak *iamv1alpha1.AccessKey) time.Duration {
-	jitter := time.Duration(rand.Int64N(int64(r.DriftCheckPeriod)/10 + 1))
-	last, ok := r.lastChecked(ak)
-	if !ok {
-		return r.DriftCheckPeriod + jitter
-	}
-	return max(time.Second, last.Add(r.DriftCheckPeriod).Sub(r.Clock.Now())+jitter)
 }

@@ -34,19 +34,19 @@ func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.
 	var deferred *deferral
 	switch {
 	case errors.As(err, &deferred):
-		return ctrl.Result{RequeueAfter: min(deferred.After, r.nextWake(ak, status))}, nil
+		return ctrl.Result{RequeueAfter: min(deferred.After, r.nextWake(status))}, nil
 	case errors.As(err, &refused), exoscale.IsTerminal(err):
 		// What refused it is fixed elsewhere (a Secret, an issuer, a
 		// namespace's labels): look again on a capped backoff, besides the
 		// watches, and revoke retiring keys on time meanwhile.
-		return ctrl.Result{RequeueAfter: min(r.refusalRetry(status), r.nextWake(ak, status))}, nil
+		return ctrl.Result{RequeueAfter: min(r.refusalRetry(status), r.nextWake(status))}, nil
 	case err != nil:
 		return ctrl.Result{}, err
 	}
 	if result.RequeueAfter > 0 {
 		return result, nil
 	}
-	return ctrl.Result{RequeueAfter: r.nextWake(ak, status)}, nil
+	return ctrl.Result{RequeueAfter: r.nextWake(status)}, nil
 }
 
 // ensureKey looks after the keys already minted first (an interrupted
@@ -66,6 +66,9 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 		var refused *refusal
 		if errors.As(resolveErr, &refused) && refused.BeyondCeiling {
 			r.retireBeyondCeiling(ak, status, iss, refused)
+			// A key due at once (beyondCeilingGrace 0) goes in this pass; one
+			// that fails stays retiring, and is tried again on its record.
+			_ = r.revokeRetiring(ctx, ak, status)
 		}
 		return ctrl.Result{}, resolveErr
 	}
@@ -143,14 +146,21 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 		}
 		return ctrl.Result{}, r.renew(ctx, ak, status, iss, keys, current, d)
 	}
-	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, name, d, state.KeyGone, limits)
+	old := retireAfterGrace
+	switch {
+	case state.KeyGone:
+		old = retireNothing
+	case d.Reason == RotationRoleDrifted:
+		old = retireNow // it may hold more than its AccessKey grants
+	}
+	return ctrl.Result{}, r.replace(ctx, ak, status, iss, keys, current, name, d, old, limits)
 }
 
 // replace mints a new key, publishes it and retires the old one:
 // intent first (the finalizer, then the pending record in status), then
 // create, then the Secret, then status.
 func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	iss *issuer, keys exoscale.Keys, current *corev1.Secret, name string, d decision, oldKeyGone bool, limits issuerLimits) error {
+	iss *issuer, keys exoscale.Keys, current *corev1.Secret, name string, d decision, old retirement, limits issuerLimits) error {
 	now := r.Clock.Now()
 	pending := newPending(ak, iss, name, now)
 	if err := r.recordPending(ctx, ak, status, pending); err != nil {
@@ -184,11 +194,10 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "published key %s in Secret %s", cred.ID, secretName(ak))
 
 	r.rollTargets(ctx, ak, checksum)
-	r.promote(ak, status, cred.Key, pending.Issuer, now, oldKeyGone, limits)
+	r.promote(ak, status, cred.Key, pending.Issuer, now, old, limits)
 	if !expiresAt.IsZero() {
 		sessionTimes(ak, status, now, expiresAt)
 	}
-	r.checkedDrift(ak, now) // it exists: it was just made
 	r.Metrics.rotated(d.Reason)
 	status.Pending = nil
 	status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
@@ -206,12 +215,27 @@ func (r *AccessKeyReconciler) create(ctx context.Context, ak *iamv1alpha1.Access
 	return cred, time.Time{}, err
 }
 
-// promote makes key the current key; the old one retires after the grace
-// period, unless it is already gone.
+// retirement is what becomes of the key a new one replaces.
+type retirement int
+
+const (
+	// retireAfterGrace: it stays valid for the AccessKey's grace period.
+	retireAfterGrace retirement = iota
+	// retireNow: its rights drifted, so it is revoked at once.
+	retireNow
+	// retireNothing: it is already gone.
+	retireNothing
+)
+
+// promote makes key the current key; the old one retires as old says.
 func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, key exoscale.Key,
-	minted iamv1alpha1.MintingIssuer, createdAt time.Time, oldKeyGone bool, limits issuerLimits) {
-	if status.KeyID != "" && status.KeyID != key.ID && !oldKeyGone {
-		revokeAt := metav1.NewTime(r.Clock.Now().Add(graceFor(ak, limits)))
+	minted iamv1alpha1.MintingIssuer, createdAt time.Time, old retirement, limits issuerLimits) {
+	if status.KeyID != "" && status.KeyID != key.ID && old != retireNothing {
+		grace := graceFor(ak, limits)
+		if old == retireNow {
+			grace = 0
+		}
+		revokeAt := metav1.NewTime(r.Clock.Now().Add(grace))
 		status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
 			KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
 		})

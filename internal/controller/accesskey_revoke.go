@@ -70,14 +70,15 @@ func (r *AccessKeyReconciler) retireBeyondCeiling(ak *iamv1alpha1.AccessKey, sta
 	if !refused.NamespaceRefused && !specIsKey && status.CeilingHash == ceilingHash(iss) {
 		return
 	}
-	grace := graceFor(ak, limitsOf(iss))
-	revokeAt := metav1.NewTime(r.Clock.Now().Add(grace))
+	// The admin's decision takes effect on the admin's schedule: the
+	// AccessKey's own grace period does not count.
+	revokeAt := metav1.NewTime(r.Clock.Now().Add(limitsOf(iss).beyondCeilingGrace))
 	status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
 		KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
 	})
 	r.event(ak, corev1.EventTypeWarning, EventKeyBeyondCeiling, "Retire",
-		"key %s is beyond what %s %q allows now: it is revoked at %s (the issuer's keysBeyondCeiling is Revoke)",
-		status.KeyID, iss.Kind, iss.Key.Name, revokeAt.UTC().Format(time.RFC3339))
+		"key %s is beyond what %s %q allows now: it is revoked at %s (the issuer's keysBeyondCeiling is Revoke, limits.beyondCeilingGrace %s)",
+		status.KeyID, iss.Kind, iss.Key.Name, revokeAt.UTC().Format(time.RFC3339), limitsOf(iss).beyondCeilingGrace)
 	clearCurrent(status)
 }
 

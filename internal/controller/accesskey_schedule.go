@@ -9,8 +9,9 @@ import (
 )
 
 // When an AccessKey is looked at again. Each pass ends with the earliest of
-// what it waits for: a retiring key's revocation, a rotation, a drift check,
-// or a retry of a refusal.
+// what it waits for: a retiring key's revocation, a rotation, or a retry of
+// a refusal, or the resync period. Drift needs no wake of its own: the
+// inventory sends back the AccessKeys whose keys it finds drifted.
 
 const (
 	// minBackoff and maxBackoff bound the retries of a refusal.
@@ -31,13 +32,13 @@ func (r *AccessKeyReconciler) nextRevocation(status *iamv1alpha1.AccessKeyStatus
 }
 
 // nextWake is the earliest of the next revocation, the next rotation and
-// the next drift check.
-func (r *AccessKeyReconciler) nextWake(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) time.Duration {
+// the resync period.
+func (r *AccessKeyReconciler) nextWake(status *iamv1alpha1.AccessKeyStatus) time.Duration {
 	now := r.Clock.Now()
-	wake := r.nextDriftCheck(ak)
+	wake := jittered(r.ResyncPeriod)
 	consider := func(at time.Time) {
-		if d := at.Sub(now); d < wake {
-			wake = max(d, time.Second)
+		if d := max(at.Sub(now), time.Second); d < wake {
+			wake = d
 		}
 	}
 	for _, old := range status.Retiring {

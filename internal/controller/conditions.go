@@ -60,6 +60,9 @@ const (
 	EventRefused      = "Refused"
 	// EventKeyBeyondCeiling: the issuer no longer allows the current key.
 	EventKeyBeyondCeiling = "KeyBeyondCeiling"
+	// EventRoleDrifted: a key's role was edited at Exoscale; its policy
+	// was put back, or the key replaced.
+	EventRoleDrifted = "RoleDrifted"
 	// EventOrphanFound and EventOrphanRevoked: the sweep found a key exokey
 	// minted whose AccessKey is gone, and revoked it.
 	EventOrphanFound   = "OrphanedKeyFound"

@@ -208,7 +208,36 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 		// Permanent keys are minted; AccessKeys with spec.ttl are refused.
 		message += fmt.Sprintf("; it lacks %s, so it cannot hand out session credentials (spec.ttl)", assumeOperation)
 	}
+	message += inventoryWarning(api, held)
 	return ReasonIssuerReady, message, held, nil
+}
+
+// inventoryOperations are what the inventory calls, by API, and what is
+// lost without each.
+var inventoryOperations = map[iamv1alpha1.IssuerAPI][]struct{ operation, without string }{
+	iamv1alpha1.IssuerAPIIAMv3: {
+		{"list-iam-roles", "each key is looked up on its own once a drift period (a call a key), and a role edited at Exoscale is not seen"},
+		{"list-api-keys", "each key is looked up on its own once a drift period (a call a key)"},
+		{"update-iam-role-policy", "a role edited at Exoscale is not put back in place: its key is replaced"},
+	},
+	iamv1alpha1.IssuerAPIAccessKeyV2: {
+		{"list-access-keys", "each key is looked up on its own once a drift period (a call a key)"},
+	},
+}
+
+// inventoryWarning names the inventory's operations the issuer's key
+// lacks, and what is lost without them; "" when it holds them all.
+func inventoryWarning(api iamv1alpha1.IssuerAPI, held []string) string {
+	var lacks []string
+	for _, need := range inventoryOperations[api] {
+		if !slices.Contains(held, need.operation) {
+			lacks = append(lacks, fmt.Sprintf("without %s, %s", need.operation, need.without))
+		}
+	}
+	if len(lacks) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(lacks, "; ")
 }
 
 // assumeOperation is what the issuer's key needs for session credentials.

@@ -17,6 +17,7 @@ import (
 type Metrics struct {
 	rotations *prometheus.CounterVec
 	orphans   *prometheus.CounterVec
+	drift     *prometheus.CounterVec
 	unrevoked *prometheus.GaugeVec
 	reader    client.Reader
 
@@ -33,12 +34,16 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 	m := &Metrics{
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "exokey_rotations_total",
-			Help: "Keys minted, by reason: NoKey, RestrictionsChanged, RotationDue, RotationRequested, KeyGone, SecretMissing, SecretTampered, RenewalDue.",
+			Help: "Keys minted, by reason: NoKey, RestrictionsChanged, RotationDue, RotationRequested, KeyGone, RoleDrifted, SecretMissing, SecretTampered, RenewalDue.",
 		}, []string{"reason"}),
 		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "exokey_orphaned_keys_total",
 			Help: "Keys exokey minted whose AccessKey is gone, found by the orphan sweep, by issuer and action (revoked, reported).",
 		}, []string{"issuer", "action"}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exokey_drift_corrections_total",
+			Help: "Keys found drifted at Exoscale and put right, by issuer and kind: widened, narrowed, changed (a role's policy), relabelled (a role's labels), gone (a key or role deleted).",
+		}, []string{"issuer", "kind"}),
 		unrevoked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exokey_unrevoked_keys",
 			Help: "Keys of deleted AccessKeys that could not be revoked before the finalizer was released: revoke them by hand. " +
@@ -58,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer, reader client.Reader) *Metrics {
 		sessionTTL: prometheus.NewDesc("exokey_session_ttl_seconds",
 			"spec.ttl of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
 	}
-	reg.MustRegister(m.rotations, m.orphans, m.unrevoked, m)
+	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unrevoked, m)
 	return m
 }
 
@@ -73,6 +78,13 @@ func (m *Metrics) rotated(reason string) {
 func (m *Metrics) orphan(iss *issuer, action string) {
 	if m != nil {
 		m.orphans.WithLabelValues(issuerID(iss), action).Inc()
+	}
+}
+
+// driftCorrected counts a drifted key put right; a nil Metrics counts nothing.
+func (m *Metrics) driftCorrected(iss *issuer, kind string) {
+	if m != nil {
+		m.drift.WithLabelValues(issuerID(iss), kind).Inc()
 	}
 }
 

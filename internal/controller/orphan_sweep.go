@@ -18,14 +18,18 @@ import (
 // OrphanSweeper finds the keys this cluster's exokey minted whose AccessKey
 // is gone (a finalizer stripped, a record lost) and revokes them, or only
 // reports them. It knows its keys by their roles' labels: the cluster's
-// identity and the AccessKey's namespace, name and UID. Legacy access keys
-// carry no labels, so only IAM v3 issuers are swept.
+// identity and the AccessKey's namespace, name and UID, as the inventory
+// last listed them (it lists nothing itself but a candidate's role, again,
+// before revoking it). Legacy access keys carry no labels, so only IAM v3
+// issuers are swept.
 type OrphanSweeper struct {
 	Client client.Client
 	// APIReader reads AccessKeys fresh: a key is only called orphaned
 	// after a quorum read found no AccessKey with its UID.
 	APIReader client.Reader
 	Issuers   *IssuerClients
+	// Inventory is the AccessKey reconciler's: its listings are swept.
+	Inventory *Inventory
 	Recorder  events.EventRecorder
 	ClusterID string
 	Period    time.Duration
@@ -73,7 +77,7 @@ func (s *OrphanSweeper) Start(ctx context.Context) error {
 func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 	var result SweepResult
 	var errs []error
-	issuers, err := s.issuers(ctx)
+	issuers, err := listIssuers(ctx, s.Client)
 	if err != nil {
 		return result, err
 	}
@@ -82,14 +86,13 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 		if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
 			continue
 		}
+		found, listed := s.Inventory.Owned(iss)
+		if !listed {
+			continue // not listed yet, or its key may not list: swept once it is
+		}
 		keys, err := s.Issuers.Keys(ctx, iss)
 		if err != nil {
 			continue // an issuer that cannot be used now is swept next time
-		}
-		found, err := keys.FindByLabels(ctx, map[string]string{LabelCluster: s.ClusterID})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", iss.Kind, iss.Key, err))
-			continue
 		}
 		for _, key := range found {
 			id := key.ID + "/" + key.RoleID
@@ -174,25 +177,6 @@ func (s *OrphanSweeper) handle(ctx context.Context, iss *issuer, keys exoscale.K
 	s.event(iss, corev1.EventTypeNormal, EventOrphanRevoked, "revoked key %s (role %s): it was minted for AccessKey %s, which is gone",
 		key.ID, key.RoleID, owner)
 	return nil
-}
-
-func (s *OrphanSweeper) issuers(ctx context.Context) ([]*issuer, error) {
-	var out []*issuer
-	cluster := &iamv1alpha1.ClusterKeyIssuerList{}
-	if err := s.Client.List(ctx, cluster); err != nil {
-		return nil, err
-	}
-	for i := range cluster.Items {
-		out = append(out, clusterKeyIssuer(&cluster.Items[i]))
-	}
-	namespaced := &iamv1alpha1.KeyIssuerList{}
-	if err := s.Client.List(ctx, namespaced); err != nil {
-		return nil, err
-	}
-	for i := range namespaced.Items {
-		out = append(out, keyIssuer(&namespaced.Items[i]))
-	}
-	return out, nil
 }
 
 func (s *OrphanSweeper) event(iss *issuer, eventType, reason, format string, args ...any) {

@@ -47,7 +47,8 @@ const (
 	systemNamespace = "exokey-system"
 	rootSecretName  = "exoscale-root"
 	// driftCheckPeriod is short so keys revoked behind exokey's back are
-	// noticed within a test.
+	// noticed within a test; it is the resync period too, so what the test
+	// clock brings forward is seen within it.
 	driftCheckPeriod = 2 * time.Second
 )
 
@@ -73,6 +74,8 @@ var (
 	clusterID string
 	// testIssuers are the manager's issuer backends and mint shares.
 	testIssuers *IssuerClients
+	// testInventory is the manager's inventory.
+	testInventory *Inventory
 )
 
 func TestControllers(t *testing.T) {
@@ -148,11 +151,13 @@ func startManager() {
 	clusterID, err = ClusterID(ctx, mgr.GetAPIReader())
 	Expect(err).NotTo(HaveOccurred())
 	metrics := NewMetrics(testRegistry, mgr.GetClient())
+	testInventory = &Inventory{}
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: mgr.GetEventRecorder("exokey"),
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
+		Inventory: testInventory, ResyncPeriod: driftCheckPeriod,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
-	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers,
+	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: testInventory,
 		Recorder: mgr.GetEventRecorder("exokey"), ClusterID: clusterID, Period: time.Second, Metrics: metrics})).To(Succeed())
 	for _, cluster := range []bool{false, true} {
 		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute,

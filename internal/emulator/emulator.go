@@ -87,6 +87,10 @@ type Faults struct {
 	LoseResponseNext int     `json:"loseResponseNext"`
 	// LoseResponseOperations limits lost responses to these operations.
 	LoseResponseOperations []string `json:"loseResponseOperations,omitempty"`
+	// ListLatencyPer1000MS delays a list call by this much more per 1,000
+	// items it answers, as a real API takes longer to read and send a
+	// whole organisation.
+	ListLatencyPer1000MS int `json:"listLatencyPer1000Ms"`
 }
 
 // Stats count /v2 calls by operation, by status and by key.
@@ -322,6 +326,7 @@ func (s *Server) Keys() []KeyInfo {
 type RoleInfo struct {
 	ID, Name string
 	Labels   map[string]string
+	Policy   policy.Policy
 }
 
 // Roles lists the IAM v3 roles, sorted by name.
@@ -330,7 +335,7 @@ func (s *Server) Roles() []RoleInfo {
 	defer s.mu.Unlock()
 	roles := make([]RoleInfo, 0, len(s.state.Roles))
 	for _, r := range s.state.Roles {
-		roles = append(roles, RoleInfo{ID: r.ID, Name: r.Name, Labels: maps.Clone(r.Labels)})
+		roles = append(roles, RoleInfo{ID: r.ID, Name: r.Name, Labels: maps.Clone(r.Labels), Policy: r.Policy})
 	}
 	slices.SortFunc(roles, func(a, b RoleInfo) int { return strings.Compare(a.Name, b.Name) })
 	return roles
@@ -363,6 +368,7 @@ type call struct {
 	principal  *accessKey
 	grant      grant
 	requestURL string
+	ctx        context.Context
 }
 
 // ServeHTTP serves /v2 and the /_emulator endpoints.
@@ -452,7 +458,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{op: op, params: params, body: body, principal: principal, grant: g,
-		requestURL: "http://" + r.Host + "/v2"}
+		requestURL: "http://" + r.Host + "/v2", ctx: r.Context()}
 	result, err := s.dispatch(c)
 	if err != nil {
 		fail(err)

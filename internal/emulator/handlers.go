@@ -28,7 +28,7 @@ func (s *Server) dispatch(c *call) (any, error) {
 	case "create-access-key":
 		return s.createAccessKey(c)
 	case "list-access-keys":
-		return s.listAccessKeys(), nil
+		return s.sized(c, s.listAccessKeys()), nil
 	case "get-access-key":
 		return s.getAccessKey(c)
 	case "revoke-access-key":
@@ -40,7 +40,7 @@ func (s *Server) dispatch(c *call) (any, error) {
 	case "create-iam-role":
 		return s.createRole(c)
 	case "list-iam-roles":
-		return s.listRoles(), nil
+		return s.sized(c, s.listRoles()), nil
 	case "get-iam-role":
 		return s.getRole(c)
 	case "update-iam-role":
@@ -54,13 +54,36 @@ func (s *Server) dispatch(c *call) (any, error) {
 	case "create-api-key":
 		return s.createAPIKey(c)
 	case "list-api-keys":
-		return s.listAPIKeys(), nil
+		return s.sized(c, s.listAPIKeys()), nil
 	case "get-api-key":
 		return s.getAPIKey(c)
 	case "delete-api-key":
 		return s.deleteAPIKey(c)
 	}
 	return struct{}{}, nil
+}
+
+// listAnswer is a list call's answer and how many items it holds.
+type listAnswer struct {
+	body  map[string]any
+	items int
+}
+
+// sized delays a list answer by Faults.ListLatencyPer1000MS for each 1,000
+// of its items, and returns its body.
+func (s *Server) sized(c *call, answer listAnswer) any {
+	s.mu.Lock()
+	per1000 := s.faults.ListLatencyPer1000MS
+	s.mu.Unlock()
+	if delay := time.Duration(per1000) * time.Millisecond * time.Duration(answer.items) / 1000; delay > 0 && c.ctx != nil {
+		timer := time.NewTimer(delay)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-c.ctx.Done():
+		}
+	}
+	return answer.body
 }
 
 func decode(c *call, into any) error {
@@ -213,12 +236,12 @@ func (s *Server) keysOfKind(kind keyKind) []*accessKey {
 	return keys
 }
 
-func (s *Server) listAccessKeys() any {
+func (s *Server) listAccessKeys() listAnswer {
 	list := []wireAccessKey{}
 	for _, k := range s.keysOfKind(kindLegacy) {
 		list = append(list, k.wire(false))
 	}
-	return map[string]any{"access-keys": list}
+	return listAnswer{body: map[string]any{"access-keys": list}, items: len(list)}
 }
 
 func (s *Server) lookupKey(id string, kind keyKind) (*accessKey, error) {
@@ -328,7 +351,7 @@ func (s *Server) createRole(c *call) (any, error) {
 	return op.view(), nil
 }
 
-func (s *Server) listRoles() any {
+func (s *Server) listRoles() listAnswer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := []role{}
@@ -336,7 +359,7 @@ func (s *Server) listRoles() any {
 		list = append(list, *r) // a copy: it is encoded after the lock is released
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	return map[string]any{"iam-roles": list}
+	return listAnswer{body: map[string]any{"iam-roles": list}, items: len(list)}
 }
 
 func (s *Server) roleLocked(id string) (*role, error) {
@@ -559,12 +582,12 @@ func apiKeyView(k *accessKey) map[string]string {
 	return map[string]string{"key": k.Key, "name": k.Name, "role-id": k.RoleID}
 }
 
-func (s *Server) listAPIKeys() any {
+func (s *Server) listAPIKeys() listAnswer {
 	list := []map[string]string{}
 	for _, k := range s.keysOfKind(kindAPIKey) {
 		list = append(list, apiKeyView(k))
 	}
-	return map[string]any{"api-keys": list}
+	return listAnswer{body: map[string]any{"api-keys": list}, items: len(list)}
 }
 
 func (s *Server) getAPIKey(c *call) (any, error) {

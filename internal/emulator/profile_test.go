@@ -105,3 +105,30 @@ func TestRealisticLatencyHasALongTail(t *testing.T) {
 		t.Error("an unknown profile must be refused")
 	}
 }
+
+func TestListsTakeLongerForMoreItems(t *testing.T) {
+	f := start(t, emulator.Options{})
+	client := f.rootV3(t)
+	roleID := createRole(t, f, client, "listed", sosPolicy("b"))
+	for i := range 50 {
+		if _, err := client.CreateAPIKey(f.ctx, v3.CreateAPIKeyRequest{Name: "listed-" + strconv.Itoa(i), RoleID: v3.UUID(roleID)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2 s per 1,000 items: 50 keys cost at least 100 ms more.
+	f.server.SetFaults(emulator.Faults{ListLatencyPer1000MS: 2000})
+	started := time.Now()
+	keys, err := client.ListAPIKeys(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.APIKeys) < 50 {
+		t.Fatalf("listed %d keys, want at least 50", len(keys.APIKeys))
+	}
+	if took := time.Since(started); took < 100*time.Millisecond {
+		t.Errorf("a list of %d keys answered in %s, want at least 100 ms", len(keys.APIKeys), took)
+	}
+	if realistic, _ := emulator.Profile("realistic"); realistic.ListLatencyPer1000MS <= 0 {
+		t.Error("the realistic profile's lists take no longer for more items")
+	}
+}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
+	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
 // The backends against the emulator over HTTP, through the real SDKs.
@@ -465,3 +467,67 @@ func TestGrantable(t *testing.T) {
 }
 
 func firstErr[T any](_ T, err error) error { return err }
+
+func TestListAnswersTheOrganisationAndPutPolicyRestoresARole(t *testing.T) {
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			e := newEnv(t)
+			keys := e.rootKeys(t, api)
+			spec := exoscale.KeySpec{Name: "k8s-listed", Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:backups"},
+				Labels: map[string]string{"exokey.io/uid": "u1"}}
+			cred, err := keys.Create(e.ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			listing, err := keys.List(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roleID, listed := listing.Keys[cred.ID]
+			if !listed || roleID != cred.RoleID {
+				t.Fatalf("the listing holds key %s with role %q (listed %v), want role %q", cred.ID, roleID, listed, cred.RoleID)
+			}
+			if api == exoscale.APIAccessKeyV2 {
+				if listing.Roles != nil {
+					t.Errorf("a legacy listing holds roles: %v", listing.Roles)
+				}
+				if err := keys.PutPolicy(e.ctx, "any", spec); !errors.Is(err, exoscale.ErrNoRoles) {
+					t.Errorf("PutPolicy on legacy keys: %v, want ErrNoRoles", err)
+				}
+				return
+			}
+			want, err := exoscale.CompilePolicy(spec, catalog.Default())
+			if err != nil {
+				t.Fatal(err)
+			}
+			role := listing.Roles[cred.RoleID]
+			if !policy.Equal(role.Policy, want) || role.Labels["exokey.io/uid"] != "u1" || role.Name != spec.Name {
+				t.Fatalf("listed role %+v, want the compiled policy %s and its labels", role, want.Describe())
+			}
+
+			// Widened behind the backend's back, then put back.
+			if err := keys.PutPolicy(e.ctx, cred.RoleID, exoscale.KeySpec{Unrestricted: true}); err != nil {
+				t.Fatal(err)
+			}
+			if !e.allowed(t, cred, "create-api-key", nil) {
+				t.Fatal("the widened role does not allow create-api-key")
+			}
+			if err := keys.PutPolicy(e.ctx, cred.RoleID, spec); err != nil {
+				t.Fatal(err)
+			}
+			if e.allowed(t, cred, "create-api-key", nil) || !e.allowed(t, cred, "get-sos-object", map[string]string{"bucket": "backups"}) {
+				t.Error("PutPolicy did not restore exactly the spec's rights")
+			}
+			listing, err = keys.List(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := listing.Roles[cred.RoleID].Policy; !policy.Equal(got, want) {
+				t.Errorf("listed after PutPolicy: %s, want %s", got.Describe(), want.Describe())
+			}
+			if err := keys.PutPolicy(e.ctx, "00000000-0000-0000-0000-000000000000", spec); !errors.Is(err, exoscale.ErrNotFound) {
+				t.Errorf("PutPolicy of a role that does not exist: %v, want ErrNotFound", err)
+			}
+		})
+	}
+}

@@ -78,3 +78,15 @@ func (d withDeadlines) GetRole(ctx context.Context, roleID string) (Key, error) 
 	defer cancel()
 	return d.keys.GetRole(ctx, roleID)
 }
+
+func (d withDeadlines) List(ctx context.Context) (Listing, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.keys.List(ctx)
+}
+
+func (d withDeadlines) PutPolicy(ctx context.Context, roleID string, spec KeySpec) error {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.keys.PutPolicy(ctx, roleID, spec)
+}

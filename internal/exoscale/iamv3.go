@@ -309,6 +309,50 @@ func (k *iamv3Keys) find(ctx context.Context, match func(v3.IAMRole) bool) ([]Ke
 	return found, nil
 }
 
+func (k *iamv3Keys) List(ctx context.Context) (Listing, error) {
+	callCtx, rec := recordCall(ctx)
+	roles, err := k.client.ListIAMRoles(callCtx)
+	if err != nil {
+		return Listing{}, apiError("list-iam-roles", rec, err)
+	}
+	callCtx, rec = recordCall(ctx)
+	keys, err := k.client.ListAPIKeys(callCtx)
+	if err != nil {
+		return Listing{}, apiError("list-api-keys", rec, err)
+	}
+	listing := Listing{Keys: make(map[string]string, len(keys.APIKeys)), Roles: make(map[string]Role, len(roles.IAMRoles))}
+	for _, key := range keys.APIKeys {
+		listing.Keys[key.Key] = string(key.RoleID)
+	}
+	for i := range roles.IAMRoles {
+		role := &roles.IAMRoles[i]
+		own, err := policyOf(role)
+		if err != nil {
+			return Listing{}, err
+		}
+		listing.Roles[string(role.ID)] = Role{Name: role.Name, Labels: labelsOf(*role), Policy: own}
+	}
+	return listing, nil
+}
+
+func (k *iamv3Keys) PutPolicy(ctx context.Context, roleID string, spec KeySpec) error {
+	compiled, err := CompilePolicy(spec, k.cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	wire, err := toV3Policy(compiled)
+	if err != nil {
+		return err
+	}
+	callCtx, rec := recordCall(ctx)
+	op, err := k.client.UpdateIAMRolePolicy(callCtx, v3.UUID(roleID), *wire)
+	if err != nil {
+		return apiError("update-iam-role-policy", rec, err)
+	}
+	_, err = k.wait(ctx, "update-iam-role-policy", op, nil)
+	return err
+}
+
 func labelsOf(role v3.IAMRole) map[string]string {
 	labels := map[string]string{}
 	for name, value := range role.Labels {

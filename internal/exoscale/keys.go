@@ -44,6 +44,12 @@ type Keys interface {
 	// Assume returns a session credential of the role, valid for ttl. It
 	// cannot be revoked: it expires, or ends with its role.
 	Assume(ctx context.Context, roleID string, ttl time.Duration) (Session, error)
+	// List reads what the organisation holds, in one call per kind: the
+	// inventory's source, so a drift check costs O(1) calls, not one a key.
+	List(ctx context.Context) (Listing, error)
+	// PutPolicy sets a role's policy back to what spec compiles to, with
+	// update-iam-role-policy. Legacy access keys have no role: ErrNoRoles.
+	PutPolicy(ctx context.Context, roleID string, spec KeySpec) error
 	// Release marks a key that outlives what it was minted for, so a sweep
 	// of keys by labels leaves it alone (on IAMv3, a label on its role; a
 	// no-op on legacy keys).

@@ -155,6 +155,21 @@ func (k *legacyKeys) FindByLabels(context.Context, map[string]string) ([]Key, er
 
 func (k *legacyKeys) Release(context.Context, Key, string) error { return nil }
 
+func (k *legacyKeys) List(ctx context.Context) (Listing, error) {
+	ctx, rec := k.call(ctx)
+	all, err := k.client.ListIAMAccessKeys(ctx, k.cfg.Zone)
+	if err != nil {
+		return Listing{}, apiError("list-access-keys", rec, err)
+	}
+	listing := Listing{Keys: make(map[string]string, len(all))}
+	for _, key := range all {
+		listing.Keys[deref(key.Key)] = ""
+	}
+	return listing, nil
+}
+
+func (k *legacyKeys) PutPolicy(context.Context, string, KeySpec) error { return ErrNoRoles }
+
 func (k *legacyKeys) CreateSessionRole(context.Context, KeySpec, time.Duration) (Key, error) {
 	return Key{}, ErrNoSessions
 }

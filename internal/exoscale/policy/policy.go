@@ -5,6 +5,7 @@ package policy
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -218,4 +219,36 @@ func (p *Compiled) Holds(cat *catalog.Catalog) []string {
 		}
 	}
 	return names
+}
+
+// Equal reports whether two policies are the same as Exoscale reads them:
+// an empty default-service-strategy is deny, and no services is none.
+// Rules are compared in order, since the first match decides.
+func Equal(a, b Policy) bool {
+	return reflect.DeepEqual(a.normalized(), b.normalized())
+}
+
+func (p Policy) normalized() Policy {
+	if p.DefaultServiceStrategy == "" {
+		p.DefaultServiceStrategy = "deny"
+	}
+	services := make(map[string]ServicePolicy, len(p.Services))
+	for name, s := range p.Services {
+		if len(s.Rules) == 0 {
+			s.Rules = nil
+		}
+		rules := make([]PolicyRule, len(s.Rules))
+		for i, rule := range s.Rules {
+			if len(rule.Resources) == 0 {
+				rule.Resources = nil
+			}
+			rules[i] = rule
+		}
+		if s.Rules != nil {
+			s.Rules = rules
+		}
+		services[name] = s
+	}
+	p.Services = services
+	return p
 }

@@ -103,3 +103,29 @@ func FuzzPolicyEvaluation(f *testing.F) {
 		}
 	})
 }
+
+func TestEqual(t *testing.T) {
+	sos := rules("sos", PolicyRule{Action: "allow", Expression: "operation in ['get-sos-object']"})
+	for _, tc := range []struct {
+		name string
+		a, b Policy
+		want bool
+	}{
+		{"same", sos, rules("sos", PolicyRule{Action: "allow", Expression: "operation in ['get-sos-object']"}), true},
+		{"empty strategy is deny", Policy{}, Policy{DefaultServiceStrategy: "deny", Services: map[string]ServicePolicy{}}, true},
+		{"empty rules and resources are none", rules("sos", PolicyRule{Action: "allow", Expression: "true", Resources: []string{}}),
+			rules("sos", PolicyRule{Action: "allow", Expression: "true"}), true},
+		{"widened default", sos, Policy{DefaultServiceStrategy: "allow", Services: sos.Services}, false},
+		{"another expression", sos, rules("sos", PolicyRule{Action: "allow", Expression: "operation in ['put-sos-object']"}), false},
+		{"another action", sos, rules("sos", PolicyRule{Action: "deny", Expression: "operation in ['get-sos-object']"}), false},
+		{"rule order matters", rules("sos", PolicyRule{Action: "deny", Expression: "true"}, PolicyRule{Action: "allow", Expression: "true"}),
+			rules("sos", PolicyRule{Action: "allow", Expression: "true"}, PolicyRule{Action: "deny", Expression: "true"}), false},
+		{"a service more", sos, Policy{DefaultServiceStrategy: "deny", Services: map[string]ServicePolicy{
+			"sos": sos.Services["sos"], "compute": {Type: "allow"}}}, false},
+		{"no services against deny-all", Policy{DefaultServiceStrategy: "deny"}, sos, false},
+	} {
+		if got := Equal(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: Equal = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
+	"github.com/exokey/exokey/internal/exoscale/policy"
+)
+
+// The inventory's judgement of one AccessKey against a listing, as a table.
+
+func TestInventoryJudgesAKeyAgainstTheListing(t *testing.T) {
+	inv := &Inventory{Catalog: catalog.Default(), ClusterID: "c1"}
+	ak := &iamv1alpha1.AccessKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "backup", UID: "u1"},
+		Spec:       iamv1alpha1.AccessKeySpec{Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:backups"}},
+		Status:     iamv1alpha1.AccessKeyStatus{KeyID: "EXOkey", RoleID: "role"},
+	}
+	compiled, err := exoscale.CompilePolicy(KeySpecOf(ak, ""), catalog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := map[string]string{LabelUID: "u1", LabelCluster: "c1", LabelNamespace: "team", LabelName: "backup"}
+	listing := func(change func(*exoscale.Listing)) exoscale.Listing {
+		l := exoscale.Listing{Keys: map[string]string{"EXOkey": "role"}, Roles: map[string]exoscale.Role{
+			"role": {Name: "k8s-team-backup-1", Labels: ours, Policy: compiled}}}
+		if change != nil {
+			change(&l)
+		}
+		return l
+	}
+	relabel := func(name, value string) func(*exoscale.Listing) {
+		return func(l *exoscale.Listing) {
+			labels := map[string]string{}
+			for k, v := range ours {
+				labels[k] = v
+			}
+			labels[name] = value
+			role := l.Roles["role"]
+			role.Labels = labels
+			l.Roles["role"] = role
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		listing exoscale.Listing
+		session bool
+		want    driftKind // "" is no drift
+	}{
+		{"as minted", listing(nil), false, ""},
+		{"key gone", listing(func(l *exoscale.Listing) { delete(l.Keys, "EXOkey") }), false, driftGone},
+		{"role gone", listing(func(l *exoscale.Listing) { delete(l.Roles, "role") }), false, driftGone},
+		{"widened", listing(func(l *exoscale.Listing) {
+			l.Roles["role"] = exoscale.Role{Labels: ours, Policy: policy.Policy{DefaultServiceStrategy: "allow"}}
+		}), false, driftPolicy},
+		{"narrowed", listing(func(l *exoscale.Listing) {
+			l.Roles["role"] = exoscale.Role{Labels: ours, Policy: policy.Policy{DefaultServiceStrategy: "deny"}}
+		}), false, driftPolicy},
+		{"labelled with another AccessKey's UID", listing(relabel(LabelUID, "u2")), false, driftRelabelled},
+		{"labelled with another cluster", listing(relabel(LabelCluster, "c2")), false, driftRelabelled},
+		{"a session credential is not listed, its role is", listing(func(l *exoscale.Listing) { delete(l.Keys, "EXOkey") }), true, ""},
+		{"a session role widened", listing(func(l *exoscale.Listing) {
+			delete(l.Keys, "EXOkey")
+			l.Roles["role"] = exoscale.Role{Labels: ours, Policy: policy.Policy{DefaultServiceStrategy: "allow"}}
+		}), true, driftPolicy},
+		{"a legacy key listed", exoscale.Listing{Keys: map[string]string{"EXOkey": ""}}, false, ""},
+		{"a legacy key gone", exoscale.Listing{Keys: map[string]string{}}, false, driftGone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ak := ak.DeepCopy()
+			if tc.session {
+				expires := metav1.NewTime(time.Now().Add(time.Hour))
+				ak.Status.ExpiresAt = &expires
+			}
+			if tc.listing.Roles == nil {
+				ak.Status.RoleID = ""
+			}
+			f, drifted := inv.judge(ak, tc.listing)
+			if drifted != (tc.want != "") || f.kind != tc.want {
+				t.Errorf("judge = %q (drifted %v), want %q", f.kind, drifted, tc.want)
+			}
+			if tc.want == driftPolicy && policy.Equal(f.found, compiled) {
+				t.Error("the finding does not carry the policy found")
+			}
+		})
+	}
+}
+
+func TestInventoryJudgesOnlySettledKeysOlderThanTheListing(t *testing.T) {
+	iss := clusterKeyIssuer(&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "org", UID: "i1"}})
+	other := clusterKeyIssuer(&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "org", UID: "i2"}})
+	listedAt := time.Now()
+	minted := metav1.NewTime(listedAt.Add(-time.Minute))
+	base := &iamv1alpha1.AccessKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "backup", UID: "u1"},
+		Spec:       iamv1alpha1.AccessKeySpec{IssuerRef: iamv1alpha1.IssuerReference{Name: "org"}, Operations: []string{"get-sos-object"}},
+	}
+	base.Status = iamv1alpha1.AccessKeyStatus{KeyID: "EXOkey", CreatedAt: &minted, RestrictionHash: restrictionHash(base)}
+	identity := iss.identity()
+	base.Status.Issuer = &identity
+	for _, tc := range []struct {
+		name   string
+		change func(*iamv1alpha1.AccessKey)
+		want   bool
+	}{
+		{"settled and older", func(*iamv1alpha1.AccessKey) {}, true},
+		{"no key", func(ak *iamv1alpha1.AccessKey) { ak.Status.KeyID = "" }, false},
+		{"a create in flight", func(ak *iamv1alpha1.AccessKey) { ak.Status.Pending = &iamv1alpha1.PendingKey{} }, false},
+		{"minted after the listing began", func(ak *iamv1alpha1.AccessKey) {
+			after := metav1.NewTime(listedAt.Add(time.Millisecond))
+			ak.Status.CreatedAt = &after
+		}, false},
+		{"spec changed: a replacement is due anyway", func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"list-zones"} }, false},
+		{"minted by an issuer of the same name before it was recreated", func(ak *iamv1alpha1.AccessKey) {
+			identity := other.identity()
+			ak.Status.Issuer = &identity
+		}, false},
+		{"being deleted", func(ak *iamv1alpha1.AccessKey) {
+			now := metav1.Now()
+			ak.DeletionTimestamp = &now
+		}, false},
+	} {
+		ak := base.DeepCopy()
+		tc.change(ak)
+		if got := judgeable(ak, iss, listedAt); got != tc.want {
+			t.Errorf("%s: judgeable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCompareGrantsTellsWidenedFromNarrowed(t *testing.T) {
+	cat := catalog.Default()
+	want, err := exoscale.CompilePolicy(exoscale.KeySpec{Operations: []string{"get-sos-object", "list-sos-bucket"}}, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrower, _ := exoscale.CompilePolicy(exoscale.KeySpec{Operations: []string{"get-sos-object"}}, cat)
+	other, _ := exoscale.CompilePolicy(exoscale.KeySpec{Operations: []string{"get-sos-object", "list-zones"}}, cat)
+	for _, tc := range []struct {
+		name  string
+		found policy.Policy
+		want  string
+	}{
+		{"allow everything", policy.Policy{DefaultServiceStrategy: "allow"}, DriftWidened},
+		{"deny everything", policy.Policy{DefaultServiceStrategy: "deny"}, DriftNarrowed},
+		{"an operation fewer", narrower, DriftNarrowed},
+		{"one operation for another", other, DriftChanged},
+	} {
+		if got := compareGrants(want, tc.found, cat); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
