@@ -119,7 +119,8 @@ demo: control-plane build ## The operator doing its job on a local control plane
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" $(BIN)/exokey-demo
 
 .PHONY: bench
-bench: control-plane build ## Measure convergence, cost per key, steady state, memory, faults, rotation (BENCH_QUICK=1 for a small run).
+bench: control-plane build ## Measure convergence, cost per key, steady state, drift correction, memory, faults, rotation (BENCH_QUICK=1 for a small run).
+	go test -run '^$$' -bench '^BenchmarkInventory$$' -benchtime 3x ./internal/controller/
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./test/bench $(BENCH_ARGS)
 
 .PHONY: docker-build

@@ -102,6 +102,7 @@ type Results struct {
 	Settings    map[string]string `json:"settings"`
 	Convergence []Convergence     `json:"convergence"`
 	Steady      map[string]any    `json:"steadyState"`
+	Drift       map[string]any    `json:"drift,omitempty"`
 	Memory      map[string]any    `json:"memory"`
 	Rotation    map[string]any    `json:"rotation"`
 	Renewal     map[string]any    `json:"renewal"`
@@ -143,7 +144,7 @@ func run() error {
 	flag.StringVar(&workers, "workers", workers, "--max-concurrent-reconciles values, comma-separated")
 	flag.StringVar(&apis, "apis", "IAMv3,AccessKeyV2", "issuer APIs")
 	flag.DurationVar(&o.latency, "latency", 20*time.Millisecond, "emulator latency per call")
-	flag.DurationVar(&o.driftPeriod, "drift-period", 20*time.Second, "drift-check period for the steady-state measure")
+	flag.DurationVar(&o.driftPeriod, "drift-period", time.Minute, "drift-check period of the steady-state and drift measures (the manager's default)")
 	flag.IntVar(&o.secrets, "secrets", secrets, "unrelated Secrets created for the memory measure")
 	flag.StringVar(&o.out, "out", "bench/results.json", "results file")
 	flag.StringVar(&extra, "manager-args", "", "extra manager flags, space-separated")
@@ -155,7 +156,7 @@ func run() error {
 	flag.IntVar(&sc.n, "scale-n", 10000, "AccessKeys of the scale run (BENCH_SCALE=1)")
 	flag.IntVar(&sc.namespaces, "scale-namespaces", 100, "namespaces they are spread over")
 	flag.IntVar(&sc.workers, "scale-workers", 16, "--max-concurrent-reconciles of the scale run")
-	flag.DurationVar(&sc.driftPeriod, "scale-drift-period", 3*time.Minute, "drift-check period of the scale run's restart and steady state")
+	flag.DurationVar(&sc.driftPeriod, "scale-drift-period", time.Minute, "drift-check period of the scale run's restart and steady state")
 	flag.IntVar(&sc.unrelatedSecrets, "scale-secrets", 10000, "unrelated Secrets of the scale run's memory measure")
 	flag.IntVar(&sc.unrelatedNamespaces, "scale-unrelated-namespaces", 1000, "unrelated namespaces of the scale run's memory measure")
 	flag.Parse()
@@ -214,7 +215,7 @@ func run() error {
 		return err
 	}
 
-	b := &bench{o: o, c: c, config: cluster.Config, emu: emu, kubeconfig: cluster.Kubeconfig, root: root, workDir: workDir}
+	b := &bench{o: o, c: c, config: cluster.Config, emu: emu, kubeconfig: cluster.Kubeconfig, root: root, workDir: workDir, endpoint: endpoint}
 	current.Store(b)
 	res := Results{Settings: map[string]string{
 		"latency": o.latency.String(), "sizes": sizes, "workers": workers, "apis": apis,
@@ -265,6 +266,11 @@ func run() error {
 			return err
 		}
 	}
+	if runs["drift"] {
+		if res.Drift, err = b.driftCorrection(ctx, fmt.Sprintf("bench-iamv3-%d-%d", n, w), 10); err != nil {
+			return err
+		}
+	}
 	if runs["memory"] {
 		if res.Memory, err = b.memory(ctx, m); err != nil {
 			return err
@@ -292,6 +298,7 @@ func run() error {
 	}
 
 	fmt.Printf("\nsteady state over one drift period (%s): %v\n", o.driftPeriod, res.Steady)
+	fmt.Printf("drift: %v\n", res.Drift)
 	fmt.Printf("memory: %v\n", res.Memory)
 	fmt.Printf("rotation at scale: %v\n", res.Rotation)
 	fmt.Printf("session renewals: %v\n", res.Renewal)
@@ -300,7 +307,7 @@ func run() error {
 
 // allPhases are the default run's phases, in the order they run; rotation
 // rotates the keys of the faults phase.
-var allPhases = []string{"flat", "realistic", "steady", "memory", "faults", "rotation", "renewals"}
+var allPhases = []string{"flat", "realistic", "steady", "drift", "memory", "faults", "rotation", "renewals"}
 
 // current is the running bench, for the interrupt handler.
 var current atomic.Pointer[bench]
@@ -384,6 +391,7 @@ type bench struct {
 	kubeconfig string
 	root       string
 	workDir    string
+	endpoint   string
 	runs       int
 }
 
@@ -968,20 +976,22 @@ func (b *bench) steady(ctx context.Context, n, workers int) (map[string]any, err
 	period := b.o.driftPeriod + b.o.driftPeriod/10
 	time.Sleep(period)
 	stats := b.emu.Stats()
-	total := 0
-	for _, k := range []string{"get-api-key", "get-access-key"} {
-		total += stats.Operations[k]
-	}
-	// Every AccessKey the bench made is checked, across namespaces.
+	lookups := lookupsOf(stats.Operations)
+	// Every AccessKey the bench made is checked, across namespaces, by
+	// every issuer's inventory.
 	list := &iamv1alpha1.AccessKeyList{}
 	if err := b.c.List(ctx, list); err != nil {
 		return nil, err
 	}
+	issuers := &iamv1alpha1.ClusterKeyIssuerList{}
+	if err := b.c.List(ctx, issuers); err != nil {
+		return nil, err
+	}
+	perPeriod := float64(b.o.driftPeriod) / float64(period) // the window is a period plus its jitter
 	return map[string]any{
-		"period": period.String(), "accessKeys": len(list.Items), "lookups": total,
-		// The window is a period plus its jitter; the rate is per period.
-		"lookupsPerKeyPerPeriod":  round(float64(total) / float64(len(list.Items)) * float64(b.o.driftPeriod) / float64(period)),
-		"otherCalls":              stats.Total - total,
+		"period": period.String(), "accessKeys": len(list.Items), "issuers": len(issuers.Items), "calls": stats.Operations,
+		"callsPerIssuerPerPeriod": round(float64(stats.Total) / float64(len(issuers.Items)) * perPeriod),
+		"lookupsPerKeyPerPeriod":  round(float64(lookups) / float64(len(list.Items)) * perPeriod),
 		"writesPerKeyInNamespace": round(float64(wc.secretWrites.Load()+wc.akModified.Load()) / float64(n)),
 	}, nil
 }

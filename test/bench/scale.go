@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 )
 
 type scaleOptions struct {
@@ -216,8 +218,14 @@ func (b *bench) steadyAtScale(ctx context.Context, m *managerProcess, o scaleOpt
 			byMethod[method] = round(v / minutes)
 		}
 	}
+	issuers := &iamv1alpha1.ClusterKeyIssuerList{}
+	if err := b.c.List(ctx, issuers); err != nil {
+		return nil, err
+	}
 	return map[string]any{
 		"period":                     o.driftPeriod.String(),
+		"callsByOperation":           stats.Operations,
+		"callsPerIssuerPerPeriod":    round(float64(stats.Total) / float64(len(issuers.Items)) * o.driftPeriod.Minutes() / minutes),
 		"lookupsPerKeyPerPeriod":     round(float64(lookupsOf(stats.Operations)) / float64(o.n) * o.driftPeriod.Minutes() / minutes),
 		"otherCalls":                 stats.Total - lookupsOf(stats.Operations),
 		"apiserverRequestsPerMinute": round(requests / minutes),
