@@ -359,7 +359,10 @@ type AccessKey struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   AccessKeySpec   `json:"spec"`
+	Spec AccessKeySpec `json:"spec"`
+	// Status starts at observedGeneration -1, so an AccessKey no controller
+	// has served yet reads as in progress to kstatus (Helm, Flux).
+	// +kubebuilder:default={observedGeneration:-1}
 	Status AccessKeyStatus `json:"status,omitempty"`
 }
 

@@ -220,7 +220,9 @@ type KeyIssuer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   IssuerSpec   `json:"spec"`
+	Spec IssuerSpec `json:"spec"`
+	// Status starts at observedGeneration -1: unserved reads as in progress.
+	// +kubebuilder:default={observedGeneration:-1}
 	Status IssuerStatus `json:"status,omitempty"`
 }
 
@@ -255,8 +257,10 @@ type ClusterKeyIssuer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   ClusterKeyIssuerSpec `json:"spec"`
-	Status IssuerStatus         `json:"status,omitempty"`
+	Spec ClusterKeyIssuerSpec `json:"spec"`
+	// Status starts at observedGeneration -1: unserved reads as in progress.
+	// +kubebuilder:default={observedGeneration:-1}
+	Status IssuerStatus `json:"status,omitempty"`
 }
 
 // ClusterKeyIssuerList is a list of ClusterKeyIssuers.

@@ -21,6 +21,7 @@ import (
 // stale copy fails with a conflict instead of overwriting newer state.
 func (r *AccessKeyReconciler) writeStatus(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) error {
 	status.ObservedGeneration = ak.Generation
+	r.summarize(ak, status)
 	if equality.Semantic.DeepEqual(ak.Status, *status) {
 		return nil
 	}
@@ -31,6 +32,19 @@ func (r *AccessKeyReconciler) writeStatus(ctx context.Context, ak *iamv1alpha1.A
 		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
+}
+
+// summarize sets Reconciling and Stalled for kstatus: Current only when
+// the Secret holds a working key for this generation.
+func (r *AccessKeyReconciler) summarize(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) {
+	reason, message := ReasonMinting, "no key is published for this generation yet"
+	if status.Pending != nil {
+		message = fmt.Sprintf("minting key %s", status.Pending.KeyName)
+	} else if synced := findCondition(status.Conditions, ConditionSynced); synced != nil && synced.Status == metav1.ConditionFalse &&
+		synced.ObservedGeneration == ak.Generation && synced.Reason != "" {
+		reason, message = synced.Reason, synced.Message // what it waits for: an issuer, a share of the rate, a revocation
+	}
+	summarize(&status.Conditions, r.Clock.Now(), ak.Generation, status.Pending == nil, reason, message)
 }
 
 // recordOutcome sets the Ready and Synced conditions from a pass's result

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,6 +15,13 @@ const (
 	ConditionReady = "Ready"
 	// ConditionSynced: the last reconcile finished without error.
 	ConditionSynced = "Synced"
+	// ConditionReconciling and ConditionStalled follow kstatus's
+	// abnormal-true convention, which Helm 4, Flux, kpt and Argo CD read:
+	// present only while True. Reconciling: work is under way, or waits on
+	// something that heals by itself. Stalled: a refusal only an edit fixes,
+	// with Ready's reason and message.
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
 )
 
 // Reasons of the conditions. They are the vocabulary of events too.
@@ -29,6 +37,8 @@ const (
 	ReasonReconcileError   = "ReconcileError"
 	ReasonRejected         = "RejectedByAPI"
 	ReasonReconciled       = "Reconciled"
+	// ReasonMinting: a key for this generation is being minted or published.
+	ReasonMinting = "Minting"
 	ReasonRevokeFailed     = "RevokeFailed"
 	// ReasonSecretRejected: the API server refused the rendered Secret;
 	// nothing more is minted for this generation.
@@ -71,6 +81,42 @@ const (
 	// RevokeTimeout with keys that could not be revoked.
 	EventKeysLeftLive = "KeysLeftLive"
 )
+
+// stalledReasons are the refusals only an edit fixes (of the object, or of
+// what its admin controls: the issuer's ceiling, the conflicting Secret):
+// Stalled, so a tool that waits fails at once with the reason. Every other
+// refusal heals by itself when what it waits for arrives (an issuer created
+// in the same sync, its credentials, a share of the rate) and is
+// Reconciling, so a sync that applies everything together converges.
+var stalledReasons = []string{
+	ReasonNotPermitted, ReasonUnknownOperation, ReasonInvalidSpec, ReasonSecretConflict, ReasonSecretRejected, ReasonRejected,
+	// Issuers: an endpoint refused by its scheme, credentials refused.
+	ReasonInsecureEndpoint, ReasonCredentialsInvalid,
+}
+
+// summarize sets Reconciling and Stalled from Ready for kstatus: nothing
+// when Ready is True for this generation and settled; Stalled, with Ready's
+// reason and message, for a refusal in stalledReasons; Reconciling, saying
+// what is under way or awaited, otherwise. settled is false while work is
+// recorded in flight (a create), whatever Ready says.
+func summarize(conditions *[]metav1.Condition, at time.Time, generation int64, settled bool, reason, message string) {
+	ready := meta.FindStatusCondition(*conditions, ConditionReady)
+	current := ready != nil && ready.ObservedGeneration == generation
+	switch {
+	case settled && current && ready.Status == metav1.ConditionTrue:
+		meta.RemoveStatusCondition(conditions, ConditionReconciling)
+		meta.RemoveStatusCondition(conditions, ConditionStalled)
+	case settled && current && slices.Contains(stalledReasons, ready.Reason):
+		meta.RemoveStatusCondition(conditions, ConditionReconciling)
+		setCondition(conditions, at, generation, ConditionStalled, metav1.ConditionTrue, ready.Reason, ready.Message)
+	default:
+		meta.RemoveStatusCondition(conditions, ConditionStalled)
+		if settled && current && ready.Status == metav1.ConditionFalse {
+			reason, message = ready.Reason, ready.Message
+		}
+		setCondition(conditions, at, generation, ConditionReconciling, metav1.ConditionTrue, reason, message)
+	}
+}
 
 // setCondition sets a condition; at is the transition time if its status
 // changes (the reconciler's clock, which refusal backoffs are measured by).

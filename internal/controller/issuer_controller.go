@@ -114,6 +114,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		status.CanAssumeRoles = slices.Contains(held, assumeOperation)
 	}
 	setCondition(&status.Conditions, r.Clock.Now(), iss.Generation, ConditionReady, ready, reason, message)
+	summarize(&status.Conditions, r.Clock.Now(), iss.Generation, true, reason, message)
 	if !equality.Semantic.DeepEqual(iss.Status, status) {
 		base := iss.Object.DeepCopyObject().(client.Object)
 		*iss.Status = *status
@@ -154,6 +155,7 @@ func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
 			len(users), strings.Join(users[:min(len(users), 5)], ", "))
 		status := iss.Status.DeepCopy()
 		setCondition(&status.Conditions, r.Clock.Now(), iss.Generation, ConditionReady, metav1.ConditionFalse, ReasonInUse, message)
+		summarize(&status.Conditions, r.Clock.Now(), iss.Generation, true, ReasonInUse, message)
 		if equality.Semantic.DeepEqual(iss.Status, status) {
 			return nil
 		}

@@ -112,7 +112,7 @@ var _ = Describe("Tenant boundary", func() {
 		}, timeout, poll).Should(BeFalse(), "the retiring key is revoked after its grace period")
 	})
 
-	It("revokes a key beyond a narrowed ceiling after the grace period", func() {
+	It("revokes a key beyond a narrowed ceiling at once", func() {
 		api := iamv1alpha1.IssuerAPIIAMv3
 		iss := clusterIssuer("narrowing-"+namespace, api, nil)
 		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
