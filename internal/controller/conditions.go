@@ -38,8 +38,8 @@ const (
 	ReasonRejected         = "RejectedByAPI"
 	ReasonReconciled       = "Reconciled"
 	// ReasonMinting: a key for this generation is being minted or published.
-	ReasonMinting = "Minting"
-	ReasonRevokeFailed     = "RevokeFailed"
+	ReasonMinting      = "Minting"
+	ReasonRevokeFailed = "RevokeFailed"
 	// ReasonSecretRejected: the API server refused the rendered Secret;
 	// nothing more is minted for this generation.
 	ReasonSecretRejected = "SecretRejected"
