@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"encoding/json"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/test/argocd"
 )
 
 // kstatus itself (the library Helm 4's --wait and Flux's health checks
@@ -37,6 +40,7 @@ var _ = Describe("kstatus", func() {
 		Expect(seen.reasons(status.InProgressStatus)).To(ContainElement(ReasonMinting), "the pending record reads as Reconciling")
 		Expect(seen.before(first)).NotTo(ContainElement(status.CurrentStatus))
 		Expect(allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
+		Expect(argoHealth(fetch(ak)).Status).To(Equal("Healthy"))
 	})
 
 	It("reads a refusal only an edit fixes as Failed, with its reason, and an edit heals it", func() {
@@ -47,6 +51,7 @@ var _ = Describe("kstatus", func() {
 		Eventually(func() status.Status { result = kstatusOf(fetch(ak)); return result.Status }, timeout, poll).Should(Equal(status.FailedStatus))
 		Expect(result.Message).To(ContainSubstring(`did you mean "get-sos-object"`))
 		Expect(condition(fetch(ak), ConditionStalled).Reason).To(Equal(ReasonUnknownOperation))
+		Expect(argoHealth(fetch(ak))).To(Equal(argocd.Health{Status: "Degraded", Message: ReasonUnknownOperation + ": " + result.Message}))
 
 		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
 		Eventually(func() status.Status { return kstatusOf(fetch(ak)).Status }, timeout, poll).Should(Equal(status.CurrentStatus))
@@ -59,6 +64,7 @@ var _ = Describe("kstatus", func() {
 		waitRefused(ak, ReasonIssuerNotFound)
 		Consistently(func() status.Status { return kstatusOf(fetch(ak)).Status }, time.Second, poll).Should(Equal(status.InProgressStatus))
 		Expect(condition(fetch(ak), ConditionReconciling).Reason).To(Equal(ReasonIssuerNotFound))
+		Expect(argoHealth(fetch(ak)).Status).To(Equal("Progressing"))
 
 		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
 		Eventually(func() status.Status { return kstatusOf(fetch(ak)).Status }, timeout, poll).Should(Equal(status.CurrentStatus))
@@ -80,6 +86,7 @@ var _ = Describe("kstatus", func() {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
 			g.Expect(iss.Status.ObservedGeneration).To(Equal(iss.Generation))
 			g.Expect(kstatusOf(iss).Status).To(Equal(status.InProgressStatus))
+			g.Expect(argoHealth(iss).Status).To(Equal("Progressing"))
 		}, timeout, poll).Should(Succeed())
 		rootKey, rootSecret := emu.Root()
 		Expect(k8sClient.Create(ctx, &corev1.Secret{
@@ -90,6 +97,7 @@ var _ = Describe("kstatus", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
 			return kstatusOf(iss).Status
 		}, timeout, poll).Should(Equal(status.CurrentStatus))
+		Expect(argoHealth(iss).Status).To(Equal("Healthy"))
 
 		insecure := clusterIssuer("insecure-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
 		insecure.Spec.Endpoint = "http://exoscale.example.com/v2"
@@ -98,6 +106,7 @@ var _ = Describe("kstatus", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(insecure), insecure)).To(Succeed())
 			return kstatusOf(insecure).Status
 		}, timeout, poll).Should(Equal(status.FailedStatus))
+		Expect(argoHealth(insecure).Status).To(Equal("Degraded"))
 	})
 })
 
@@ -112,6 +121,22 @@ func kstatusOf(obj client.Object) *status.Result {
 	result, err := status.Compute(u)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return result
+}
+
+// argoHealth is what exokey's Argo CD health check makes of an object.
+func argoHealth(obj client.Object) argocd.Health {
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	gvk, err := apiutil.GVKForObject(obj, scheme)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	// As Argo CD reads it: JSON, whose numbers are floats.
+	encoded, err := json.Marshal(raw)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	var decoded map[string]any
+	ExpectWithOffset(1, json.Unmarshal(encoded, &decoded)).To(Succeed())
+	health, err := argocd.Evaluate(argocd.ScriptPath(filepath.Join("..", ".."), gvk.Group, gvk.Kind), decoded)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return health
 }
 
 // observation is one version of an AccessKey a watch saw, as kstatus read
