@@ -14,6 +14,7 @@ K8S_VERSION := $(shell cd hack/tools/k8s && go list -m -f '{{.Version}}' k8s.io/
 K8S_BIN     := $(BIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN := $(BIN)/controller-gen
 HELM        := $(BIN)/helm
+HELM4       := $(BIN)/helm4
 KUSTOMIZE   := $(BIN)/kustomize
 IMG         ?= exokey:dev
 GO_TEST_FLAGS ?= -race -count=1
@@ -49,9 +50,9 @@ vet: ## go vet, and a check that every Go file is gofmt-formatted.
 	@unformatted="$$(gofmt -l api cmd internal hack test 2>/dev/null)"; if [ -n "$$unformatted" ]; then echo "not gofmt-formatted (run make fmt):"; echo "$$unformatted"; exit 1; fi
 
 .PHONY: control-plane
-control-plane: $(K8S_BIN)/kube-apiserver ## Build etcd, kube-apiserver and kube-controller-manager into bin/k8s/<version> (once).
+control-plane: $(K8S_BIN)/kubectl ## Build etcd, kube-apiserver, kube-controller-manager and kubectl into bin/k8s/<version> (once).
 
-$(K8S_BIN)/kube-apiserver:
+$(K8S_BIN)/kubectl:
 	hack/build-control-plane.sh $(K8S_BIN)
 
 FUZZ_TIME ?= 10s
@@ -63,7 +64,7 @@ test: verify-generated vet control-plane helm-lint ## Everything: unit, emulator
 	$(MAKE) --no-print-directory test-e2e
 
 .PHONY: test-e2e
-test-e2e: control-plane build $(HELM) ## End-to-end on real binaries: control plane, chart RBAC, manager and emulator processes.
+test-e2e: control-plane build $(HELM) $(HELM4) ## End-to-end on real binaries: control plane, chart RBAC, manager and emulator processes, Helm 4 and kubectl waiting.
 	K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ -ginkgo.v
 
 .PHONY: test-chaos
@@ -71,13 +72,15 @@ test-chaos: control-plane build $(HELM) ## The chaos suite at full size (1000 Ac
 	CHAOS_FULL=1 K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/ -ginkgo.v -ginkgo.label-filter=chaos
 
 .PHONY: helm-lint
-helm-lint: $(HELM) ## helm lint and helm template of dist/chart, with default and full values.
-	$(HELM) lint --strict --kube-version $(K8S_VERSION) dist/chart
-	$(HELM) template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system >/dev/null
-	$(HELM) template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system --set clusterKeyIssuer.create=true \
-		--set metrics.serviceMonitor.enabled=true --set replicaCount=2 --set manager.logLevel=debug >/dev/null
-	@if $(HELM) template exokey dist/chart --kube-version $(K8S_VERSION) --set replicaCount=-1 >/dev/null 2>&1; then \
-		echo "values.schema.json accepted replicaCount=-1"; exit 1; fi
+helm-lint: $(HELM) $(HELM4) ## helm lint and helm template of dist/chart with Helm 3 and Helm 4, with default and full values.
+	for helm in $(HELM) $(HELM4); do \
+		$$helm lint --strict --kube-version $(K8S_VERSION) dist/chart; \
+		$$helm template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system >/dev/null; \
+		$$helm template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system --set clusterKeyIssuer.create=true \
+			--set metrics.serviceMonitor.enabled=true --set replicaCount=2 --set manager.logLevel=debug >/dev/null; \
+		if $$helm template exokey dist/chart --kube-version $(K8S_VERSION) --set replicaCount=-1 >/dev/null 2>&1; then \
+			echo "values.schema.json accepted replicaCount=-1 ($$helm)"; exit 1; fi; \
+	done
 
 .PHONY: build-installer
 build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml from config/default (IMG sets the image).
@@ -148,6 +151,10 @@ uninstall: ## Remove the CRDs from the current kubeconfig's cluster.
 $(HELM): hack/tools/helm/go.mod
 	mkdir -p $(BIN)
 	cd hack/tools/helm && go build -o $(HELM) helm.sh/helm/v3/cmd/helm
+
+$(HELM4): hack/tools/helm4/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/helm4 && go build -o $(HELM4) helm.sh/helm/v4/cmd/helm
 
 $(KUSTOMIZE): hack/tools/kustomize/go.mod
 	mkdir -p $(BIN)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager)
-# from the Go module proxy into bin/k8s/<version>/, once. The versions are the
+# and the kubectl of the same version from the Go module proxy into
+# bin/k8s/<version>/, once. The versions are the
 # ones pinned by hack/tools/{k8s,etcd}/go.mod; a present, complete directory is
 # reused as it is.
 set -euo pipefail
@@ -14,7 +15,7 @@ etcd_version="$(module_version "$root/hack/tools/etcd" go.etcd.io/etcd/server/v3
 out="${1:-$root/bin/k8s/${k8s_version#v}}"
 mkdir -p "$out"
 
-if [[ -x "$out/etcd" && -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" ]]; then
+if [[ -x "$out/etcd" && -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kubectl" ]]; then
 	echo "control plane ${k8s_version} (etcd ${etcd_version}) already in ${out#"$root"/}"
 	exit 0
 fi
@@ -33,10 +34,13 @@ ldflags="-s -w \
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 started=$(date +%s)
-echo "building etcd ${etcd_version} into ${out#"$root"/} ..."
-(cd "$root/hack/tools/etcd" && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
-mv "$out/etcd.tmp" "$out/etcd"
-for cmd in kube-apiserver kube-controller-manager; do
+if [[ ! -x "$out/etcd" ]]; then
+	echo "building etcd ${etcd_version} into ${out#"$root"/} ..."
+	(cd "$root/hack/tools/etcd" && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
+	mv "$out/etcd.tmp" "$out/etcd"
+fi
+for cmd in kube-apiserver kube-controller-manager kubectl; do
+	[[ -x "$out/$cmd" ]] && continue
 	echo "building ${cmd} ${k8s_version} into ${out#"$root"/} (the first build takes several minutes) ..."
 	(cd "$root/hack/tools/k8s" && go build -trimpath -ldflags "$ldflags" -o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
 	mv "$out/$cmd.tmp" "$out/$cmd"

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -90,7 +91,7 @@ func (inv *Inventory) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(jittered(inv.Period)):
+		case <-time.After(inv.Period + time.Duration(rand.Int64N(int64(inv.Period)/10+1))): // up to 10% jitter
 		}
 	}
 }

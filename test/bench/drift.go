@@ -35,16 +35,20 @@ func (b *bench) driftCorrection(ctx context.Context, namespace string, n int) (m
 		return nil, err
 	}
 	before := b.emu.Stats()
+	// One widening every tenth of a period, so they fall at every point of
+	// the inventory's cycle.
 	widened := map[string]time.Time{}
-	for _, id := range roles {
-		if _, err := root.UpdateIAMRolePolicy(ctx, v3.UUID(id), v3.IAMPolicy{DefaultServiceStrategy: "allow"}); err != nil {
-			return nil, fmt.Errorf("widen role %s: %w", id, err)
-		}
-		widened[id] = time.Now()
-	}
+	next := time.Now()
 	var took []time.Duration
-	deadline := time.Now().Add(3*b.o.driftPeriod + time.Minute)
-	for len(widened) > 0 && time.Now().Before(deadline) {
+	deadline := time.Now().Add(4*b.o.driftPeriod + time.Minute)
+	for (len(widened) > 0 || len(roles) > 0) && time.Now().Before(deadline) {
+		if len(roles) > 0 && !time.Now().Before(next) {
+			if _, err := root.UpdateIAMRolePolicy(ctx, v3.UUID(roles[0]), v3.IAMPolicy{DefaultServiceStrategy: "allow"}); err != nil {
+				return nil, fmt.Errorf("widen role %s: %w", roles[0], err)
+			}
+			widened[roles[0]] = time.Now()
+			roles, next = roles[1:], next.Add(b.o.driftPeriod/10)
+		}
 		for _, r := range b.emu.Roles() {
 			if at, ok := widened[r.ID]; ok && r.Policy.DefaultServiceStrategy != "allow" {
 				took = append(took, time.Since(at))
@@ -53,14 +57,14 @@ func (b *bench) driftCorrection(ctx context.Context, namespace string, n int) (m
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if len(widened) > 0 {
-		return nil, fmt.Errorf("%d of %d widened roles were not put back within %s", len(widened), len(roles), 3*b.o.driftPeriod+time.Minute)
+	if len(widened) > 0 || len(roles) > 0 {
+		return nil, fmt.Errorf("%d widened roles were not put back in time", len(widened)+len(roles))
 	}
 	after := b.emu.Stats()
 	slices.Sort(took)
 	return map[string]any{
-		"period": b.o.driftPeriod.String(), "widened": len(roles),
+		"period": b.o.driftPeriod.String(), "widened": len(took),
 		"median": took[len(took)/2].Round(100 * time.Millisecond).String(), "max": took[len(took)-1].Round(100 * time.Millisecond).String(),
-		"updateCalls": after.Operations["update-iam-role-policy"] - before.Operations["update-iam-role-policy"] - len(roles),
+		"updateCalls": after.Operations["update-iam-role-policy"] - before.Operations["update-iam-role-policy"] - len(took),
 	}, nil
 }

@@ -56,6 +56,9 @@ var (
 	rootKey           string
 	rootSecret        string
 	managerKubeconfig string
+	// adminKubeconfig is a cluster admin's, for the tools a user runs:
+	// Helm, kubectl.
+	adminKubeconfig string
 	controllerManager *exec.Cmd
 	emulatorProcess   *exec.Cmd
 )
@@ -90,7 +93,7 @@ var _ = BeforeSuite(func() {
 	By("starting kube-controller-manager for garbage collection")
 	admin, err := env.AddUser(envtest.User{Name: "controller-manager", Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())
-	adminKubeconfig := writeKubeconfig(admin.Config(), "admin.kubeconfig")
+	adminKubeconfig = writeKubeconfig(admin.Config(), "admin.kubeconfig")
 	controllerManager = start("kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+adminKubeconfig, "--controllers=garbagecollector,namespace",
 		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false")
