@@ -58,7 +58,7 @@ var (
 	managerKubeconfig string
 	// adminKubeconfig is a cluster admin's, for the tools a user runs:
 	// Helm, kubectl.
-	adminKubeconfig string
+	adminKubeconfig   string
 	controllerManager *exec.Cmd
 	emulatorProcess   *exec.Cmd
 )
