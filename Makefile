@@ -104,6 +104,12 @@ build: ## Build the manager, the emulator and the kubectl plugin into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/exoscale-emulator ./cmd/exoscale-emulator
 	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o $(BIN)/kubectl-exokey ./cmd/kubectl-exokey
 
+VERSION ?= dev
+
+.PHONY: image
+image: ## The manager's image for linux/amd64 and linux/arm64, with no container engine: bin/exokey-image.tar (OCI image layout archive; VERSION=v1.2.3).
+	go run ./hack/image --version $(VERSION) --out $(BIN)/exokey-image.tar
+
 .PHONY: krew-manifest
 krew-manifest: ## Build the kubectl-exokey release archives into dist/release and write dist/krew/exokey.yaml (VERSION=v1.2.3).
 	hack/krew-manifest.sh $(VERSION)

@@ -26,6 +26,11 @@ import (
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
+
+	// Trusted CA roots compiled in, used where the system has none: the
+	// image holds nothing but the manager, and must reach
+	// https://api-<zone>.exoscale.com.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 var scheme = runtime.NewScheme()

@@ -228,10 +228,15 @@ type manager struct {
 }
 
 func startManager(name string, flags ...string) *manager {
+	return startManagerFrom(name, filepath.Join(root, "bin", "manager"), flags...)
+}
+
+// startManagerFrom runs the manager binary at path, as the chart's ServiceAccount.
+func startManagerFrom(name, binary string, flags ...string) *manager {
 	if len(flags) == 0 {
 		flags = []string{"--drift-check-period=5s"}
 	}
-	cmd := start(name, filepath.Join(root, "bin", "manager"), append([]string{
+	cmd := start(name, binary, append([]string{
 		"--kubeconfig=" + managerKubeconfig, "--leader-elect", "--leader-election-namespace=" + releaseNamespace,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0"}, flags...)...)
 	return &manager{cmd: cmd, log: filepath.Join(workDir, name+".log")}
