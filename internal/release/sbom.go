@@ -71,13 +71,13 @@ type spdxCreationInfo struct {
 }
 
 type spdxPackage struct {
-	SPDXID           string         `json:"SPDXID"`
-	Name             string         `json:"name"`
-	VersionInfo      string         `json:"versionInfo"`
-	DownloadLocation string         `json:"downloadLocation"`
-	FilesAnalyzed    bool           `json:"filesAnalyzed"`
-	LicenseConcluded string         `json:"licenseConcluded"`
-	ExternalRefs     []spdxRef      `json:"externalRefs"`
+	SPDXID           string    `json:"SPDXID"`
+	Name             string    `json:"name"`
+	VersionInfo      string    `json:"versionInfo"`
+	DownloadLocation string    `json:"downloadLocation"`
+	FilesAnalyzed    bool      `json:"filesAnalyzed"`
+	LicenseConcluded string    `json:"licenseConcluded"`
+	ExternalRefs     []spdxRef `json:"externalRefs"`
 }
 
 type spdxRef struct {
