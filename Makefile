@@ -15,6 +15,8 @@ K8S_BIN     := $(BIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN := $(BIN)/controller-gen
 HELM        := $(BIN)/helm
 HELM4       := $(BIN)/helm4
+ACTIONLINT  := $(BIN)/actionlint
+KREW_VALIDATE := $(BIN)/validate-krew-manifest
 KUSTOMIZE   := $(BIN)/kustomize
 IMG         ?= exokey:dev
 GO_TEST_FLAGS ?= -race -count=1
@@ -58,7 +60,7 @@ $(K8S_BIN)/kubectl:
 FUZZ_TIME ?= 10s
 
 .PHONY: test
-test: verify-generated vet control-plane helm-lint ## Everything: unit, emulator and envtest suites, chart checks, a short fuzz, end-to-end.
+test: verify-generated vet control-plane helm-lint release-lint ## Everything: unit, emulator and envtest suites, chart, workflow and krew checks, a short fuzz, end-to-end.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-e2e
@@ -105,10 +107,20 @@ build: ## Build the manager, the emulator and the kubectl plugin into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o $(BIN)/kubectl-exokey ./cmd/kubectl-exokey
 
 VERSION ?= dev
+IMAGE_REPO ?= ghcr.io/exokey/exokey
 
 .PHONY: image
 image: ## The manager's image for linux/amd64 and linux/arm64, with no container engine: bin/exokey-image.tar (OCI image layout archive; VERSION=v1.2.3).
 	go run ./hack/image --version $(VERSION) --out $(BIN)/exokey-image.tar
+
+.PHONY: release
+release: $(HELM4) $(KUSTOMIZE) ## Every release artifact into dist/release/ with checksums: image archive, chart, installer, plugin archives, krew manifest (VERSION=v1.2.3).
+	hack/release.sh $(VERSION) $(IMAGE_REPO)
+
+.PHONY: release-lint
+release-lint: $(ACTIONLINT) $(KREW_VALIDATE) ## actionlint on .github/workflows, and krew's own validator on dist/krew/exokey.yaml.
+	$(ACTIONLINT) -shellcheck= .github/workflows/*.yml
+	$(KREW_VALIDATE) -manifest dist/krew/exokey.yaml -skip-install
 
 .PHONY: krew-manifest
 krew-manifest: ## Build the kubectl-exokey release archives into dist/release and write dist/krew/exokey.yaml (VERSION=v1.2.3).
@@ -157,6 +169,14 @@ uninstall: ## Remove the CRDs from the current kubeconfig's cluster.
 $(HELM): hack/tools/helm/go.mod
 	mkdir -p $(BIN)
 	cd hack/tools/helm && go build -o $(HELM) helm.sh/helm/v3/cmd/helm
+
+$(ACTIONLINT): hack/tools/actionlint/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/actionlint && go build -o $(ACTIONLINT) github.com/rhysd/actionlint/cmd/actionlint
+
+$(KREW_VALIDATE): hack/tools/krew/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/krew && go build -o $(KREW_VALIDATE) sigs.k8s.io/krew/cmd/validate-krew-manifest
 
 $(HELM4): hack/tools/helm4/go.mod
 	mkdir -p $(BIN)
