@@ -17,6 +17,7 @@ HELM        := $(BIN)/helm
 HELM4       := $(BIN)/helm4
 ACTIONLINT  := $(BIN)/actionlint
 KREW_VALIDATE := $(BIN)/validate-krew-manifest
+CRD_REF_DOCS := $(BIN)/crd-ref-docs
 KUSTOMIZE   := $(BIN)/kustomize
 IMG         ?= exokey:dev
 GO_TEST_FLAGS ?= -race -count=1
@@ -35,8 +36,10 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC from the markers.
 	hack/sync-chart.sh
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Generate the deepcopy methods.
+generate: $(CONTROLLER_GEN) $(CRD_REF_DOCS) ## Generate the deepcopy methods and the API reference (docs/reference/api.md).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	$(CRD_REF_DOCS) --source-path ./api/v1alpha1 --config hack/crd-ref-docs.yaml --renderer markdown \
+		--output-path docs/reference/api.md --log-level ERROR
 
 .PHONY: verify-generated
 verify-generated: ## Fail when the committed generated files are not what the markers produce.
@@ -169,6 +172,10 @@ uninstall: ## Remove the CRDs from the current kubeconfig's cluster.
 $(HELM): hack/tools/helm/go.mod
 	mkdir -p $(BIN)
 	cd hack/tools/helm && go build -o $(HELM) helm.sh/helm/v3/cmd/helm
+
+$(CRD_REF_DOCS): hack/tools/crd-ref-docs/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/crd-ref-docs && go build -o $(CRD_REF_DOCS) github.com/elastic/crd-ref-docs
 
 $(ACTIONLINT): hack/tools/actionlint/go.mod
 	mkdir -p $(BIN)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates the deepcopy methods, CRDs and RBAC and fails when that changed
+# Regenerates the deepcopy methods, CRDs, RBAC and the API reference and fails when that changed
 # any file: the committed generated files must match the markers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/chart/crds dist/chart/templates/clusterrole.yaml)
+generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/chart/crds dist/chart/templates/clusterrole.yaml docs/reference/api.md)
 snapshot() { find "${generated[@]}" -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum; }
 
 before="$(snapshot)"
