@@ -67,10 +67,16 @@ test: verify-generated vet control-plane helm-lint release-lint ## Everything: u
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory test-docs
 
 .PHONY: test-e2e
 test-e2e: control-plane build $(HELM) $(HELM4) ## End-to-end on real binaries: control plane, chart RBAC, manager and emulator processes, Helm 4 and kubectl waiting.
 	K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 40m -v ./test/e2e/ -ginkgo.v
+
+.PHONY: test-docs
+test-docs: control-plane build ## Run the docs' shell blocks marked runnable against make demo's cluster.
+	go build -o $(BIN)/exokey-demo ./hack/demo
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags docs -count=1 -timeout 20m -v ./test/docs/
 
 .PHONY: test-chaos
 test-chaos: control-plane build $(HELM) ## The chaos suite at full size (1000 AccessKeys, 20 kills, 5000 churned); make test runs it smaller.

@@ -86,7 +86,7 @@ const slotPatience = 250 * time.Millisecond
 
 // DefaultDriftCheckPeriod is how often each issuer's inventory is taken by
 // default: two list calls an issuer (one for legacy keys), whatever the
-// number of keys (README, Performance).
+// number of keys (docs/performance.md).
 const DefaultDriftCheckPeriod = time.Minute
 
 // DefaultResyncPeriod is how often every AccessKey is looked at by default.
