@@ -41,6 +41,9 @@ type Inventory struct {
 	ClusterID string
 	// Period is how often each issuer is listed.
 	Period time.Duration
+	// UnlistedLookupPeriod is how often each key of an issuer that may not
+	// list is looked up on its own (default DefaultUnlistedLookupPeriod).
+	UnlistedLookupPeriod time.Duration
 	Clock  clock.PassiveClock
 
 	mu sync.Mutex
@@ -50,7 +53,20 @@ type Inventory struct {
 	// owned are, by issuer, the keys (and keyless roles) whose roles carry
 	// this cluster's label, as last listed: what the orphan sweep judges.
 	owned  map[string][]exoscale.Key
-	events chan event.GenericEvent
+	// lookedUp is when each AccessKey of an issuer that may not list was
+	// last sent to be looked up on its own.
+	lookedUp map[types.NamespacedName]lookup
+	events   chan event.GenericEvent
+}
+
+// DefaultUnlistedLookupPeriod is how often a key is looked up on its own
+// where its issuer's key may not list: one call a key, so spread over 20
+// minutes as before the inventory, not made once a drift period.
+const DefaultUnlistedLookupPeriod = 20 * time.Minute
+
+type lookup struct {
+	uid types.UID
+	at  time.Time
 }
 
 // driftKind is what a listing found wrong with an AccessKey's key.
@@ -145,11 +161,13 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) error {
 		if !judgeable(ak, iss, started) {
 			continue
 		}
+		name := client.ObjectKeyFromObject(ak)
 		f, drifted := finding{kind: driftUnlisted}, true
-		if !unlisted {
+		if unlisted {
+			drifted = inv.lookupDue(name, ak.UID, started)
+		} else {
 			f, drifted = inv.judge(ak, listing)
 		}
-		name := client.ObjectKeyFromObject(ak)
 		if !drifted {
 			healthy[name] = ak.Status.KeyID
 			continue
@@ -190,6 +208,34 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) error {
 		}
 	}
 	return nil
+}
+
+// lookupDue reports whether an AccessKey of an issuer that may not list
+// is due a lookup of its own. One not seen before gets a random point in
+// the period, so a restart does not look every key up at once.
+func (inv *Inventory) lookupDue(name types.NamespacedName, uid types.UID, now time.Time) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.lookedUp == nil {
+		inv.lookedUp = map[types.NamespacedName]lookup{}
+	}
+	last, ok := inv.lookedUp[name]
+	if !ok || last.uid != uid {
+		last = lookup{uid: uid, at: now.Add(-time.Duration(rand.Int64N(int64(inv.unlistedPeriod()))))}
+	}
+	if now.Sub(last.at) < inv.unlistedPeriod() {
+		inv.lookedUp[name] = last
+		return false
+	}
+	inv.lookedUp[name] = lookup{uid: uid, at: now}
+	return true
+}
+
+func (inv *Inventory) unlistedPeriod() time.Duration {
+	if inv.UnlistedLookupPeriod > 0 {
+		return inv.UnlistedLookupPeriod
+	}
+	return DefaultUnlistedLookupPeriod
 }
 
 // judgeable reports whether a listing taken at started can judge the
@@ -278,6 +324,7 @@ func (inv *Inventory) forget(name types.NamespacedName) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	delete(inv.findings, name)
+	delete(inv.lookedUp, name)
 }
 
 // Owned returns the keys of this cluster's roles in an issuer's last

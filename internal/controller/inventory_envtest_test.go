@@ -94,6 +94,33 @@ var _ = Describe("Drift", func() {
 		}, timeout, poll).Should(BeFalse(), "the old key goes at once, not after the hour of grace")
 	})
 
+	It("looks each key up on its own where the issuer's key may not list, says so on the issuer, and still replaces a deleted key", func() {
+		// A key that mints and revokes IAM v3 keys, but may not list them.
+		minter, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "no-list-" + namespace, Tags: []string{"sos"},
+			Operations: []string{"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role", "get-api-key", "get-iam-role",
+				"get-operation"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "no-list", Namespace: namespace},
+			StringData: map[string]string{"EXOSCALE_API_KEY": minter.ID, "EXOSCALE_API_SECRET": minter.Secret.Reveal()}})).To(Succeed())
+		iss := clusterIssuer("no-list-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "no-list", Namespace: namespace}
+		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
+			ready := condition(&iamv1alpha1.AccessKey{Status: iamv1alpha1.AccessKeyStatus{Conditions: iss.Status.Conditions}}, ConditionReady)
+			g.Expect(ready).NotTo(BeNil())
+			g.Expect(ready.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(ready.Message).To(SatisfyAll(ContainSubstring("without list-iam-roles"), ContainSubstring("without list-api-keys"),
+				ContainSubstring("without update-iam-role-policy")))
+		}, timeout, poll).Should(Succeed())
+
+		ak := waitReady(newAccessKey(namespace, "unlisted", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.IssuerRef.Name = iss.Name
+		}))
+		Expect(rootKeys[iamv1alpha1.IssuerAPIIAMv3].Revoke(ctx, exoscale.Key{ID: ak.Status.KeyID, RoleID: ak.Status.RoleID})).To(Succeed())
+		waitReplaced(ak, ak.Status.KeyID)
+	})
+
 	Context("a narrowed ceiling", func() {
 		narrow := func(iss *iamv1alpha1.ClusterKeyIssuer) {
 			Eventually(func() error {

@@ -1,10 +1,12 @@
 package controller
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/exoscale"
@@ -154,5 +156,40 @@ func TestCompareGrantsTellsWidenedFromNarrowed(t *testing.T) {
 		if got := compareGrants(want, tc.found, cat); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestUnlistedKeysAreLookedUpOncePerPeriodSpreadOverIt(t *testing.T) {
+	inv := &Inventory{}
+	now := time.Now()
+	due := 0
+	const n = 1000
+	for i := range n {
+		name := types.NamespacedName{Namespace: "team", Name: fmt.Sprintf("key-%d", i)}
+		if inv.lookupDue(name, "u", now) {
+			due++
+		}
+	}
+	if due != 0 {
+		t.Fatalf("%d of %d keys due at first sight: a restart would look them all up at once", due, n)
+	}
+	// Over one period, minute by minute: each key exactly once, spread out.
+	busiest := 0
+	for minute := 1; minute <= 20; minute++ {
+		inMinute := 0
+		for i := range n {
+			name := types.NamespacedName{Namespace: "team", Name: fmt.Sprintf("key-%d", i)}
+			if inv.lookupDue(name, "u", now.Add(time.Duration(minute)*time.Minute)) {
+				inMinute++
+				due++
+			}
+		}
+		busiest = max(busiest, inMinute)
+	}
+	if due != n {
+		t.Errorf("%d lookups over one period for %d keys, want one each", due, n)
+	}
+	if busiest > n/20*2 {
+		t.Errorf("the busiest minute looked up %d keys, want about %d", busiest, n/20)
 	}
 }

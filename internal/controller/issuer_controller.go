@@ -218,12 +218,12 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 // lost without each.
 var inventoryOperations = map[iamv1alpha1.IssuerAPI][]struct{ operation, without string }{
 	iamv1alpha1.IssuerAPIIAMv3: {
-		{"list-iam-roles", "each key is looked up on its own once a drift period (a call a key), and a role edited at Exoscale is not seen"},
-		{"list-api-keys", "each key is looked up on its own once a drift period (a call a key)"},
+		{"list-iam-roles", "each key is looked up on its own every 20 minutes (a call a key), and a role edited at Exoscale is not seen"},
+		{"list-api-keys", "each key is looked up on its own every 20 minutes (a call a key)"},
 		{"update-iam-role-policy", "a role edited at Exoscale is not put back in place: its key is replaced"},
 	},
 	iamv1alpha1.IssuerAPIAccessKeyV2: {
-		{"list-access-keys", "each key is looked up on its own once a drift period (a call a key)"},
+		{"list-access-keys", "each key is looked up on its own every 20 minutes (a call a key)"},
 	},
 }
 

@@ -151,7 +151,7 @@ func startManager() {
 	clusterID, err = ClusterID(ctx, mgr.GetAPIReader())
 	Expect(err).NotTo(HaveOccurred())
 	metrics := NewMetrics(testRegistry, mgr.GetClient())
-	testInventory = &Inventory{}
+	testInventory = &Inventory{UnlistedLookupPeriod: driftCheckPeriod}
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: mgr.GetEventRecorder("exokey"),
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
