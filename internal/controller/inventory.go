@@ -44,7 +44,7 @@ type Inventory struct {
 	// UnlistedLookupPeriod is how often each key of an issuer that may not
 	// list is looked up on its own (default DefaultUnlistedLookupPeriod).
 	UnlistedLookupPeriod time.Duration
-	Clock  clock.PassiveClock
+	Clock                clock.PassiveClock
 
 	mu sync.Mutex
 	// findings are the AccessKeys the last listings found drifted, until
@@ -52,7 +52,7 @@ type Inventory struct {
 	findings map[types.NamespacedName]finding
 	// owned are, by issuer, the keys (and keyless roles) whose roles carry
 	// this cluster's label, as last listed: what the orphan sweep judges.
-	owned  map[string][]exoscale.Key
+	owned map[string][]exoscale.Key
 	// lookedUp is when each AccessKey of an issuer that may not list was
 	// last sent to be looked up on its own.
 	lookedUp map[types.NamespacedName]lookup
