@@ -88,7 +88,10 @@ var _ = Describe("Drift", func() {
 		s := secretOf(ak)
 		relabelRoleOutOfBand(ak.Status.RoleID, map[string]string{LabelUID: "someone-else"})
 		got := waitReplaced(ak, ak.Status.KeyID)
-		Expect(got.Status.Retiring).To(BeEmpty())
+		for _, old := range got.Status.Retiring {
+			Expect(old.RevokeAt.Sub(testClock.Now())).To(BeNumerically("<", time.Minute), "revoked at once, not after the hour of grace")
+		}
+		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
 		Eventually(func() bool {
 			return authenticates(string(s.Data["EXOSCALE_API_KEY"]), string(s.Data["EXOSCALE_API_SECRET"]))
 		}, timeout, poll).Should(BeFalse(), "the old key goes at once, not after the hour of grace")
