@@ -23,6 +23,23 @@ const (
 	poll    = 100 * time.Millisecond
 )
 
+// issuerOfKey creates a ClusterKeyIssuer of an IAM v3 key made for it with
+// the root key: one that mints and revokes keys for the sos service, and
+// holds the extra operations besides.
+func issuerOfKey(namespace, name string, extra ...string) *iamv1alpha1.ClusterKeyIssuer {
+	operations := append([]string{"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role", "get-api-key", "get-iam-role",
+		"get-operation"}, extra...)
+	minter, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: name + "-" + namespace, Tags: []string{"sos"},
+		Operations: operations})
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(1, k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		StringData: map[string]string{"EXOSCALE_API_KEY": minter.ID, "EXOSCALE_API_SECRET": minter.Secret.Reveal()}})).To(Succeed())
+	iss := clusterIssuer(name+"-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+	iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: name, Namespace: namespace}
+	ExpectWithOffset(1, k8sClient.Create(ctx, iss)).To(Succeed())
+	return iss
+}
+
 func newNamespace(labels map[string]string) string {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ak-", Labels: labels}}
 	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
@@ -388,15 +405,7 @@ var _ = Describe("Issuers", func() {
 	It("say when their key cannot hand out session credentials, and such AccessKeys are refused without leaving a role", func() {
 		namespace := newNamespace(nil)
 		// A key that mints and revokes IAM v3 keys, but may not assume roles.
-		minter, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "no-assume", Tags: []string{"sos"},
-			Operations: []string{"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role", "get-api-key", "get-iam-role",
-				"list-iam-roles", "list-api-keys", "get-operation"}})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minter", Namespace: namespace},
-			StringData: map[string]string{"EXOSCALE_API_KEY": minter.ID, "EXOSCALE_API_SECRET": minter.Secret.Reveal()}})).To(Succeed())
-		iss := clusterIssuer("no-assume-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "minter", Namespace: namespace}
-		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		iss := issuerOfKey(namespace, "no-assume", "list-iam-roles", "list-api-keys")
 		Eventually(func(g Gomega) {
 			got := &iamv1alpha1.ClusterKeyIssuer{}
 			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: iss.Name}, got)).To(Succeed())

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -128,12 +129,7 @@ func (inv *Inventory) ListAll(ctx context.Context) error {
 		wg.Go(func() { errs[i] = inv.list(ctx, iss) })
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // list takes one issuer's inventory.

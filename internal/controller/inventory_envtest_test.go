@@ -99,15 +99,7 @@ var _ = Describe("Drift", func() {
 
 	It("looks each key up on its own where the issuer's key may not list, says so on the issuer, and still replaces a deleted key", func() {
 		// A key that mints and revokes IAM v3 keys, but may not list them.
-		minter, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "no-list-" + namespace, Tags: []string{"sos"},
-			Operations: []string{"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role", "get-api-key", "get-iam-role",
-				"get-operation"}})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "no-list", Namespace: namespace},
-			StringData: map[string]string{"EXOSCALE_API_KEY": minter.ID, "EXOSCALE_API_SECRET": minter.Secret.Reveal()}})).To(Succeed())
-		iss := clusterIssuer("no-list-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "no-list", Namespace: namespace}
-		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		iss := issuerOfKey(namespace, "no-list")
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
 			ready := condition(&iamv1alpha1.AccessKey{Status: iamv1alpha1.AccessKeyStatus{Conditions: iss.Status.Conditions}}, ConditionReady)

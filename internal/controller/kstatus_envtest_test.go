@@ -110,30 +110,33 @@ var _ = Describe("kstatus", func() {
 	})
 })
 
-// kstatusOf is what kstatus makes of an object.
-func kstatusOf(obj client.Object) *status.Result {
+// unstructuredOf is obj as the tools read it: unstructured, with its kind.
+func unstructuredOf(obj client.Object) *unstructured.Unstructured {
 	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(2, err).NotTo(HaveOccurred())
 	u := &unstructured.Unstructured{Object: raw}
 	gvk, err := apiutil.GVKForObject(obj, scheme)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(2, err).NotTo(HaveOccurred())
 	u.SetGroupVersionKind(gvk)
-	result, err := status.Compute(u)
+	return u
+}
+
+// kstatusOf is what kstatus makes of an object.
+func kstatusOf(obj client.Object) *status.Result {
+	result, err := status.Compute(unstructuredOf(obj))
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return result
 }
 
 // argoHealth is what exokey's Argo CD health check makes of an object.
 func argoHealth(obj client.Object) argocd.Health {
-	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	gvk, err := apiutil.GVKForObject(obj, scheme)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	u := unstructuredOf(obj)
 	// As Argo CD reads it: JSON, whose numbers are floats.
-	encoded, err := json.Marshal(raw)
+	encoded, err := json.Marshal(u.Object)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	var decoded map[string]any
 	ExpectWithOffset(1, json.Unmarshal(encoded, &decoded)).To(Succeed())
+	gvk := u.GroupVersionKind()
 	health, err := argocd.Evaluate(argocd.ScriptPath(filepath.Join("..", ".."), gvk.Group, gvk.Kind), decoded)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return health
