@@ -70,6 +70,9 @@ type AccessKeyReconciler struct {
 	RevokeTimeout time.Duration
 
 	slots *issuerSlots
+	// own holds the writes made through Client, whose watch events are
+	// not reconciled again.
+	own *ownWrites
 }
 
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=accesskeys,verbs=get;list;watch;update;patch
@@ -121,9 +124,11 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	// The finalizer is added with the first pending-key record, before any
 	// key exists: an AccessKey that never held a key needs none. One that
-	// holds keys and lost it (an edit) gets it back.
+	// holds keys and lost it (an edit) gets it back, and the pass goes on.
 	if holdsKeys(ak) && controllerutil.AddFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
-		return ctrl.Result{}, r.Update(ctx, ak)
+		if err := r.Update(ctx, ak); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if wait := r.takeFirstMint(ctx, ak); wait > 0 {
 		// Before anything is read from the API server or written: a storm
@@ -160,6 +165,10 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 		r.MaxWorkersPerIssuer = max(1, workers/2)
 	}
 	r.slots = newIssuerSlots(workers, r.MaxWorkersPerIssuer)
+	// Every pass ends with its own next wake (nextWake), so the watch
+	// events of its own writes would only repeat it.
+	r.own = newOwnWrites()
+	r.Client = recordingClient{Client: r.Client, own: r.own}
 	if opts.RateLimiter == nil {
 		// Failures back off from 5 ms as usual, but no further than 5
 		// minutes (the default waits up to 16), so whatever failed is tried
@@ -175,8 +184,8 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&iamv1alpha1.AccessKey{}).
-		Owns(&corev1.Secret{}).
+		For(&iamv1alpha1.AccessKey{}, builder.WithPredicates(r.own.notOwn("AccessKey"))).
+		Owns(&corev1.Secret{}, builder.WithPredicates(r.own.notOwn("Secret"))).
 		Watches(&iamv1alpha1.ClusterKeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1alpha1.ClusterKeyIssuerKind)),
 			builder.WithPredicates(issuerChanged)).
 		Watches(&iamv1alpha1.KeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1alpha1.KeyIssuerKind)),

@@ -339,6 +339,31 @@ var _ = Describe("Tenant boundary", func() {
 		Expect(k8sClient.Create(ctx, ak)).To(MatchError(ContainSubstring("spec.operations[0]")))
 	})
 
+	// 12. exokey does not reconcile again for the watch events of its own
+	// writes; a tenant's writes are events of their own.
+	It("acts at once on edits a tenant lands right on exokey's own writes", func() {
+		// A dropped edit would wait for the resync (driftCheckPeriod, 2 s,
+		// counted from the last pass, which has just ended): each edit
+		// below must be acted on well within it.
+		const atOnce = time.Second
+		ak := waitReady(newAccessKey(namespace, "racer", iamv1alpha1.IssuerAPIIAMv3))
+		// Right after the status write that made it Ready: the event of that
+		// write is exokey's own and dropped, the edit's must not be.
+		edited := edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = append(ak.Spec.Operations, "put-sos-object") })
+		Eventually(func() int64 { return fetch(ak).Status.ObservedGeneration }, atOnce, 20*time.Millisecond).
+			Should(Equal(edited.Generation), "the edit of the spec was not acted on at once")
+		ak = waitReady(ak)
+		// A metadata edit (no new generation) on exokey's last write: the
+		// rotation it asks for starts at once too (a third live key, within
+		// the default of three).
+		first := ak.Status.KeyID
+		edit(ak, func(ak *iamv1alpha1.AccessKey) {
+			ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "now"}
+		})
+		Eventually(func() string { return fetch(ak).Status.KeyID }, atOnce, 20*time.Millisecond).ShouldNot(Equal(first),
+			"the rotation the tenant asked for did not start at once")
+	})
+
 	It("restarts only workloads that consume the Secret", func() {
 		consumer := deployment(namespace, "consumer", "rolled")
 		bystander := deployment(namespace, "bystander", "someone-else")

@@ -1,11 +1,15 @@
 // Package localcluster starts a local control plane (etcd and kube-apiserver
-// from bin/k8s) with exokey's CRDs installed, for the demo and the benchmark.
+// from bin/k8s, and kube-controller-manager on request) with exokey's CRDs
+// installed, for the demo and the benchmark.
 package localcluster
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -18,7 +22,11 @@ import (
 
 // Cluster is a running local control plane.
 type Cluster struct {
-	env *envtest.Environment
+	env     *envtest.Environment
+	assets  string
+	workDir string
+	// controllerManager runs when StartControllerManager was called.
+	controllerManager *exec.Cmd
 	// Config is an admin's.
 	Config *rest.Config
 	// Client is an admin client with exokey's types registered.
@@ -43,7 +51,7 @@ func Start(root, assets, workDir string) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the control plane: %w", err)
 	}
-	c := &Cluster{env: env, Config: cfg}
+	c := &Cluster{env: env, Config: cfg, assets: assets, workDir: workDir}
 	if err := c.setUp(workDir); err != nil {
 		_ = env.Stop()
 		return nil, err
@@ -78,5 +86,32 @@ func (c *Cluster) setUp(workDir string) error {
 	return os.WriteFile(c.Kubeconfig, kubeconfig, 0o600)
 }
 
+// StartControllerManager runs kube-controller-manager with the given
+// controllers only (for example garbagecollector and namespace, so a
+// deleted owner's Secrets and a deleted namespace's objects go as they do
+// in a cluster). Its log is workDir/kube-controller-manager.log.
+func (c *Cluster) StartControllerManager(controllers ...string) error {
+	log, err := os.Create(filepath.Join(c.workDir, "kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(c.assets, "kube-controller-manager"), "--kubeconfig="+c.Kubeconfig,
+		"--controllers="+strings.Join(controllers, ","), "--leader-elect=false", "--secure-port=0",
+		"--use-service-account-credentials=false", "--kube-api-qps=500", "--kube-api-burst=1000")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start kube-controller-manager (run make control-plane): %w", err)
+	}
+	c.controllerManager = cmd
+	return nil
+}
+
 // Stop stops the control plane.
-func (c *Cluster) Stop() error { return c.env.Stop() }
+func (c *Cluster) Stop() error {
+	if cm := c.controllerManager; cm != nil {
+		_ = cm.Process.Signal(syscall.SIGTERM)
+		_ = cm.Wait()
+	}
+	return c.env.Stop()
+}

@@ -55,6 +55,8 @@ type options struct {
 	secrets     int
 	out         string
 	managerArgs []string
+	// managerBinary is the manager the bench runs (bin/manager).
+	managerBinary string
 	// profile names the emulator profile of the realistic rows ("none":
 	// no such rows); profileWorkers are their worker counts.
 	profile        string
@@ -106,6 +108,7 @@ type Results struct {
 	Memory      map[string]any    `json:"memory"`
 	Rotation    map[string]any    `json:"rotation"`
 	Renewal     map[string]any    `json:"renewal"`
+	Churn       map[string]any    `json:"churn,omitempty"`
 	Scale       map[string]any    `json:"scale,omitempty"`
 }
 
@@ -148,6 +151,7 @@ func run() error {
 	flag.IntVar(&o.secrets, "secrets", secrets, "unrelated Secrets created for the memory measure")
 	flag.StringVar(&o.out, "out", "bench/results.json", "results file")
 	flag.StringVar(&extra, "manager-args", "", "extra manager flags, space-separated")
+	flag.StringVar(&o.managerBinary, "manager", filepath.Join("bin", "manager"), "the manager binary (another build, to compare)")
 	flag.StringVar(&o.profile, "profile", "realistic", "emulator profile of the realistic rows (none: no such rows)")
 	flag.StringVar(&profileWorkers, "profile-workers", "4,16", "worker counts of the realistic rows")
 	var phases string
@@ -158,6 +162,7 @@ func run() error {
 	flag.IntVar(&sc.workers, "scale-workers", 16, "--max-concurrent-reconciles of the scale run")
 	flag.DurationVar(&sc.driftPeriod, "scale-drift-period", time.Minute, "drift-check period of the scale run's restart and steady state")
 	flag.IntVar(&sc.unrelatedSecrets, "scale-secrets", 10000, "unrelated Secrets of the scale run's memory measure")
+	flag.IntVar(&sc.churnNamespace, "scale-churn-namespace", 500, "AccessKeys of the scale run's namespace deletion")
 	flag.IntVar(&sc.unrelatedNamespaces, "scale-unrelated-namespaces", 1000, "unrelated namespaces of the scale run's memory measure")
 	flag.Parse()
 	o.sizes, o.workers, o.apis = ints(sizes), ints(workers), strings.Split(apis, ",")
@@ -224,6 +229,9 @@ func run() error {
 	}}
 	if scale {
 		sc.latency = o.latency
+		if err := cluster.StartControllerManager("garbagecollector", "namespace"); err != nil {
+			return err
+		}
 		if res.Scale, err = b.scale(ctx, sc); err != nil {
 			return err
 		}
@@ -297,17 +305,27 @@ func run() error {
 		}
 	}
 
+	if runs["churn"] {
+		if err := cluster.StartControllerManager("garbagecollector", "namespace"); err != nil {
+			return err
+		}
+		if res.Churn, err = b.churn(ctx, m, n, min(n/2, 500), w); err != nil {
+			return err
+		}
+	}
+
 	fmt.Printf("\nsteady state over one drift period (%s): %v\n", o.driftPeriod, res.Steady)
 	fmt.Printf("drift: %v\n", res.Drift)
 	fmt.Printf("memory: %v\n", res.Memory)
 	fmt.Printf("rotation at scale: %v\n", res.Rotation)
 	fmt.Printf("session renewals: %v\n", res.Renewal)
+	fmt.Printf("churn: %v\n", res.Churn)
 	return writeResults(o.out, func(r *Results) { scale := r.Scale; *r = res; r.Scale = scale })
 }
 
 // allPhases are the default run's phases, in the order they run; rotation
 // rotates the keys of the faults phase.
-var allPhases = []string{"flat", "realistic", "steady", "drift", "memory", "faults", "rotation", "renewals"}
+var allPhases = []string{"flat", "realistic", "steady", "drift", "memory", "faults", "rotation", "renewals", "churn"}
 
 // current is the running bench, for the interrupt handler.
 var current atomic.Pointer[bench]
@@ -441,11 +459,15 @@ func (b *bench) startManager(workers int, drift time.Duration, extra ...string) 
 	args := append([]string{"--kubeconfig", b.kubeconfig, "--max-concurrent-reconciles", strconv.Itoa(workers),
 		"--drift-check-period", drift.String(), "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address=0", "--exoscale-qps=1000", "--exoscale-burst=1000"}, append(extra, b.o.managerArgs...)...)
-	cmd := exec.Command(filepath.Join(b.root, "bin", "manager"), args...)
+	binary := b.o.managerBinary
+	if !filepath.IsAbs(binary) {
+		binary = filepath.Join(b.root, binary)
+	}
+	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start bin/manager (run make build): %w", err)
+		return nil, fmt.Errorf("start %s (run make build): %w", binary, err)
 	}
 	m := &managerProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics", started: time.Now()}
 	b.manager = m

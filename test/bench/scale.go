@@ -17,6 +17,7 @@ type scaleOptions struct {
 	n, namespaces, workers                int
 	driftPeriod                           time.Duration
 	unrelatedSecrets, unrelatedNamespaces int
+	churnNamespace                        int
 	latency                               time.Duration
 }
 
@@ -35,14 +36,26 @@ func (b *bench) scale(ctx context.Context, o scaleOptions) (map[string]any, erro
 	}
 	fmt.Printf("scale: %d AccessKeys across %d namespaces, %d workers\n", o.n, o.namespaces, o.workers)
 
-	// The reference first, while no manager runs.
+	// Churn first, on a manager of its own: its memory is measured from
+	// empty, before any other AccessKey exists.
+	m, err := b.startManager(o.workers, o.driftPeriod)
+	if err != nil {
+		return nil, err
+	}
+	if out["churn"], err = b.churn(ctx, m, o.n, o.churnNamespace, o.workers); err != nil {
+		m.stop()
+		return nil, err
+	}
+	m.stop()
+
+	// The reference next, while no manager runs.
 	ref, err := b.reference(ctx, trial{api: "IAMv3", n: o.n, workers: o.workers, namespaces: namespaces})
 	if err != nil {
 		return nil, err
 	}
 	fmt.Printf("reference controller: %.1f s\n", ref.Seconds)
 
-	m, err := b.startManager(o.workers, o.driftPeriod)
+	m, err = b.startManager(o.workers, o.driftPeriod)
 	if err != nil {
 		return nil, err
 	}

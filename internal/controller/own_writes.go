@@ -1,0 +1,175 @@
+package controller
+
+import (
+	"context"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+// ownWrites remembers the writes the reconciler itself made to AccessKeys
+// and their Secrets, so that their watch events do not wake it a second
+// time for a state it has already acted on.
+//
+// A write is known by the resourceVersion it was made on and the one it
+// produced. Only an event from exactly that old version to exactly that
+// new one is the write itself with nothing else in between, and only that
+// event is dropped. Anything else passes: a tenant's edit has versions of
+// its own, and an informer that relisted after missing events reports
+// several writes as one update from an older version, which does not match.
+// A write whose event arrives before it is recorded is simply not
+// recognised: the cost is one reconcile more, never one less.
+type ownWrites struct {
+	mu sync.Mutex
+	// writes holds, per object, its last few unmatched writes.
+	writes map[ownedObject][]write
+}
+
+type ownedObject struct {
+	kind string
+	types.NamespacedName
+}
+
+// write is one write: made on version from, producing version to ("" from
+// for a create).
+type write struct{ from, to string }
+
+// keptWrites bounds what is remembered per object: a pass writes an
+// AccessKey at most three times and its Secret once, and a write whose
+// event was missed is forgotten once newer ones push it out.
+const keptWrites = 4
+
+func newOwnWrites() *ownWrites { return &ownWrites{writes: map[ownedObject][]write{}} }
+
+func objectOf(kind string, o client.Object) ownedObject {
+	return ownedObject{kind: kind, NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}}
+}
+
+func (w *ownWrites) record(kind string, o client.Object, from string) {
+	to := o.GetResourceVersion()
+	if to == "" || to == from {
+		return // nothing was written
+	}
+	key := objectOf(kind, o)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	kept := append(w.writes[key], write{from: from, to: to})
+	if len(kept) > keptWrites {
+		kept = kept[len(kept)-keptWrites:]
+	}
+	w.writes[key] = kept
+}
+
+// consume reports whether the change from version from to version to of
+// an object is one of the recorded writes, and forgets it.
+func (w *ownWrites) consume(kind string, o client.Object, from, to string) bool {
+	key := objectOf(kind, o)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	kept := w.writes[key]
+	for i, wr := range kept {
+		if wr.from == from && wr.to == to {
+			if len(kept) == 1 {
+				delete(w.writes, key)
+			} else {
+				w.writes[key] = append(kept[:i:i], kept[i+1:]...)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// forget drops what is remembered of a deleted object.
+func (w *ownWrites) forget(kind string, o client.Object) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.writes, objectOf(kind, o))
+}
+
+// len is how many objects have writes remembered.
+func (w *ownWrites) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.writes)
+}
+
+// notOwn passes every event of kind except those of the recorded writes.
+func (w *ownWrites) notOwn(kind string) predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool {
+			return !w.consume(kind, e.Object, "", e.Object.GetResourceVersion())
+		},
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !w.consume(kind, e.ObjectNew, e.ObjectOld.GetResourceVersion(), e.ObjectNew.GetResourceVersion())
+		},
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			w.forget(kind, e.Object)
+			return true
+		},
+	}
+}
+
+// recordingClient records the AccessKey and Secret writes made through it.
+type recordingClient struct {
+	client.Client
+	own *ownWrites
+}
+
+// writtenKind names the kinds whose writes are recorded; "" for others.
+func writtenKind(o client.Object) string {
+	switch o.(type) {
+	case *iamv1alpha1.AccessKey:
+		return "AccessKey"
+	case *corev1.Secret:
+		return "Secret"
+	}
+	return ""
+}
+
+// wrote runs write, a write of obj, and records it when it succeeds.
+func (w *ownWrites) wrote(obj client.Object, write func() error) error {
+	from := obj.GetResourceVersion() // "" for a create
+	if err := write(); err != nil {
+		return err
+	}
+	if kind := writtenKind(obj); kind != "" {
+		w.record(kind, obj, from)
+	}
+	return nil
+}
+
+func (c recordingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	return c.own.wrote(obj, func() error { return c.Client.Create(ctx, obj, opts...) })
+}
+
+func (c recordingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	return c.own.wrote(obj, func() error { return c.Client.Update(ctx, obj, opts...) })
+}
+
+func (c recordingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	return c.own.wrote(obj, func() error { return c.Client.Patch(ctx, obj, patch, opts...) })
+}
+
+func (c recordingClient) Status() client.SubResourceWriter {
+	return recordingStatus{SubResourceWriter: c.Client.Status(), own: c.own}
+}
+
+type recordingStatus struct {
+	client.SubResourceWriter
+	own *ownWrites
+}
+
+func (s recordingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	return s.own.wrote(obj, func() error { return s.SubResourceWriter.Update(ctx, obj, opts...) })
+}
+
+func (s recordingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	return s.own.wrote(obj, func() error { return s.SubResourceWriter.Patch(ctx, obj, patch, opts...) })
+}

@@ -1,0 +1,85 @@
+package controller
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+func accessKeyAt(name, rv string) *iamv1alpha1.AccessKey {
+	return &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, ResourceVersion: rv}}
+}
+
+// TestOwnWritesPassOnlyOthersEvents: the event of a recorded write is
+// dropped once; every other event passes, including those a tenant can
+// cause around exokey's writes.
+func TestOwnWritesPassOnlyOthersEvents(t *testing.T) {
+	update := func(name, from, to string) event.UpdateEvent {
+		return event.UpdateEvent{ObjectOld: accessKeyAt(name, from), ObjectNew: accessKeyAt(name, to)}
+	}
+	for _, tc := range []struct {
+		name   string
+		writes [][2]string // from, to of exokey's writes of key "a"
+		event  event.UpdateEvent
+		passes bool
+	}{
+		{"exokey's own status write", [][2]string{{"10", "11"}}, update("a", "10", "11"), false},
+		{"a tenant's edit after exokey's write", [][2]string{{"10", "11"}}, update("a", "11", "12"), true},
+		{"a tenant's edit between exokey's read and its write (a patch without a lock)", [][2]string{{"10", "12"}},
+			update("a", "11", "12"), true},
+		{"a relist that folds a tenant's edit into exokey's write", [][2]string{{"11", "12"}}, update("a", "10", "12"), true},
+		{"the same versions on another AccessKey", [][2]string{{"10", "11"}}, update("b", "10", "11"), true},
+		{"the second of two writes in one pass", [][2]string{{"10", "11"}, {"11", "12"}}, update("a", "11", "12"), false},
+		{"nothing recorded", nil, update("a", "10", "11"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			own := newOwnWrites()
+			for _, w := range tc.writes {
+				own.record("AccessKey", accessKeyAt("a", w[1]), w[0])
+			}
+			p := own.notOwn("AccessKey")
+			if got := p.Update(tc.event); got != tc.passes {
+				t.Fatalf("Update passes = %v, want %v", got, tc.passes)
+			}
+			if !tc.passes && !p.Update(tc.event) {
+				t.Fatal("the same event a second time was dropped again: a write is recognised once")
+			}
+		})
+	}
+}
+
+func TestOwnWritesRecognisesCreatesAndForgetsDeletedObjects(t *testing.T) {
+	own := newOwnWrites()
+	p := own.notOwn("Secret")
+	created := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "s", ResourceVersion: "7"}}
+	own.record("Secret", created, "")
+	if p.Create(event.CreateEvent{Object: created}) {
+		t.Fatal("exokey's own create passed")
+	}
+	other := created.DeepCopy()
+	other.ResourceVersion = "8"
+	if !p.Create(event.CreateEvent{Object: other}) {
+		t.Fatal("a create exokey did not make was dropped")
+	}
+	own.record("Secret", other, "8") // no change: nothing recorded
+	own.record("Secret", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "s", ResourceVersion: "9"}}, "8")
+	if !p.Delete(event.DeleteEvent{Object: other}) {
+		t.Fatal("a delete was dropped")
+	}
+	if n := own.len(); n != 0 {
+		t.Fatalf("%d objects remembered after the delete, want 0", n)
+	}
+	for i := range 2 * keptWrites {
+		own.record("Secret", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "s",
+			ResourceVersion: string(rune('a' + i + 1))}}, string(rune('a'+i)))
+	}
+	var o client.Object = created
+	if got := len(own.writes[objectOf("Secret", o)]); got != keptWrites {
+		t.Fatalf("%d writes remembered for one object, want at most %d", got, keptWrites)
+	}
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+// churn measures a deletion against the creation before it: n AccessKeys
+// created and made Ready, then all deleted one by one, until every
+// AccessKey is gone and every key revoked at the emulator; then a
+// namespace of nsKeys AccessKeys created and deleted whole. The manager's
+// memory is sampled throughout, so the peak is the peak of the flood, not
+// a figure taken at rest.
+func (b *bench) churn(ctx context.Context, m *managerProcess, n, nsKeys, workers int) (map[string]any, error) {
+	empty, err := settle(m)
+	if err != nil {
+		return nil, err
+	}
+	sampler := sampleMemory(m, 250*time.Millisecond)
+	defer sampler.stop()
+
+	namespaces := []string{fmt.Sprintf("churn-%d", n)}
+	created, err := b.converge(ctx, trial{api: "IAMv3", n: n, workers: workers, namespaces: namespaces})
+	if err != nil {
+		return nil, err
+	}
+	printConvergence(created)
+	deleted, err := b.deleteAll(ctx, m, namespaces, n, false)
+	if err != nil {
+		return nil, err
+	}
+	peak := sampler.stop()
+
+	namespace := fmt.Sprintf("churn-namespace-%d", nsKeys)
+	nsCreated, err := b.converge(ctx, trial{api: "IAMv3", n: nsKeys, workers: workers, namespaces: []string{namespace}})
+	if err != nil {
+		return nil, err
+	}
+	nsDeleted, err := b.deleteAll(ctx, m, []string{namespace}, nsKeys, true)
+	if err != nil {
+		return nil, err
+	}
+
+	perThousand := func(v float64, k string) float64 { return round((v - empty[k]) / (1 << 20) / (float64(n) / 1000)) }
+	const rss, heap = "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes"
+	out := map[string]any{
+		"accessKeys": n, "workers": workers,
+		"createSeconds": created.Seconds, "deleteSeconds": deleted.seconds,
+		"deleteOverCreate":          round(deleted.seconds / created.Seconds),
+		"reconcilesPerCreatedKey":   created.ReconcilesPerKey,
+		"reconcilesPerDeletedKey":   deleted.reconcilesPerKey,
+		"deleteCallsPerKey":         deleted.callsPerKey,
+		"deleteAPIServerPerKey":     deleted.apiserverPerKey,
+		"rssEmptyMiB":               mib(empty[rss]),
+		"rssPeakMiB":                mib(peak[rss]),
+		"rssPeakPerThousandKeys":    perThousand(peak[rss], rss),
+		"heapPeakPerThousandKeys":   perThousand(peak[heap], heap),
+		"namespaceAccessKeys":       nsKeys,
+		"namespaceCreateSeconds":    nsCreated.Seconds,
+		"namespaceDeleteSeconds":    nsDeleted.seconds,
+		"namespaceDeleteOverCreate": round(nsDeleted.seconds / nsCreated.Seconds),
+	}
+	fmt.Printf("churn: %d created in %.1f s, deleted in %.1f s (%.2fx); a namespace of %d created in %.1f s, deleted in %.1f s (%.2fx)\n",
+		n, created.Seconds, deleted.seconds, out["deleteOverCreate"], nsKeys, nsCreated.Seconds, nsDeleted.seconds, out["namespaceDeleteOverCreate"])
+	fmt.Printf("       reconciles per key: %.2f created, %.2f deleted; RSS %.1f MiB empty, %.1f MiB at the peak: %.1f MiB per 1000 AccessKeys\n",
+		created.ReconcilesPerKey, deleted.reconcilesPerKey, mib(empty[rss]), mib(peak[rss]), out["rssPeakPerThousandKeys"])
+	return out, nil
+}
+
+type deletion struct {
+	seconds, reconcilesPerKey float64
+	callsPerKey               map[string]float64
+	apiserverPerKey           map[string]float64
+}
+
+// deleteAll deletes the AccessKeys of namespaces (or the namespaces
+// themselves, whole) and waits until none is left and the emulator holds
+// no key minted for them.
+func (b *bench) deleteAll(ctx context.Context, m *managerProcess, namespaces []string, n int, whole bool) (deletion, error) {
+	before, err := m.scrape()
+	if err != nil {
+		return deletion{}, err
+	}
+	b.emu.ResetStats()
+	started := time.Now()
+	if whole {
+		for _, ns := range namespaces {
+			if err := b.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+				return deletion{}, err
+			}
+		}
+	} else {
+		list := &iamv1alpha1.AccessKeyList{}
+		for _, ns := range namespaces {
+			if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
+				return deletion{}, err
+			}
+			if err := forEach(len(list.Items), func(i int) error {
+				return client.IgnoreNotFound(b.c.Delete(ctx, &list.Items[i]))
+			}); err != nil {
+				return deletion{}, err
+			}
+		}
+	}
+	deadline := time.Now().Add(20 * time.Minute)
+	for {
+		left, keys := 0, b.keysOf(namespaces)
+		for _, ns := range namespaces {
+			if whole {
+				err := b.c.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
+				if err == nil {
+					left++
+				} else if !apierrors.IsNotFound(err) {
+					return deletion{}, err
+				}
+				continue
+			}
+			list := &metav1.PartialObjectMetadataList{}
+			list.SetGroupVersionKind(iamv1alpha1.GroupVersion.WithKind("AccessKeyList"))
+			if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
+				return deletion{}, err
+			}
+			left += len(list.Items)
+		}
+		if left == 0 && keys == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return deletion{}, fmt.Errorf("deletion: %d left and %d keys live after 20 minutes", left, keys)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d := deletion{seconds: round(time.Since(started).Seconds()), callsPerKey: map[string]float64{}, apiserverPerKey: map[string]float64{}}
+	time.Sleep(time.Second) // let trailing reconciles be counted
+	after, err := m.scrape()
+	if err != nil {
+		return deletion{}, err
+	}
+	delta := func(metric, match string) float64 {
+		return (sum(after, metric, match) - sum(before, metric, match)) / float64(n)
+	}
+	d.reconcilesPerKey = round(delta("controller_runtime_reconcile_total", `controller="accesskey"`))
+	for verb := range strings.FieldsSeq("GET LIST POST PUT PATCH DELETE") {
+		if v := delta("rest_client_requests_total", `method="`+verb+`"`); v > 0 {
+			d.apiserverPerKey[verb] = round(v)
+		}
+	}
+	for op, count := range b.emu.Stats().Operations {
+		d.callsPerKey[op] = round(float64(count) / float64(n))
+	}
+	fmt.Printf("    deleted %d in %.1f s: %.2f reconciles, %v calls and %v apiserver requests per key\n",
+		n, d.seconds, d.reconcilesPerKey, d.callsPerKey, d.apiserverPerKey)
+	return d, nil
+}
+
+// keysOf counts the keys live at the emulator minted for AccessKeys of
+// namespaces (their names start with the issuer's prefix and the namespace).
+func (b *bench) keysOf(namespaces []string) int {
+	n := 0
+	for _, key := range b.emu.Keys() {
+		for _, ns := range namespaces {
+			if strings.HasPrefix(key.Name, "bench-"+ns+"-") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// memorySampler scrapes the manager's memory on a period and keeps the
+// highest figures.
+type memorySampler struct {
+	once sync.Once
+	done chan struct{}
+	mu   sync.Mutex
+	peak map[string]float64
+}
+
+func sampleMemory(m *managerProcess, period time.Duration) *memorySampler {
+	s := &memorySampler{done: make(chan struct{}), peak: map[string]float64{}}
+	go func() {
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-tick.C:
+			}
+			v, err := m.scrape()
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			for _, k := range []string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes"} {
+				s.peak[k] = max(s.peak[k], v[k])
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// stop stops sampling and returns the peaks.
+func (s *memorySampler) stop() map[string]float64 {
+	s.once.Do(func() { close(s.done) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
