@@ -130,6 +130,12 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			return ctrl.Result{}, err
 		}
 	}
+	if r.namespaceTerminating(ctx, ak.Namespace) {
+		// The namespace controller deletes the Secret and the AccessKey in
+		// no set order: a key minted for a Secret it removed could not be
+		// published. The AccessKey's own deletion revokes what it holds.
+		return ctrl.Result{}, nil
+	}
 	if wait := r.takeFirstMint(ctx, ak); wait > 0 {
 		// Before anything is read from the API server or written: a storm
 		// of first keys stays cheap, and their status says nothing new.
@@ -325,6 +331,13 @@ func requestsFor(list *iamv1alpha1.AccessKeyList) []reconcile.Request {
 		requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ak.Namespace, Name: ak.Name}})
 	}
 	return requests
+}
+
+// namespaceTerminating reports whether the namespace is being deleted, as
+// the cache sees it; one that cannot be read is not.
+func (r *AccessKeyReconciler) namespaceTerminating(ctx context.Context, name string) bool {
+	ns := &corev1.Namespace{}
+	return r.Get(ctx, types.NamespacedName{Name: name}, ns) == nil && !ns.DeletionTimestamp.IsZero()
 }
 
 func holdsKeys(ak *iamv1alpha1.AccessKey) bool {

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -181,6 +182,33 @@ var _ = Describe("AccessKey", func() {
 
 				Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
 				Expect(fmt.Sprintf("%v", ak.Status)).NotTo(ContainSubstring(string(s.Data["EXOSCALE_API_SECRET"])))
+			})
+
+			It("mints nothing for a Secret its namespace's deletion removed, and revokes its key when the AccessKey goes", func() {
+				ak := waitReady(newAccessKey(namespace, "leaving", api))
+				key := ak.Status.KeyID
+				// What the namespace controller does, in its order: the
+				// namespace is Terminating, its Secrets go before the AccessKey.
+				Expect(k8sClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})).To(Succeed())
+				Eventually(func() bool {
+					ns := &corev1.Namespace{}
+					return managerCache.Get(ctx, client.ObjectKey{Name: namespace}, ns) == nil && !ns.DeletionTimestamp.IsZero()
+				}, timeout, poll).Should(BeTrue())
+				Expect(k8sClient.Delete(ctx, secretOf(ak))).To(Succeed())
+				// A key minted now could not be published: the namespace takes
+				// no new Secret. Nothing is tried, so nothing fails.
+				Consistently(func(g Gomega) {
+					got := fetch(ak)
+					g.Expect(got.Status.KeyID).To(Equal(key))
+					g.Expect(got.Status.Pending).To(BeNil(), "a key is being minted for a namespace being deleted")
+					g.Expect(condition(got, ConditionSynced).Status).To(Equal(metav1.ConditionTrue), condition(got, ConditionSynced).Message)
+					g.Expect(liveKeysOf(ak)).To(ConsistOf(key))
+				}, 2*driftCheckPeriod, poll).Should(Succeed())
+				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(BeEmpty())
+				Eventually(func() bool {
+					return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), &iamv1alpha1.AccessKey{}))
+				}, timeout, poll).Should(BeTrue())
 			})
 
 			It("replaces the key when the restrictions change, keeping the old one for the grace period", func() {
