@@ -2,9 +2,12 @@ package controller
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -107,13 +110,31 @@ func (w *ownWrites) notOwn(kind string) predicate.Predicate {
 			return !w.consume(kind, e.Object, "", e.Object.GetResourceVersion())
 		},
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			return !w.consume(kind, e.ObjectNew, e.ObjectOld.GetResourceVersion(), e.ObjectNew.GetResourceVersion())
+			own := w.consume(kind, e.ObjectNew, e.ObjectOld.GetResourceVersion(), e.ObjectNew.GetResourceVersion())
+			return !own && !statusOnly(e.ObjectOld, e.ObjectNew)
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			w.forget(kind, e.Object)
 			return true
 		},
 	}
+}
+
+// statusOnly reports whether an AccessKey changed in its status alone.
+// Only exokey writes an AccessKey's status (tenants may not: DESIGN.md
+// section 9), and each pass ends with the next wake of the status it
+// wrote, so such a change is never news, even when its event arrives
+// before the write is recorded. Anything a tenant can write (spec,
+// labels, annotations, finalizers, owners, deletion) is not status.
+func statusOnly(oldObj, newObj client.Object) bool {
+	o, ok := oldObj.(*iamv1alpha1.AccessKey)
+	n, ok2 := newObj.(*iamv1alpha1.AccessKey)
+	if !ok || !ok2 {
+		return false
+	}
+	return o.Generation == n.Generation && o.DeletionTimestamp.Equal(n.DeletionTimestamp) &&
+		maps.Equal(o.Labels, n.Labels) && maps.Equal(o.Annotations, n.Annotations) &&
+		slices.Equal(o.Finalizers, n.Finalizers) && equality.Semantic.DeepEqual(o.OwnerReferences, n.OwnerReferences)
 }
 
 // recordingClient records the AccessKey and Secret writes made through it.

@@ -19,8 +19,12 @@ func accessKeyAt(name, rv string) *iamv1alpha1.AccessKey {
 // dropped once; every other event passes, including those a tenant can
 // cause around exokey's writes.
 func TestOwnWritesPassOnlyOthersEvents(t *testing.T) {
+	// Each change is one of metadata (as a finalizer exokey adds, or a
+	// tenant's annotation), not of status alone.
 	update := func(name, from, to string) event.UpdateEvent {
-		return event.UpdateEvent{ObjectOld: accessKeyAt(name, from), ObjectNew: accessKeyAt(name, to)}
+		changed := accessKeyAt(name, to)
+		changed.Annotations = map[string]string{"changed-at": to}
+		return event.UpdateEvent{ObjectOld: accessKeyAt(name, from), ObjectNew: changed}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -48,6 +52,37 @@ func TestOwnWritesPassOnlyOthersEvents(t *testing.T) {
 			}
 			if !tc.passes && !p.Update(tc.event) {
 				t.Fatal("the same event a second time was dropped again: a write is recognised once")
+			}
+		})
+	}
+}
+
+// TestStatusOnlyChangesAreNotNews: a change of status alone is exokey's
+// (tenants cannot write status); any change a tenant can make passes.
+func TestStatusOnlyChangesAreNotNews(t *testing.T) {
+	base := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "a", ResourceVersion: "10", Generation: 1,
+		Labels: map[string]string{"team": "a"}, Annotations: map[string]string{"note": "x"}, Finalizers: []string{iamv1alpha1.RevokeFinalizer}}}
+	now := metav1.Now()
+	for _, tc := range []struct {
+		name   string
+		change func(*iamv1alpha1.AccessKey)
+		passes bool
+	}{
+		{"status", func(ak *iamv1alpha1.AccessKey) { ak.Status.KeyID = "EXO1" }, false},
+		{"spec (a new generation)", func(ak *iamv1alpha1.AccessKey) { ak.Generation = 2 }, true},
+		{"a label", func(ak *iamv1alpha1.AccessKey) { ak.Labels["team"] = "b" }, true},
+		{"an annotation (a rotation request)", func(ak *iamv1alpha1.AccessKey) { ak.Annotations[iamv1alpha1.RotateAnnotation] = "now" }, true},
+		{"the finalizers", func(ak *iamv1alpha1.AccessKey) { ak.Finalizers = nil }, true},
+		{"an owner", func(ak *iamv1alpha1.AccessKey) { ak.OwnerReferences = []metav1.OwnerReference{{Name: "app"}} }, true},
+		{"the deletion", func(ak *iamv1alpha1.AccessKey) { ak.DeletionTimestamp = &now }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changed := base.DeepCopy()
+			changed.ResourceVersion = "11"
+			tc.change(changed)
+			p := newOwnWrites().notOwn("AccessKey")
+			if got := p.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: changed}); got != tc.passes {
+				t.Fatalf("a change of %s passes = %v, want %v", tc.name, got, tc.passes)
 			}
 		})
 	}

@@ -134,14 +134,16 @@ var _ = AfterSuite(func() {
 
 func startManager() {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
+		Scheme:           scheme,
+		Metrics:          metricsserver.Options{BindAddress: "0"},
+		EventBroadcaster: NewEventBroadcaster(), //nolint:staticcheck // as the manager's
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: SecretCache(),
 		}},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	managerCache = mgr.GetCache()
+	recorder := NewEventRecorder(mgr)
 	issuers := &IssuerClients{Reader: mgr.GetAPIReader(), Base: fastConfig()}
 	testIssuers = issuers
 	faultyClient := interceptor.NewClient(watchless{mgr.GetClient()}, faults.funcs())
@@ -153,12 +155,12 @@ func startManager() {
 	metrics := NewMetrics(testRegistry, mgr.GetClient())
 	testInventory = &Inventory{UnlistedLookupPeriod: driftCheckPeriod}
 	Expect((&AccessKeyReconciler{
-		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: mgr.GetEventRecorder("exokey"),
+		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: recorder,
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
 		Inventory: testInventory, ResyncPeriod: driftCheckPeriod,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: testInventory,
-		Recorder: mgr.GetEventRecorder("exokey"), ClusterID: clusterID, Period: time.Second, Metrics: metrics})).To(Succeed())
+		Recorder: recorder, ClusterID: clusterID, Period: time.Second, Metrics: metrics})).To(Succeed())
 	for _, cluster := range []bool{false, true} {
 		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute,
 			CredentialsPollPeriod: 500 * time.Millisecond}).

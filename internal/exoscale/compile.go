@@ -155,9 +155,10 @@ func CompilePolicy(spec KeySpec, cat *catalog.Catalog) (policy.Policy, error) {
 	return policy.Policy{DefaultServiceStrategy: "deny", Services: services}, nil
 }
 
-func celString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
-}
+// celQuote escapes a CEL string literal's content.
+var celQuote = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+
+func celString(s string) string { return "'" + celQuote.Replace(s) + "'" }
 
 func celList(items []string) string {
 	quoted := make([]string, len(items))

@@ -106,8 +106,9 @@ var _ = BeforeSuite(func() {
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
+		Scheme:           scheme,
+		Metrics:          metricsserver.Options{BindAddress: "0"},
+		EventBroadcaster: exokey.NewEventBroadcaster(), //nolint:staticcheck // as the manager's
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: exokey.SecretCache(),
 		}},
@@ -118,7 +119,7 @@ var _ = BeforeSuite(func() {
 	issuers := &exokey.IssuerClients{Reader: mgr.GetAPIReader(), Base: fastConfig()}
 	opts := controller.Options{MaxConcurrentReconciles: 4}
 	Expect((&exokey.AccessKeyReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("exokey"),
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: exokey.NewEventRecorder(mgr),
 		Issuers: issuers, DriftCheckPeriod: time.Minute, ClusterID: clusterID,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	for _, cluster := range []bool{false, true} {

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"net"
@@ -442,6 +443,8 @@ func setUpIssuers(ctx context.Context, c client.Client, emu *emulator.Server, en
 type managerProcess struct {
 	cmd     *exec.Cmd
 	metrics string
+	// pprof is the base URL of the manager's pprof endpoints.
+	pprof   string
 	started time.Time
 }
 
@@ -452,13 +455,20 @@ func (b *bench) startManager(workers int, drift time.Duration, extra ...string) 
 	}
 	metricsAddr := l.Addr().String()
 	l.Close()
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	pprofAddr := l.Addr().String()
+	l.Close()
 	log, err := os.Create(filepath.Join(b.workDir, fmt.Sprintf("manager-%d.log", workers)))
 	if err != nil {
 		return nil, err
 	}
 	args := append([]string{"--kubeconfig", b.kubeconfig, "--max-concurrent-reconciles", strconv.Itoa(workers),
 		"--drift-check-period", drift.String(), "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address=0", "--exoscale-qps=1000", "--exoscale-burst=1000"}, append(extra, b.o.managerArgs...)...)
+		"--health-probe-bind-address=0", "--exoscale-qps=1000", "--exoscale-burst=1000",
+		"--pprof-bind-address", pprofAddr}, append(extra, b.o.managerArgs...)...)
 	binary := b.o.managerBinary
 	if !filepath.IsAbs(binary) {
 		binary = filepath.Join(b.root, binary)
@@ -469,7 +479,7 @@ func (b *bench) startManager(workers int, drift time.Duration, extra ...string) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s (run make build): %w", binary, err)
 	}
-	m := &managerProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics", started: time.Now()}
+	m := &managerProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics", pprof: "http://" + pprofAddr + "/debug/pprof", started: time.Now()}
 	b.manager = m
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -479,6 +489,22 @@ func (b *bench) startManager(workers int, drift time.Duration, extra ...string) 
 		time.Sleep(100 * time.Millisecond)
 	}
 	return nil, fmt.Errorf("the manager's metrics never answered (see %s)", log.Name())
+}
+
+// saveHeap writes the manager's heap profile to path, for go tool pprof.
+func (m *managerProcess) saveHeap(path string) error {
+	resp, err := http.Get(m.pprof + "/heap")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 func (m *managerProcess) stop() {
