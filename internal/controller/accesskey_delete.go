@@ -189,7 +189,8 @@ func (r *AccessKeyReconciler) orphan(ctx context.Context, ak *iamv1alpha1.Access
 	if err := controllerutil.RemoveOwnerReference(ak, s, r.Scheme()); err != nil {
 		return err
 	}
-	if err := r.Patch(ctx, s, client.MergeFrom(base)); err != nil {
+	// With the lock, as every write of exokey's to a Secret (ownWrites).
+	if err := r.Patch(ctx, s, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("release Secret %s: %w", s.Name, err)
 	}
 	r.event(ak, corev1.EventTypeNormal, EventKeyOrphaned, "Delete", "kept key %s and Secret %s (deletionPolicy Orphan)", ak.Status.KeyID, s.Name)

@@ -16,22 +16,27 @@ import (
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 )
 
-// ownWrites remembers the writes the reconciler itself made to AccessKeys
-// and their Secrets, so that their watch events do not wake it a second
-// time for a state it has already acted on.
+// ownWrites remembers the writes the reconciler itself makes to
+// AccessKeys and their Secrets, so that their watch events do not wake it
+// a second time for a state it has already acted on.
 //
-// A write is known by the resourceVersion it was made on and the one it
-// produced. Only an event from exactly that old version to exactly that
-// new one is the write itself with nothing else in between, and only that
-// event is dropped. Anything else passes: a tenant's edit has versions of
+// Every such write carries a precondition: a create, or the
+// resourceVersion it was made on (an update, or a patch with the
+// optimistic lock). So of all writes made on one version, at most one
+// succeeds, and a write is known by that version. While it is in flight,
+// the first event from that version is taken as its own; once it has
+// succeeded, only the event from exactly that version to exactly the one
+// it produced is. Anything else passes: a tenant's edit has versions of
 // its own, and an informer that relisted after missing events reports
-// several writes as one update from an older version, which does not match.
-// A write whose event arrives before it is recorded is simply not
-// recognised: the cost is one reconcile more, never one less.
+// several writes as one update from an older version, which matches none.
+// A tenant's write that wins the race for a version is taken for exokey's
+// while exokey's is in flight; exokey's then fails with a conflict, and
+// the pass, failing with it, is retried and sees the tenant's edit.
 type ownWrites struct {
 	mu sync.Mutex
-	// writes holds, per object, its last few unmatched writes.
-	writes map[ownedObject][]write
+	// writes holds, per object, its writes in flight and its last few
+	// unmatched ones.
+	writes map[ownedObject][]*write
 }
 
 type ownedObject struct {
@@ -39,50 +44,79 @@ type ownedObject struct {
 	types.NamespacedName
 }
 
-// write is one write: made on version from, producing version to ("" from
-// for a create).
-type write struct{ from, to string }
+// write is one write: made on version from ("" for a create), producing
+// version to once it succeeded.
+type write struct {
+	from, to string
+	inFlight bool
+	// seen: its event arrived while it was in flight.
+	seen bool
+}
 
 // keptWrites bounds what is remembered per object: a pass writes an
 // AccessKey at most three times and its Secret once, and a write whose
 // event was missed is forgotten once newer ones push it out.
 const keptWrites = 4
 
-func newOwnWrites() *ownWrites { return &ownWrites{writes: map[ownedObject][]write{}} }
+func newOwnWrites() *ownWrites { return &ownWrites{writes: map[ownedObject][]*write{}} }
 
 func objectOf(kind string, o client.Object) ownedObject {
 	return ownedObject{kind: kind, NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}}
 }
 
-func (w *ownWrites) record(kind string, o client.Object, from string) {
-	to := o.GetResourceVersion()
-	if to == "" || to == from {
-		return // nothing was written
-	}
+// begin records a write of o about to be made on version from.
+func (w *ownWrites) begin(kind string, o client.Object, from string) *write {
+	wr := &write{from: from, inFlight: true}
 	key := objectOf(kind, o)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	kept := append(w.writes[key], write{from: from, to: to})
+	kept := append(w.writes[key], wr)
 	if len(kept) > keptWrites {
 		kept = kept[len(kept)-keptWrites:]
 	}
 	w.writes[key] = kept
+	return wr
+}
+
+// end records how a write begun ended: a failed write and one whose event
+// was seen already are forgotten; the others wait for their event.
+func (w *ownWrites) end(kind string, o client.Object, wr *write, err error) {
+	key := objectOf(kind, o)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wr.inFlight, wr.to = false, o.GetResourceVersion()
+	if err != nil || wr.seen || wr.to == "" || wr.to == wr.from {
+		w.removeLocked(key, wr)
+	}
+}
+
+func (w *ownWrites) removeLocked(key ownedObject, wr *write) {
+	kept := slices.DeleteFunc(w.writes[key], func(other *write) bool { return other == wr })
+	if len(kept) == 0 {
+		delete(w.writes, key)
+		return
+	}
+	w.writes[key] = kept
+}
+
+// record records a write of o that succeeded, made on version from.
+func (w *ownWrites) record(kind string, o client.Object, from string) {
+	w.end(kind, o, w.begin(kind, o, from), nil)
 }
 
 // consume reports whether the change from version from to version to of
-// an object is one of the recorded writes, and forgets it.
+// an object is one of exokey's writes, and forgets it.
 func (w *ownWrites) consume(kind string, o client.Object, from, to string) bool {
 	key := objectOf(kind, o)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	kept := w.writes[key]
-	for i, wr := range kept {
-		if wr.from == from && wr.to == to {
-			if len(kept) == 1 {
-				delete(w.writes, key)
-			} else {
-				w.writes[key] = append(kept[:i:i], kept[i+1:]...)
-			}
+	for _, wr := range w.writes[key] {
+		switch {
+		case wr.inFlight && !wr.seen && wr.from == from:
+			wr.seen = true
+			return true
+		case !wr.inFlight && wr.from == from && wr.to == to:
+			w.removeLocked(key, wr)
 			return true
 		}
 	}
@@ -154,16 +188,17 @@ func writtenKind(o client.Object) string {
 	return ""
 }
 
-// wrote runs write, a write of obj, and records it when it succeeds.
+// wrote runs write, a write of obj, recording it from before it is sent
+// to after it is answered.
 func (w *ownWrites) wrote(obj client.Object, write func() error) error {
-	from := obj.GetResourceVersion() // "" for a create
-	if err := write(); err != nil {
-		return err
+	kind := writtenKind(obj)
+	if kind == "" {
+		return write()
 	}
-	if kind := writtenKind(obj); kind != "" {
-		w.record(kind, obj, from)
-	}
-	return nil
+	wr := w.begin(kind, obj, obj.GetResourceVersion()) // "" for a create
+	err := write()
+	w.end(kind, obj, wr, err)
+	return err
 }
 
 func (c recordingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {

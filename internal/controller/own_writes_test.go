@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,6 +55,40 @@ func TestOwnWritesPassOnlyOthersEvents(t *testing.T) {
 				t.Fatal("the same event a second time was dropped again: a write is recognised once")
 			}
 		})
+	}
+}
+
+// TestOwnWritesInFlight: an event that arrives before its write's answer
+// is still exokey's; a write that failed is forgotten.
+func TestOwnWritesInFlight(t *testing.T) {
+	own := newOwnWrites()
+	p := own.notOwn("AccessKey")
+	edited := func(from, to string) event.UpdateEvent {
+		changed := accessKeyAt("a", to)
+		changed.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
+		return event.UpdateEvent{ObjectOld: accessKeyAt("a", from), ObjectNew: changed}
+	}
+	ak := accessKeyAt("a", "10")
+	wr := own.begin("AccessKey", ak, "10")
+	if !p.Update(edited("9", "10")) {
+		t.Fatal("an event from another version was dropped while a write was in flight")
+	}
+	if p.Update(edited("10", "11")) {
+		t.Fatal("the event of the write in flight passed")
+	}
+	ak.ResourceVersion = "11"
+	own.end("AccessKey", ak, wr, nil)
+	if !p.Update(edited("10", "11")) {
+		t.Fatal("the write's event was dropped twice")
+	}
+	if n := own.len(); n != 0 {
+		t.Fatalf("%d objects remembered after their write's event, want 0", n)
+	}
+
+	failed := own.begin("AccessKey", ak, "11")
+	own.end("AccessKey", ak, failed, errors.New("conflict"))
+	if !p.Update(edited("11", "12")) {
+		t.Fatal("a tenant's write was dropped for exokey's that failed")
 	}
 }
 
