@@ -132,7 +132,8 @@ func main() {
 			DefaultTransform: cache.TransformStripManagedFields(),
 			// Only the Secrets exokey writes are cached, without their
 			// data: the label is tenant-writable.
-			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: controller.SecretCache()},
+			// Of pods, only those that opted in to injection, by metadata.
+			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: controller.SecretCache(), controller.InjectedPod(): controller.PodCache()},
 		},
 	})
 	if err != nil {

@@ -82,6 +82,9 @@ type AccessKeyReconciler struct {
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 
 // slotPatience is how long a worker waits for a slot of the AccessKey's
 // issuer before it sends the AccessKey back to the queue.
@@ -184,6 +187,9 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 			&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)})
 	}
 	if err := indexIssuers(mgr); err != nil {
+		return err
+	}
+	if err := indexConsumers(mgr); err != nil {
 		return err
 	}
 	if err := r.setUpInventory(mgr); err != nil {

@@ -18,15 +18,18 @@ import (
 // of the Secret's data: a new value rolls the workload onto the new key.
 const RestartAnnotation = "iam.exokey.io/secret-checksum"
 
-// rollTargets stamps the Secret's checksum on each restart target's pod
-// template. A target is read first (uncached: workloads are not cached) and
-// rolled only if its pods consume the Secret, so a rotation cannot be used
-// to restart an unrelated workload. A missing or unrelated target is a
-// warning, not a failure: the key is published either way.
+// rollTargets stamps the Secret's checksum on the pod template of each
+// restart target and of each consumer (a workload whose pods the webhook
+// injected with the AccessKey). A target is read first (uncached:
+// workloads are not cached) and rolled only if its pods consume the
+// Secret, so a rotation cannot be used to restart an unrelated workload. A
+// missing or unrelated target is a warning, not a failure: the key is
+// published either way.
 func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.AccessKey, checksum string) {
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
 		"metadata": map[string]any{"annotations": map[string]string{RestartAnnotation: checksum}},
 	}}})
+	rolled := map[string]bool{}
 	for _, target := range ak.Spec.RestartTargets {
 		var workload client.Object
 		meta := metav1.ObjectMeta{Namespace: ak.Namespace, Name: target.Name}
@@ -41,7 +44,7 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 			continue
 		}
 		err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(workload), workload)
-		if err == nil && !consumesSecret(podSpecOf(workload), secretName(ak)) {
+		if err == nil && !consumesSecret(podSpecOf(workload), secretName(ak)) && !r.asksFor(ctx, workload, ak.Name) {
 			r.event(ak, corev1.EventTypeWarning, "RestartTargetUnrelated", "Restart",
 				"%s %s does not consume Secret %s: it was not restarted", target.Kind, target.Name, secretName(ak))
 			continue
@@ -49,6 +52,7 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 		if err == nil {
 			err = r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, patch))
 		}
+		rolled[string(target.Kind)+"/"+target.Name] = true
 		switch {
 		case isNotFound(err):
 			r.event(ak, corev1.EventTypeWarning, "RestartTargetMissing", "Restart", "%s %s not found: it was not restarted", target.Kind, target.Name)
@@ -57,6 +61,17 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 		default:
 			logf.FromContext(ctx).Info("rolled restart target", "kind", target.Kind, "name", target.Name)
 		}
+	}
+	for _, workload := range r.consumers(ctx, ak) {
+		kind := workload.GetObjectKind().GroupVersionKind().Kind
+		if rolled[kind+"/"+workload.GetName()] {
+			continue
+		}
+		if err := r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+			r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", kind, workload.GetName(), err)
+			continue
+		}
+		logf.FromContext(ctx).Info("rolled a consumer injected with the AccessKey", "kind", kind, "name", workload.GetName())
 	}
 }
 

@@ -138,7 +138,7 @@ func startManager() {
 		Metrics:          metricsserver.Options{BindAddress: "0"},
 		EventBroadcaster: NewEventBroadcaster(), //nolint:staticcheck // as the manager's
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: SecretCache(),
+			&corev1.Secret{}: SecretCache(), InjectedPod(): PodCache(),
 		}},
 	})
 	Expect(err).NotTo(HaveOccurred())

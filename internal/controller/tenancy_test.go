@@ -20,6 +20,7 @@ import (
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/inject"
 	"github.com/exokey/exokey/internal/secret"
 )
 
@@ -375,6 +376,79 @@ var _ = Describe("Tenant boundary", func() {
 		Expect(conditionsAndEvents(ak)).To(ContainSubstring("does not consume Secret"))
 	})
 })
+
+var _ = Describe("Consumers injected by the webhook", func() {
+	var namespace string
+	BeforeEach(func() { namespace = newNamespace(nil) })
+
+	It("rolls an injected Deployment on a new key, without restartTargets", func() {
+		consumer := injectedDeployment(namespace, "app", map[string]string{inject.AnnotationAccessKeys: "creds"})
+		ak := waitReady(newAccessKey(namespace, "creds", iamv1alpha1.IssuerAPIIAMv3))
+		injectedPod(namespace, "app-1", consumer, "creds")
+		first := ak.Status.KeyID
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "now"} })
+		waitReplaced(ak, first)
+		Eventually(func() map[string]string { return podAnnotations(consumer) }, timeout, poll).
+			Should(HaveKeyWithValue(RestartAnnotation, secretOf(ak).Annotations[iamv1alpha1.ChecksumAnnotation]))
+	})
+
+	// The tenant writes its pods' annotations and owner references: a pod
+	// that claims an injection and names a workload as its owner rolls that
+	// workload only if the workload's own pods ask for the AccessKey.
+	It("cannot make exokey roll a workload whose pods do not ask for the AccessKey", func() {
+		bystander := injectedDeployment(namespace, "bystander", map[string]string{inject.AnnotationAccessKeys: "someone-else"})
+		plain := deployment(namespace, "plain", "unrelated")
+		ak := waitReady(newAccessKey(namespace, "bait", iamv1alpha1.IssuerAPIIAMv3))
+		injectedPod(namespace, "forged-1", bystander, "bait")
+		injectedPod(namespace, "forged-2", plain, "bait")
+		first := ak.Status.KeyID
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "now"} })
+		waitReplaced(ak, first)
+		Consistently(func() map[string]string { return podAnnotations(bystander) }, 2*time.Second, poll).ShouldNot(HaveKey(RestartAnnotation))
+		Expect(podAnnotations(plain)).NotTo(HaveKey(RestartAnnotation))
+	})
+})
+
+// injectedDeployment is a Deployment whose pods opt in to injection.
+func injectedDeployment(namespace, name string, annotations map[string]string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name, inject.LabelInject: "true"}, Annotations: annotations},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+			},
+		},
+	}
+	ExpectWithOffset(1, k8sClient.Create(ctx, d)).To(Succeed())
+	return d
+}
+
+// injectedPod creates what a Deployment's ReplicaSet and the webhook make:
+// a ReplicaSet the Deployment controls, and a pod it controls recording
+// the AccessKeys injected into it.
+func injectedPod(namespace, name string, d *appsv1.Deployment, accessKeys string) {
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-rs", Namespace: namespace,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))}},
+		Spec: appsv1.ReplicaSetSpec{Selector: d.Spec.Selector, Template: d.Spec.Template},
+	}
+	ExpectWithOffset(1, k8sClient.Create(ctx, rs)).To(Succeed())
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
+			Labels:          map[string]string{inject.LabelInject: "true"},
+			Annotations:     map[string]string{inject.AnnotationInjected: accessKeys},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+	ExpectWithOffset(1, k8sClient.Create(ctx, pod)).To(Succeed())
+	// The manager finds it through its cache.
+	EventuallyWithOffset(1, func() error {
+		return managerCache.Get(ctx, client.ObjectKeyFromObject(pod), InjectedPod())
+	}, timeout, poll).Should(Succeed())
+}
 
 // conditionsAndEvents is everything a tenant can read about an AccessKey
 // besides its spec: its conditions and the events of its namespace.

@@ -110,7 +110,7 @@ var _ = BeforeSuite(func() {
 		Metrics:          metricsserver.Options{BindAddress: "0"},
 		EventBroadcaster: exokey.NewEventBroadcaster(), //nolint:staticcheck // as the manager's
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: exokey.SecretCache(),
+			&corev1.Secret{}: exokey.SecretCache(), exokey.InjectedPod(): exokey.PodCache(),
 		}},
 	})
 	Expect(err).NotTo(HaveOccurred())
