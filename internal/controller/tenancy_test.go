@@ -386,7 +386,9 @@ var _ = Describe("Consumers injected by the webhook", func() {
 		ak := waitReady(newAccessKey(namespace, "creds", iamv1alpha1.IssuerAPIIAMv3))
 		injectedPod(namespace, "app-1", consumer, "creds")
 		first := ak.Status.KeyID
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "now"} })
+		edit(ak, func(ak *iamv1alpha1.AccessKey) {
+			ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "now"}
+		})
 		waitReplaced(ak, first)
 		Eventually(func() map[string]string { return podAnnotations(consumer) }, timeout, poll).
 			Should(HaveKeyWithValue(RestartAnnotation, secretOf(ak).Annotations[iamv1alpha1.ChecksumAnnotation]))
@@ -402,7 +404,9 @@ var _ = Describe("Consumers injected by the webhook", func() {
 		injectedPod(namespace, "forged-1", bystander, "bait")
 		injectedPod(namespace, "forged-2", plain, "bait")
 		first := ak.Status.KeyID
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "now"} })
+		edit(ak, func(ak *iamv1alpha1.AccessKey) {
+			ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "now"}
+		})
 		waitReplaced(ak, first)
 		Consistently(func() map[string]string { return podAnnotations(bystander) }, 2*time.Second, poll).ShouldNot(HaveKey(RestartAnnotation))
 		Expect(podAnnotations(plain)).NotTo(HaveKey(RestartAnnotation))
