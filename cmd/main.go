@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
@@ -29,6 +30,7 @@ import (
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/inject"
 
 	// Trusted CA roots compiled in, used where the system has none: the
 	// image holds nothing but the manager, and must reach
@@ -66,6 +68,8 @@ func main() {
 		revokeTimeout           time.Duration
 		exoscaleCallTimeout     time.Duration
 		pprofAddr               string
+		enableWebhook           bool
+		hook                    inject.ServeOptions
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -95,6 +99,18 @@ func main() {
 		"How long a deleted AccessKey waits for its keys to be revoked before it is released anyway, with a Warning event and the exokey_unrevoked_keys metric naming the keys left live.")
 	flag.DurationVar(&exoscaleCallTimeout, "exoscale-call-timeout", 30*time.Second,
 		"Deadline of one call to Exoscale, its retries and operation polls included.")
+	flag.BoolVar(&enableWebhook, "enable-injection-webhook", false,
+		"Serve the pod injection webhook (the chart enables it): pods labelled iam.exokey.io/inject=true get the Secrets of the AccessKeys they name.")
+	flag.IntVar(&hook.Port, "webhook-port", 9443, "Port of the injection webhook's server.")
+	flag.StringVar(&hook.CertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory of the webhook's tls.crt and tls.key (its Secret, mounted).")
+	flag.StringVar(&hook.Namespace, "webhook-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the webhook's Service and certificate Secret (default: $POD_NAMESPACE).")
+	flag.StringVar(&hook.ServiceName, "webhook-service-name", "exokey-webhook-service", "Service in front of the webhook: the certificate's name.")
+	flag.StringVar(&hook.SecretName, "webhook-secret-name", "exokey-webhook-server-cert", "Secret holding the webhook's certificate and its CA.")
+	flag.Func("webhook-dns-names", "More DNS names for the webhook's certificate, comma-separated: a webhook reached by URL (a manager run outside the cluster).",
+		func(v string) error { hook.DNSNames = append(hook.DNSNames, strings.Split(v, ",")...); return nil })
+	flag.StringVar(&hook.ConfigurationName, "webhook-configuration-name", "exokey-pod-injection", "MutatingWebhookConfiguration whose caBundle is kept current.")
+	flag.BoolVar(&hook.CertManager, "webhook-cert-manager", false, "cert-manager issues the webhook's certificate and injects its CA; otherwise the manager issues and rotates them.")
+	flag.DurationVar(&hook.CertValidity, "webhook-cert-validity", 90*24*time.Hour, "Validity of the serving certificates the manager issues (renewed a fifth of it before expiry; the CA lasts ten times as long).")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address Go's pprof endpoints bind to, e.g. 127.0.0.1:8082; 0 disables them.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -196,6 +212,18 @@ func main() {
 			CredentialsPollPeriod: credentialsPollPeriod,
 		}).SetupWithManager(mgr, opts); err != nil {
 			log.Error(err, "unable to set up the controller", "controller", "issuer", "cluster", cluster)
+			os.Exit(1)
+		}
+	}
+
+	if enableWebhook {
+		hook.TLSOpts, hook.RequireLeaderElection = tlsOpts, leaderElect
+		if hook.Namespace == "" {
+			log.Error(nil, "the injection webhook needs --webhook-namespace (or $POD_NAMESPACE)")
+			os.Exit(1)
+		}
+		if err := inject.Serve(mgr, hook); err != nil {
+			log.Error(err, "unable to set up the injection webhook")
 			os.Exit(1)
 		}
 	}

@@ -1,0 +1,140 @@
+package inject
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/cert-controller/pkg/rotator"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update;patch
+
+// ServeOptions say how the manager serves the webhook.
+type ServeOptions struct {
+	// Port the webhook server listens on (9443).
+	Port int
+	// CertDir holds tls.crt and tls.key: the webhook Secret, mounted.
+	CertDir string
+	// Namespace of the manager, its Service and the certificate Secret.
+	Namespace, ServiceName, SecretName string
+	// DNSNames are more names for the certificate, for a webhook reached
+	// by URL rather than through its Service (a manager run outside the
+	// cluster).
+	DNSNames []string
+	// ConfigurationName is the MutatingWebhookConfiguration whose caBundle
+	// is kept current.
+	ConfigurationName string
+	// CertManager: cert-manager issues the certificate and injects the CA;
+	// otherwise the manager does (cert-controller's rotator).
+	CertManager bool
+	// CertValidity is how long a serving certificate the manager issues is
+	// valid (its CA: ten times as long); it is renewed a fifth of it
+	// before it expires.
+	CertValidity time.Duration
+	// RequireLeaderElection: only the leader rotates the certificate; the
+	// other replicas serve what it wrote.
+	RequireLeaderElection bool
+	// TLSOpts apply to the server's TLS configuration (HTTP/2 off).
+	TLSOpts []func(*tls.Config)
+}
+
+// Serve registers the webhook with the manager and sets up its serving
+// certificate. The server answers once a certificate is in CertDir; the
+// readiness check "webhook" fails until then, so a Service sends no
+// request to a replica that could not answer it.
+func Serve(mgr ctrl.Manager, o ServeOptions) error {
+	certFile, keyFile := filepath.Join(o.CertDir, "tls.crt"), filepath.Join(o.CertDir, "tls.key")
+	var watcher atomic.Pointer[certwatcher.CertWatcher]
+	getCertificate := func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		w := watcher.Load()
+		if w == nil {
+			return nil, errors.New("the webhook's serving certificate is not ready yet")
+		}
+		return w.GetCertificate(hello)
+	}
+	server := webhook.NewServer(webhook.Options{Port: o.Port, TLSOpts: append(o.TLSOpts, func(c *tls.Config) {
+		c.GetCertificate = getCertificate
+		c.MinVersion = tls.VersionTLS12
+	})})
+	if err := mgr.Add(server); err != nil {
+		return err
+	}
+	server.Register(Path, &webhook.Admission{Handler: &Injector{Reader: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme())}})
+	// The ServiceAccounts' metadata is cached from the start, so the first
+	// pod does not wait for the informer.
+	sa := &metav1.PartialObjectMetadata{}
+	sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
+	if _, err := mgr.GetCache().GetInformer(context.Background(), sa, cache.BlockUntilSynced(false)); err != nil {
+		return err
+	}
+
+	ready := make(chan struct{})
+	if !o.CertManager {
+		validity := o.CertValidity
+		if validity <= 0 {
+			validity = 90 * 24 * time.Hour
+		}
+		service := o.ServiceName + "." + o.Namespace + ".svc"
+		if err := rotator.AddRotator(mgr, &rotator.CertRotator{
+			SecretKey: types.NamespacedName{Namespace: o.Namespace, Name: o.SecretName},
+			CertDir:   o.CertDir, CAName: "exokey-webhook-ca", CAOrganization: "exokey",
+			DNSName: service, ExtraDNSNames: append([]string{o.ServiceName, o.ServiceName + "." + o.Namespace, service + ".cluster.local"}, o.DNSNames...),
+			IsReady:               ready,
+			Webhooks:              []rotator.WebhookInfo{{Name: o.ConfigurationName, Type: rotator.Mutating}},
+			RequireLeaderElection: o.RequireLeaderElection,
+			ServerCertDuration:    validity, CaCertDuration: 10 * validity,
+			LookaheadInterval: validity / 5, RotationCheckFrequency: max(min(validity/20, time.Hour), time.Second),
+			EnableReadinessCheck: true,
+		}); err != nil {
+			return err
+		}
+	}
+	// Once a certificate is mounted, the server serves it, and follows it
+	// as it is renewed.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if !o.CertManager {
+			select {
+			case <-ready:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
+			_, err := os.Stat(certFile)
+			return err == nil, nil
+		}); err != nil {
+			return nil // stopped before a certificate came
+		}
+		w, err := certwatcher.New(certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		watcher.Store(w)
+		ctrl.Log.WithName("webhook").Info("serving the injection webhook", "certificate", certFile)
+		return w.Start(ctx)
+	})); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("webhook", func(*http.Request) error {
+		if watcher.Load() == nil {
+			return errors.New("no serving certificate yet")
+		}
+		return nil
+	})
+}

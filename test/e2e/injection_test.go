@@ -1,0 +1,221 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/exokey/exokey/internal/inject"
+)
+
+// The injection webhook on real binaries, from the chart's manifests: the
+// API server calls the manager's webhook over TLS with the certificate the
+// manager issued itself and the caBundle it wrote. The test plays the
+// kubelet's part: it copies the webhook's Secret into the manager's
+// certificate directory, as a mounted Secret volume is kept current.
+var _ = Describe("The injection webhook", Ordered, func() {
+	const (
+		configuration = "exokey-pod-injection"
+		secretName    = "exokey-webhook-cert"
+		validity      = 30 * time.Second // renewed a fifth of it, 6 s, before it expires
+	)
+	var (
+		m       *manager
+		certDir string
+		port    int
+		stop    chan struct{}
+	)
+	startWebhookManager := func(name string) *manager {
+		return startManager(name, "--drift-check-period=5s", "--leader-elect=false",
+			"--enable-injection-webhook", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
+			"--webhook-namespace="+releaseNamespace, "--webhook-service-name=exokey-webhook", "--webhook-secret-name="+secretName,
+			"--webhook-configuration-name="+configuration, "--webhook-cert-validity="+validity.String(), "--webhook-dns-names=localhost",
+			"--health-probe-bind-address=127.0.0.1:0")
+	}
+
+	BeforeAll(func() {
+		certDir = filepath.Join(workDir, "webhook-certs")
+		Expect(os.MkdirAll(certDir, 0o700)).To(Succeed())
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		port = l.Addr().(*net.TCPAddr).Port
+		Expect(l.Close()).To(Succeed())
+
+		By("applying the chart's webhook configuration and its empty Secret, reached by URL (no Service network here)")
+		rendered := run(filepath.Join(root, "bin", "helm"), "template", "exokey", filepath.Join(root, "dist", "chart"),
+			"--namespace", releaseNamespace, "--kube-version", os.Getenv("K8S_VERSION"), "--show-only", "templates/webhook.yaml")
+		decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
+		for {
+			obj := &unstructured.Unstructured{}
+			if err := decoder.Decode(&obj.Object); err == io.EOF {
+				break
+			} else {
+				Expect(err).NotTo(HaveOccurred())
+			}
+			switch obj.GetKind() {
+			case "MutatingWebhookConfiguration":
+				hook := &admissionv1.MutatingWebhookConfiguration{}
+				Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, hook)).To(Succeed())
+				Expect(hook.Name).To(Equal(configuration))
+				url := fmt.Sprintf("https://localhost:%d%s", port, inject.Path)
+				hook.Webhooks[0].ClientConfig = admissionv1.WebhookClientConfig{URL: &url}
+				Expect(k8sClient.Create(ctx, hook)).To(Succeed())
+			case "Secret":
+				Expect(obj.GetName()).To(Equal(secretName))
+				Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+			}
+		}
+		stop = make(chan struct{})
+		go mountSecret(stop, secretName, certDir)
+		m = startWebhookManager("manager-webhook")
+	})
+	AfterAll(func() {
+		close(stop)
+		if m != nil {
+			m.kill()
+		}
+		Expect(k8sClient.Delete(ctx, &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: configuration}})).To(Succeed())
+	})
+
+	It("issues its certificate, writes the caBundle, and injects a pod that asks", func() {
+		Eventually(func() []byte { return caBundle(configuration) }, timeout, poll).ShouldNot(BeEmpty())
+		Eventually(func() error { return servesCertificateOf(port, caBundle(configuration)) }, timeout, poll).Should(Succeed())
+		namespace := newNamespace()
+		newAccessKey(namespace, "creds")
+		pod := injectedPod(namespace, "app")
+		Expect(pod.Spec.Containers[0].EnvFrom).To(ConsistOf(HaveField("SecretRef.Name", "creds")))
+		Expect(pod.Annotations).To(HaveKeyWithValue(inject.AnnotationInjected, "creds"))
+	})
+
+	It("renews its certificate before it expires, serves the new one, and admission goes on", func() {
+		// Certificates are told apart by their expiry: the rotator numbers
+		// every serving certificate 1.
+		first := servingCertificate(port)
+		AddReportEntry("serving certificate", fmt.Sprintf("expires %s", first.NotAfter.Format(time.RFC3339)))
+		Eventually(func() time.Time { return servingCertificate(port).NotAfter }, 2*validity, poll).
+			Should(BeTemporally(">", first.NotAfter), "the certificate was not renewed")
+		renewed := servingCertificate(port)
+		Expect(time.Now()).To(BeTemporally("<", first.NotAfter), "renewed only after the first expired")
+		Expect(servesCertificateOf(port, caBundle(configuration))).To(Succeed(), "the caBundle does not verify the renewed certificate")
+		AddReportEntry("renewed", fmt.Sprintf("expires %s, served %s before the first expired", renewed.NotAfter.Format(time.RFC3339),
+			time.Until(first.NotAfter).Round(time.Second)))
+		namespace := newNamespace()
+		newAccessKey(namespace, "creds")
+		Expect(injectedPod(namespace, "after-renewal").Spec.Containers[0].EnvFrom).To(HaveLen(1))
+	})
+
+	It("keeps admission working across a manager restart, and refuses opted-in pods while it is down", func() {
+		namespace := newNamespace()
+		newAccessKey(namespace, "creds")
+		m.kill()
+		// failurePolicy Fail: a pod that asked for credentials does not start without them.
+		err := k8sClient.Create(ctx, optedInPod(namespace, "while-down"))
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("pods.inject.iam.exokey.io"))
+		m = startWebhookManager("manager-webhook-restarted")
+		Eventually(func() error {
+			pod := optedInPod(namespace, "after-restart")
+			if err := k8sClient.Create(ctx, pod); err != nil {
+				return err
+			}
+			if len(pod.Spec.Containers[0].EnvFrom) != 1 {
+				return fmt.Errorf("not injected: %+v", pod.Spec.Containers[0])
+			}
+			return nil
+		}, timeout, poll).Should(Succeed())
+	})
+})
+
+func optedInPod(namespace, name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{inject.LabelInject: "true"},
+			Annotations: map[string]string{inject.AnnotationAccessKeys: "creds"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
+	}
+}
+
+func injectedPod(namespace, name string) *corev1.Pod {
+	pod := optedInPod(namespace, name)
+	ExpectWithOffset(1, k8sClient.Create(ctx, pod)).To(Succeed())
+	return pod
+}
+
+func caBundle(configuration string) []byte {
+	hook := &admissionv1.MutatingWebhookConfiguration{}
+	if k8sClient.Get(ctx, client.ObjectKey{Name: configuration}, hook) != nil || len(hook.Webhooks) == 0 {
+		return nil
+	}
+	return hook.Webhooks[0].ClientConfig.CABundle
+}
+
+// servingCertificate is the certificate the webhook presents now.
+func servingCertificate(port int) *x509.Certificate {
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // read, then verified
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// servesCertificateOf checks the webhook's certificate against a CA bundle,
+// for the name the API server dials.
+func servesCertificateOf(port int, bundle []byte) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(bundle) {
+		return fmt.Errorf("no CA in the caBundle")
+	}
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// mountSecret keeps dir holding the Secret's tls.crt and tls.key, as the
+// kubelet keeps a mounted Secret volume current, until stop is closed.
+func mountSecret(stop chan struct{}, name, dir string) {
+	defer GinkgoRecover()
+	var last []byte
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		s := &corev1.Secret{}
+		if k8sClient.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: name}, s) != nil || len(s.Data["tls.crt"]) == 0 {
+			continue
+		}
+		if bytes.Equal(s.Data["tls.crt"], last) {
+			continue
+		}
+		if block, _ := pem.Decode(s.Data["tls.crt"]); block == nil {
+			continue
+		}
+		for _, file := range []string{"tls.key", "tls.crt"} { // the key first: the watcher reloads on the certificate
+			tmp := filepath.Join(dir, "."+file)
+			Expect(os.WriteFile(tmp, s.Data[file], 0o600)).To(Succeed())
+			Expect(os.Rename(tmp, filepath.Join(dir, file))).To(Succeed())
+		}
+		last = s.Data["tls.crt"]
+	}
+}
