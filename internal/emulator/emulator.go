@@ -175,7 +175,16 @@ type operation struct {
 	Message   string     `json:"message,omitempty"`
 	Reference *reference `json:"reference,omitempty"`
 	PollsLeft int        `json:"pollsLeft"`
+	// Created is when the operation began: finished ones are forgotten
+	// operationRetention after it.
+	Created time.Time `json:"created"`
 }
+
+// operationRetention is how long a finished operation can still be read.
+// Clients poll an operation within seconds of starting it; keeping every
+// one made the state, which a --state file rewrites on each change, grow
+// with every call ever made.
+const operationRetention = 5 * time.Minute
 
 type reference struct {
 	ID      string `json:"id,omitempty"`
@@ -692,8 +701,16 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 // newOperationLocked records an async operation that completes after the
 // configured number of polls (Options.PendingPolls, Faults.PendingPolls).
 func (s *Server) newOperationLocked(c *call, refID, refKind string) *operation {
+	now := s.opts.Now()
 	op := &operation{ID: uuid.NewString(), State: "success", PollsLeft: max(s.opts.PendingPolls, s.faults.Polls()),
-		Reference: &reference{ID: refID, Link: c.requestURL + "/" + refKind + "/" + refID, Command: c.op.Name}}
+		Reference: &reference{ID: refID, Link: c.requestURL + "/" + refKind + "/" + refID, Command: c.op.Name}, Created: now}
+	if len(s.state.Operations)%256 == 0 { // amortised: a sweep every 256 operations
+		for id, old := range s.state.Operations {
+			if old.PollsLeft == 0 && now.Sub(old.Created) > operationRetention {
+				delete(s.state.Operations, id)
+			}
+		}
+	}
 	s.state.Operations[op.ID] = op
 	return op
 }
@@ -758,7 +775,7 @@ func (s *Server) saveLocked() error {
 	if s.opts.StateFile == "" {
 		return nil
 	}
-	raw, err := json.MarshalIndent(s.state, "", "  ")
+	raw, err := json.Marshal(s.state)
 	if err != nil {
 		return err
 	}

@@ -4,12 +4,17 @@
 package localcluster
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -114,4 +119,28 @@ func (c *Cluster) Stop() error {
 		_ = cm.Wait()
 	}
 	return c.env.Stop()
+}
+
+// MountSecret keeps dir holding the Secret's tls.crt and tls.key until ctx
+// ends, as the kubelet keeps a mounted Secret volume current: on this
+// control plane there is no kubelet, and the manager's webhook serves the
+// certificate it finds in its directory.
+func MountSecret(ctx context.Context, c client.Reader, namespace, name, dir string) {
+	var last []byte
+	for ctx.Err() == nil {
+		time.Sleep(200 * time.Millisecond)
+		s := &corev1.Secret{}
+		if c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s) != nil || len(s.Data["tls.crt"]) == 0 ||
+			bytes.Equal(s.Data["tls.crt"], last) {
+			continue
+		}
+		written := true
+		for _, file := range []string{"tls.key", "tls.crt"} { // the key first: the server reloads on the certificate
+			tmp := filepath.Join(dir, "."+file)
+			written = written && os.WriteFile(tmp, s.Data[file], 0o600) == nil && os.Rename(tmp, filepath.Join(dir, file)) == nil
+		}
+		if written {
+			last = s.Data["tls.crt"]
+		}
+	}
 }

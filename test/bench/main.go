@@ -110,6 +110,7 @@ type Results struct {
 	Rotation    map[string]any    `json:"rotation"`
 	Renewal     map[string]any    `json:"renewal"`
 	Churn       map[string]any    `json:"churn,omitempty"`
+	Injection   map[string]any    `json:"injection,omitempty"`
 	Scale       map[string]any    `json:"scale,omitempty"`
 }
 
@@ -315,18 +316,30 @@ func run() error {
 		}
 	}
 
+	if runs["injection"] {
+		m.stop() // the injection phase runs a manager of its own, with the webhook
+		pods := 10000
+		if quick {
+			pods = 500
+		}
+		if res.Injection, err = b.injection(ctx, pods, 100); err != nil {
+			return err
+		}
+	}
+
 	fmt.Printf("\nsteady state over one drift period (%s): %v\n", o.driftPeriod, res.Steady)
 	fmt.Printf("drift: %v\n", res.Drift)
 	fmt.Printf("memory: %v\n", res.Memory)
 	fmt.Printf("rotation at scale: %v\n", res.Rotation)
 	fmt.Printf("session renewals: %v\n", res.Renewal)
 	fmt.Printf("churn: %v\n", res.Churn)
+	fmt.Printf("injection: %v\n", res.Injection)
 	return writeResults(o.out, func(r *Results) { scale := r.Scale; *r = res; r.Scale = scale })
 }
 
 // allPhases are the default run's phases, in the order they run; rotation
 // rotates the keys of the faults phase.
-var allPhases = []string{"flat", "realistic", "steady", "drift", "memory", "faults", "rotation", "renewals", "churn"}
+var allPhases = []string{"flat", "realistic", "steady", "drift", "memory", "faults", "rotation", "renewals", "churn", "injection"}
 
 // current is the running bench, for the interrupt handler.
 var current atomic.Pointer[bench]

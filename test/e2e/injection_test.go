@@ -4,9 +4,9 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/exokey/exokey/internal/inject"
+	"github.com/exokey/exokey/internal/localcluster"
 )
 
 // The injection webhook on real binaries, from the chart's manifests: the
@@ -43,7 +44,8 @@ var _ = Describe("The injection webhook", Ordered, func() {
 		m       *manager
 		certDir string
 		port    int
-		stop    chan struct{}
+		// stopMount stops copying the Secret (the kubelet's part).
+		stopMount context.CancelFunc
 	)
 	startWebhookManager := func(name string) *manager {
 		return startManager(name, "--drift-check-period=5s", "--leader-elect=false",
@@ -85,12 +87,13 @@ var _ = Describe("The injection webhook", Ordered, func() {
 				Expect(k8sClient.Create(ctx, obj)).To(Succeed())
 			}
 		}
-		stop = make(chan struct{})
-		go mountSecret(stop, secretName, certDir)
+		var mountCtx context.Context
+		mountCtx, stopMount = context.WithCancel(ctx)
+		go localcluster.MountSecret(mountCtx, k8sClient, releaseNamespace, secretName, certDir)
 		m = startWebhookManager("manager-webhook")
 	})
 	AfterAll(func() {
-		close(stop)
+		stopMount()
 		if m != nil {
 			m.kill()
 		}
@@ -188,34 +191,4 @@ func servesCertificateOf(port int, bundle []byte) error {
 		return err
 	}
 	return conn.Close()
-}
-
-// mountSecret keeps dir holding the Secret's tls.crt and tls.key, as the
-// kubelet keeps a mounted Secret volume current, until stop is closed.
-func mountSecret(stop chan struct{}, name, dir string) {
-	defer GinkgoRecover()
-	var last []byte
-	for {
-		select {
-		case <-stop:
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
-		s := &corev1.Secret{}
-		if k8sClient.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: name}, s) != nil || len(s.Data["tls.crt"]) == 0 {
-			continue
-		}
-		if bytes.Equal(s.Data["tls.crt"], last) {
-			continue
-		}
-		if block, _ := pem.Decode(s.Data["tls.crt"]); block == nil {
-			continue
-		}
-		for _, file := range []string{"tls.key", "tls.crt"} { // the key first: the watcher reloads on the certificate
-			tmp := filepath.Join(dir, "."+file)
-			Expect(os.WriteFile(tmp, s.Data[file], 0o600)).To(Succeed())
-			Expect(os.Rename(tmp, filepath.Join(dir, file))).To(Succeed())
-		}
-		last = s.Data["tls.crt"]
-	}
 }
