@@ -26,6 +26,7 @@ import (
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/emulator"
+	"github.com/exokey/exokey/internal/inject"
 	"github.com/exokey/exokey/internal/localcluster"
 )
 
@@ -59,6 +60,28 @@ func waitFor(ctx context.Context, c client.Client, ak *iamv1alpha1.AccessKey, do
 }
 
 // indent prints a command's output under its step.
+// injectedPod creates a pod that asks for backup-writer, once the webhook
+// answers (its certificate is issued in the first seconds), and returns it
+// as admitted.
+func injectedPod(ctx context.Context, c client.Client) (*corev1.Pod, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "backup", Namespace: "backups", Labels: map[string]string{inject.LabelInject: "true"},
+				Annotations: map[string]string{inject.AnnotationAccessKeys: "backup-writer"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "backup", Image: "backup:1"}}},
+		}
+		err := c.Create(ctx, pod)
+		if err == nil {
+			return pod, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the injection webhook did not answer within a minute: %w", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 func indent(out string) string {
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	return "    " + strings.Join(lines, "\n    ") + "\n"
@@ -101,14 +124,23 @@ func run() error {
 	rootKey, rootSecret := emu.Root()
 	fmt.Println("    endpoint", endpoint, "- root key", rootKey)
 
-	step("starting the exokey manager (bin/manager)")
+	// The pod injection webhook, reached by URL: this control plane has no
+	// Service network, and no kubelet to mount the certificate the manager
+	// writes into its Secret, so the demo copies it as a kubelet would.
+	hook, err := localcluster.InstallWebhook(ctx, c, root, "exokey-system", filepath.Join(workDir, "webhook-certs"))
+	if err != nil {
+		return err
+	}
+	go localcluster.MountSecret(ctx, c, hook.Namespace, hook.Secret, hook.CertDir)
+
+	step("starting the exokey manager (bin/manager), with the pod injection webhook")
 	managerLog, err := os.Create(filepath.Join(workDir, "manager.log"))
 	if err != nil {
 		return err
 	}
 	defer managerLog.Close()
-	manager := exec.Command(filepath.Join(root, "bin", "manager"), "--kubeconfig", kubeconfigPath,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--drift-check-period=1m")
+	manager := exec.Command(filepath.Join(root, "bin", "manager"), append([]string{"--kubeconfig", kubeconfigPath,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--drift-check-period=1m"}, hook.ManagerFlags()...)...)
 	manager.Stdout, manager.Stderr = managerLog, managerLog
 	manager.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the demo
 	if err := manager.Start(); err != nil {
@@ -119,7 +151,6 @@ func run() error {
 
 	step("applying a ClusterKeyIssuer with the emulator's root key, and an AccessKey")
 	objects := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "exokey-system"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "exoscale-root", Namespace: "exokey-system"},
 			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}},
 		&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "exoscale"}, Spec: iamv1alpha1.ClusterKeyIssuerSpec{
@@ -191,6 +222,25 @@ func run() error {
 		}
 		fmt.Printf("    %-18s %-16s %s\n", probe.operation, probe.bucket, verdict)
 	}
+
+	step("a pod that asks for backup-writer by name: what the webhook wired in")
+	pod, err := injectedPod(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%w (see %s)", err, managerLog.Name())
+	}
+	fmt.Printf("    pod backups/%s (labels iam.exokey.io/inject=true, annotations iam.exokey.io/access-keys=%s)\n",
+		pod.Name, pod.Annotations[inject.AnnotationAccessKeys])
+	for _, container := range pod.Spec.Containers {
+		for _, from := range container.EnvFrom {
+			fmt.Printf("    container %-8s envFrom Secret %s\n", container.Name, from.SecretRef.Name)
+		}
+		for _, mount := range container.VolumeMounts {
+			if strings.HasPrefix(mount.Name, "exokey-") {
+				fmt.Printf("    container %-8s mounts %s read-only at %s\n", container.Name, mount.Name, mount.MountPath)
+			}
+		}
+	}
+	fmt.Printf("    recorded: iam.exokey.io/injected=%s (a new key rolls the pod's workload)\n", pod.Annotations[inject.AnnotationInjected])
 
 	step("a short-lived AccessKey beside it: session credentials that expire after 30s, renewed before they do")
 	short := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "backup-reader", Namespace: "backups"}, Spec: iamv1alpha1.AccessKeySpec{

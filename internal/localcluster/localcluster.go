@@ -7,20 +7,25 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 )
@@ -143,4 +148,60 @@ func MountSecret(ctx context.Context, c client.Reader, namespace, name, dir stri
 			last = s.Data["tls.crt"]
 		}
 	}
+}
+
+// Webhook is the injection webhook as installed on this control plane.
+type Webhook struct {
+	// Configuration is its MutatingWebhookConfiguration; Secret, in
+	// Namespace, is where the manager writes its certificate.
+	Configuration, Namespace, Secret string
+	// Port is where the manager serves it; CertDir is the manager's
+	// --webhook-cert-dir, kept current by MountSecret.
+	Port    int
+	CertDir string
+}
+
+// InstallWebhook installs config/webhook's MutatingWebhookConfiguration,
+// pointed at https://localhost:<a free port> (the control plane has no
+// Service network), and the empty Secret the manager writes its
+// certificate into, in namespace (created if missing).
+func InstallWebhook(ctx context.Context, c client.Client, root, namespace, certDir string) (*Webhook, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	raw, err := os.ReadFile(filepath.Join(root, "config", "webhook", "manifests.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	hook := &admissionv1.MutatingWebhookConfiguration{}
+	if err := yaml.Unmarshal(raw, hook); err != nil {
+		return nil, err
+	}
+	w := &Webhook{Configuration: "exokey-pod-injection", Namespace: namespace, Secret: "exokey-webhook-server-cert", Port: port, CertDir: certDir}
+	hook.Name = w.Configuration
+	url := fmt.Sprintf("https://localhost:%d%s", port, *hook.Webhooks[0].ClientConfig.Service.Path)
+	hook.Webhooks[0].ClientConfig = admissionv1.WebhookClientConfig{URL: &url}
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: w.Secret, Namespace: namespace}},
+		hook,
+	} {
+		if err := c.Create(ctx, obj); client.IgnoreAlreadyExists(err) != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// ManagerFlags are the manager's flags to serve the webhook.
+func (w *Webhook) ManagerFlags() []string {
+	return []string{"--enable-injection-webhook", "--webhook-port=" + strconv.Itoa(w.Port), "--webhook-cert-dir=" + w.CertDir,
+		"--webhook-namespace=" + w.Namespace, "--webhook-secret-name=" + w.Secret,
+		"--webhook-configuration-name=" + w.Configuration, "--webhook-dns-names=localhost"}
 }

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -15,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/inject"
@@ -29,31 +25,16 @@ import (
 // kubelet: it copies the webhook's Secret into the manager's certificate
 // directory.
 func (b *bench) injection(ctx context.Context, n int, rate float64) (map[string]any, error) {
-	const namespace, secretName, configuration = "bench-inject", "exokey-webhook-server-cert", "exokey-pod-injection"
-	certDir := filepath.Join(b.workDir, "webhook-certs")
-	if err := os.MkdirAll(certDir, 0o700); err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	const namespace = "bench-inject"
+	hook, err := localcluster.InstallWebhook(ctx, b.c, b.root, "exokey-system", filepath.Join(b.workDir, "webhook-certs"))
 	if err != nil {
 		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	raw, err := os.ReadFile(filepath.Join(b.root, "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	hook := &admissionv1.MutatingWebhookConfiguration{}
-	if err := yaml.Unmarshal(raw, hook); err != nil {
-		return nil, err
-	}
-	hook.Name = configuration
-	url := fmt.Sprintf("https://localhost:%d%s", port, inject.Path)
-	hook.Webhooks[0].ClientConfig = admissionv1.WebhookClientConfig{URL: &url}
-	for _, obj := range []client.Object{hook,
+	defer func() {
+		_ = b.c.Delete(context.Background(), &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: hook.Configuration}})
+	}()
+	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: "exokey-system"}},
 		&iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: namespace}, Spec: iamv1alpha1.AccessKeySpec{
 			IssuerRef: iamv1alpha1.IssuerReference{Name: "iamv3"}, Operations: []string{"get-sos-object"}}},
 	} {
@@ -61,14 +42,11 @@ func (b *bench) injection(ctx context.Context, n int, rate float64) (map[string]
 			return nil, err
 		}
 	}
-	defer func() { _ = b.c.Delete(context.Background(), hook) }()
 	syncCtx, stopSync := context.WithCancel(ctx)
 	defer stopSync()
-	go localcluster.MountSecret(syncCtx, b.c, "exokey-system", secretName, certDir)
+	go localcluster.MountSecret(syncCtx, b.c, hook.Namespace, hook.Secret, hook.CertDir)
 
-	m, err := b.startManager(4, time.Hour, "--enable-injection-webhook", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
-		"--webhook-namespace=exokey-system", "--webhook-secret-name="+secretName, "--webhook-configuration-name="+configuration,
-		"--webhook-dns-names=localhost")
+	m, err := b.startManager(4, time.Hour, hook.ManagerFlags()...)
 	if err != nil {
 		return nil, err
 	}
