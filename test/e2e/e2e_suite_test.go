@@ -100,17 +100,8 @@ var _ = BeforeSuite(func() {
 
 	By("applying the chart's CRDs and RBAC (helm template)")
 	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNamespace}})).To(Succeed())
-	rendered := run(filepath.Join(root, "bin", "helm"), "template", "exokey", filepath.Join(root, "dist", "chart"),
-		"--namespace", releaseNamespace, "--include-crds", "--kube-version", os.Getenv("K8S_VERSION"))
 	applied := map[string]int{}
-	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := decoder.Decode(&obj.Object); err == io.EOF {
-			break
-		} else {
-			Expect(err).NotTo(HaveOccurred())
-		}
+	for _, obj := range renderChart("--include-crds") {
 		switch obj.GetKind() {
 		case "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
 			Expect(k8sClient.Create(ctx, obj)).To(Succeed(), obj.GetKind()+"/"+obj.GetName())
@@ -173,6 +164,23 @@ var _ = ReportAfterSuite("keep the logs of a failed run", func(report Report) {
 })
 
 func ptrTo[T any](v T) *T { return &v }
+
+// renderChart renders dist/chart as release exokey with helm template.
+func renderChart(args ...string) []*unstructured.Unstructured {
+	rendered := run(filepath.Join(root, "bin", "helm"), append([]string{"template", "exokey", filepath.Join(root, "dist", "chart"),
+		"--namespace", releaseNamespace, "--kube-version", os.Getenv("K8S_VERSION")}, args...)...)
+	var objects []*unstructured.Unstructured
+	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := decoder.Decode(&obj.Object); err == io.EOF {
+			return objects
+		} else {
+			ExpectWithOffset(1, err).NotTo(HaveOccurred())
+		}
+		objects = append(objects, obj)
+	}
+}
 
 func writeKubeconfig(cfg *rest.Config, name string) string {
 	kubeconfig := clientcmdapi.NewConfig()

@@ -3,12 +3,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,9 +18,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/exokey/exokey/internal/inject"
@@ -64,16 +60,7 @@ var _ = Describe("The injection webhook", Ordered, func() {
 		Expect(l.Close()).To(Succeed())
 
 		By("applying the chart's webhook configuration and its empty Secret, reached by URL (no Service network here)")
-		rendered := run(filepath.Join(root, "bin", "helm"), "template", "exokey", filepath.Join(root, "dist", "chart"),
-			"--namespace", releaseNamespace, "--kube-version", os.Getenv("K8S_VERSION"), "--show-only", "templates/webhook.yaml")
-		decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
-		for {
-			obj := &unstructured.Unstructured{}
-			if err := decoder.Decode(&obj.Object); err == io.EOF {
-				break
-			} else {
-				Expect(err).NotTo(HaveOccurred())
-			}
+		for _, obj := range renderChart("--show-only", "templates/webhook.yaml") {
 			switch obj.GetKind() {
 			case "MutatingWebhookConfiguration":
 				hook := &admissionv1.MutatingWebhookConfiguration{}
