@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,13 +75,16 @@ func (r *AccessKeyReconciler) consumers(ctx context.Context, ak *iamv1alpha1.Acc
 		logf.FromContext(ctx).Error(err, "list the AccessKey's injected pods")
 		return nil
 	}
-	seen := map[string]bool{}
+	// The pods of one owner (a ReplicaSet's replicas) lead to one
+	// workload: each owner is read once, and each workload judged once.
+	owners, seen := map[types.UID]bool{}, map[string]bool{}
 	var workloads []client.Object
 	for _, pod := range pods.Items {
 		owner := metav1.GetControllerOf(&pod)
-		if owner == nil {
-			continue // a bare pod is not rolled: nothing would recreate it
+		if owner == nil || owners[owner.UID] {
+			continue // a bare pod is not rolled (nothing would recreate it), and an owner is read once
 		}
+		owners[owner.UID] = true
 		workload := r.workloadOf(ctx, ak.Namespace, owner)
 		if workload == nil {
 			continue
