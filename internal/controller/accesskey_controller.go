@@ -313,7 +313,7 @@ func issuerIndexValue(kind iamv1alpha1.IssuerKind, namespace, name string) strin
 func (r *AccessKeyReconciler) forIssuer(kind iamv1alpha1.IssuerKind) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
 		list := &iamv1alpha1.AccessKeyList{}
-		if err := r.List(ctx, list, client.MatchingFields{issuerIndex: issuerIndexValue(kind, o.GetNamespace(), o.GetName())}); err != nil {
+		if err := r.List(ctx, list, client.MatchingFields{issuerIndex: issuerIndexValue(kind, o.GetNamespace(), o.GetName())}, client.UnsafeDisableDeepCopy); err != nil {
 			logf.FromContext(ctx).Error(err, "list the AccessKeys of an issuer", "issuer", o.GetName())
 			return nil
 		}
@@ -325,12 +325,15 @@ func (r *AccessKeyReconciler) forIssuer(kind iamv1alpha1.IssuerKind) handler.Map
 // a ClusterKeyIssuer's namespaceSelector may now select it or not.
 func (r *AccessKeyReconciler) forNamespace(ctx context.Context, o client.Object) []reconcile.Request {
 	list := &iamv1alpha1.AccessKeyList{}
-	if err := r.List(ctx, list, client.InNamespace(o.GetName())); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	return requestsFor(list)
 }
 
+// requestsFor names the AccessKeys of a list, which may be the cache's own
+// objects (client.UnsafeDisableDeepCopy: an issuer's AccessKeys are
+// listed on each of its changes, and only their names are read).
 func requestsFor(list *iamv1alpha1.AccessKeyList) []reconcile.Request {
 	requests := make([]reconcile.Request, 0, len(list.Items))
 	for _, ak := range list.Items {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -116,6 +117,16 @@ func (inv *Inventory) Start(ctx context.Context) error {
 // ListAll takes every issuer's inventory, the issuers in parallel so one
 // that hangs does not hold the others', and sends the drifted AccessKeys
 // to the reconciler.
+//
+// A listing is the largest thing the manager holds at once: every role of
+// an organisation with its policy, decoded from an answer held whole,
+// beside every AccessKey of the issuer: about 3 KiB a key, for a second or
+// two. A collection that ends meanwhile would set the heap's goal 40%
+// larger again than all of it (GOGC 40), and the heap would grow into that
+// goal after the listing is gone: at 10,000 keys it was 26 MiB of the
+// manager's peak. So the collector runs eagerly while the listing is held,
+// and once more when it is dropped, which returns its pages to the system:
+// 26 ms with 10,000 keys live (BenchmarkInventory), once a period.
 func (inv *Inventory) ListAll(ctx context.Context) error {
 	issuers, err := listIssuers(ctx, inv.Reader)
 	if err != nil {
@@ -123,6 +134,7 @@ func (inv *Inventory) ListAll(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(inv.Period, time.Minute))
 	defer cancel()
+	defer collectEagerly()()
 	errs := make([]error, len(issuers))
 	var wg sync.WaitGroup
 	for i, iss := range issuers {
@@ -130,6 +142,44 @@ func (inv *Inventory) ListAll(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// listingGCPercent is the collector's GOGC while a listing is held.
+const listingGCPercent = 10
+
+// eager counts the listings held at once (tests call ListAll beside the
+// inventory's own loop): the first lowers the GC percent, the last
+// restores it.
+var eager struct {
+	sync.Mutex
+	holders, previous int
+}
+
+// collectEagerly lowers the GC percent until the function it returns is
+// called, which restores it and collects. A collector turned off
+// (GOGC=off) or already as eager is left as it is.
+func collectEagerly() func() {
+	eager.Lock()
+	defer eager.Unlock()
+	if eager.holders == 0 {
+		eager.previous = debug.SetGCPercent(listingGCPercent)
+		if eager.previous < listingGCPercent {
+			debug.SetGCPercent(eager.previous)
+		}
+	}
+	eager.holders++
+	return func() {
+		eager.Lock()
+		eager.holders--
+		last, previous := eager.holders == 0, eager.previous
+		if last {
+			debug.SetGCPercent(previous)
+		}
+		eager.Unlock()
+		if last && previous >= 0 {
+			debug.FreeOSMemory()
+		}
+	}
 }
 
 // list takes one issuer's inventory.
@@ -146,8 +196,12 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) error {
 	if err != nil && !unlisted {
 		return fmt.Errorf("list %s %s: %w", iss.Kind, iss.Key, err)
 	}
+	// The cache's own objects, not copies: a listing judges every AccessKey
+	// of the issuer at once, and copies of 10,000 of them were as much
+	// again as the cache holds. Nothing here writes to them.
 	accessKeys := &iamv1alpha1.AccessKeyList{}
-	if err := inv.Reader.List(ctx, accessKeys, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}); err != nil {
+	if err := inv.Reader.List(ctx, accessKeys, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	found := map[types.NamespacedName]finding{}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -191,5 +192,30 @@ func TestUnlistedKeysAreLookedUpOncePerPeriodSpreadOverIt(t *testing.T) {
 	}
 	if busiest > n/20*2 {
 		t.Errorf("the busiest minute looked up %d keys, want about %d", busiest, n/20)
+	}
+}
+
+func TestListingsAreHeldWithAnEagerCollector(t *testing.T) {
+	for _, gogc := range []int{50, 100, 5, -1} {
+		t.Run(fmt.Sprint("GOGC=", gogc), func(t *testing.T) {
+			defer debug.SetGCPercent(debug.SetGCPercent(gogc))
+			want := min(gogc, listingGCPercent)
+			if gogc < 0 {
+				want = gogc // a collector turned off stays off
+			}
+			outer := collectEagerly()
+			inner := collectEagerly() // a second listing held at the same time
+			if got := debug.SetGCPercent(want); got != want {
+				t.Errorf("while two listings are held: GOGC %d, want %d", got, want)
+			}
+			inner()
+			if got := debug.SetGCPercent(want); got != want {
+				t.Errorf("while one listing is still held: GOGC %d, want %d", got, want)
+			}
+			outer()
+			if got := debug.SetGCPercent(gogc); got != gogc {
+				t.Errorf("once no listing is held: GOGC %d, want %d back", got, gogc)
+			}
+		})
 	}
 }

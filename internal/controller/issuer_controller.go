@@ -140,8 +140,8 @@ func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
 	if !controllerutil.ContainsFinalizer(iss.Object, iamv1alpha1.InUseFinalizer) {
 		return nil
 	}
-	candidates := &iamv1alpha1.AccessKeyList{}
-	if err := r.List(ctx, candidates, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}); err != nil {
+	candidates := &iamv1alpha1.AccessKeyList{} // the cache's own objects, only read
+	if err := r.List(ctx, candidates, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var users []string

@@ -512,6 +512,16 @@ func TestListAnswersTheOrganisationAndPutPolicyRestoresARole(t *testing.T) {
 			if !e.allowed(t, cred, "create-api-key", nil) {
 				t.Fatal("the widened role does not allow create-api-key")
 			}
+			widened, err := exoscale.CompilePolicy(exoscale.KeySpec{Unrestricted: true}, catalog.Default())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if listing, err = keys.List(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := listing.Roles[cred.RoleID].Policy; !policy.Equal(got, widened) || policy.Equal(got, want) {
+				t.Fatalf("listed after the widening: %s, want %s", got.Describe(), widened.Describe())
+			}
 			if err := keys.PutPolicy(e.ctx, cred.RoleID, spec); err != nil {
 				t.Fatal(err)
 			}

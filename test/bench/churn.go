@@ -38,6 +38,9 @@ func (b *bench) churn(ctx context.Context, m *managerProcess, n, nsKeys, workers
 	if err != nil {
 		return nil, err
 	}
+	if err := m.saveHeap(filepath.Join(b.workDir, "heap-churn-empty.pb.gz")); err != nil {
+		return nil, err
+	}
 	sampler, err := sampleMemory(m)
 	if err != nil {
 		return nil, err
@@ -49,19 +52,29 @@ func (b *bench) churn(ctx context.Context, m *managerProcess, n, nsKeys, workers
 		return nil, err
 	}
 	printConvergence(created)
+	// Writing a heap profile allocates in the manager: the peak is taken
+	// around it, not across it.
+	creationPeak, err := sampler.peak()
+	if err != nil {
+		return nil, err
+	}
 	profile := filepath.Join(b.workDir, fmt.Sprintf("heap-churn-%d.pb.gz", n))
 	if err := m.saveHeap(profile); err != nil {
 		return nil, err
 	}
-	fmt.Printf("    the manager's heap with %d AccessKeys just Ready: %s\n", n, profile)
+	if sampler, err = sampleMemory(m); err != nil {
+		return nil, err
+	}
+	fmt.Printf("    the manager's heap with %d AccessKeys just Ready: %s (empty: heap-churn-empty.pb.gz beside it, for pprof -diff_base)\n", n, profile)
 	deleted, err := b.deleteAll(ctx, m, namespaces, n, false)
 	if err != nil {
 		return nil, err
 	}
-	peak, err := sampler.peak()
+	deletionPeak, err := sampler.peak()
 	if err != nil {
 		return nil, err
 	}
+	peak := max(creationPeak, deletionPeak)
 
 	namespace := fmt.Sprintf("churn-namespace-%d", nsKeys)
 	nsCreated, err := b.converge(ctx, trial{api: "IAMv3", n: nsKeys, workers: workers, namespaces: []string{namespace}})
