@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -59,6 +60,8 @@ type Inventory struct {
 	// last sent to be looked up on its own.
 	lookedUp map[types.NamespacedName]lookup
 	events   chan event.GenericEvent
+	// listedKeys is how many keys the last ListAll's listings held.
+	listedKeys atomic.Int64
 }
 
 // DefaultUnlistedLookupPeriod is how often a key is looked up on its own
@@ -126,7 +129,9 @@ func (inv *Inventory) Start(ctx context.Context) error {
 // goal after the listing is gone: at 10,000 keys it was 26 MiB of the
 // manager's peak. So the collector runs eagerly while the listing is held,
 // and once more when it is dropped, which returns its pages to the system:
-// 26 ms with 10,000 keys live (BenchmarkInventory), once a period.
+// 26 ms with 10,000 keys live (BenchmarkInventory), once a period. A
+// smaller organisation (the last listings held fewer than eagerListingKeys
+// keys) is not worth a collection: its listing is a few MiB at most.
 func (inv *Inventory) ListAll(ctx context.Context) error {
 	issuers, err := listIssuers(ctx, inv.Reader)
 	if err != nil {
@@ -134,15 +139,27 @@ func (inv *Inventory) ListAll(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(inv.Period, time.Minute))
 	defer cancel()
-	defer collectEagerly()()
+	if inv.listedKeys.Load() >= eagerListingKeys {
+		defer collectEagerly()()
+	}
 	errs := make([]error, len(issuers))
+	listed := make([]int, len(issuers))
 	var wg sync.WaitGroup
 	for i, iss := range issuers {
-		wg.Go(func() { errs[i] = inv.list(ctx, iss) })
+		wg.Go(func() { listed[i], errs[i] = inv.list(ctx, iss) })
 	}
 	wg.Wait()
+	var total int64
+	for _, n := range listed {
+		total += int64(n)
+	}
+	inv.listedKeys.Store(total)
 	return errors.Join(errs...)
 }
+
+// eagerListingKeys is how many keys the last listings must have held for
+// the next to be collected eagerly.
+const eagerListingKeys = 1000
 
 // listingGCPercent is the collector's GOGC while a listing is held.
 const listingGCPercent = 10
@@ -182,11 +199,11 @@ func collectEagerly() func() {
 	}
 }
 
-// list takes one issuer's inventory.
-func (inv *Inventory) list(ctx context.Context, iss *issuer) error {
+// list takes one issuer's inventory and returns how many keys its listing held.
+func (inv *Inventory) list(ctx context.Context, iss *issuer) (int, error) {
 	keys, err := inv.Issuers.Keys(ctx, iss)
 	if err != nil {
-		return nil // an issuer that cannot be used now says why in its own condition
+		return 0, nil // an issuer that cannot be used now says why in its own condition
 	}
 	started := inv.Clock.Now()
 	listing, err := keys.List(ctx)
@@ -194,7 +211,7 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) error {
 	// by one instead, as the issuer's Ready condition warns.
 	unlisted := exoscale.IsTerminal(err)
 	if err != nil && !unlisted {
-		return fmt.Errorf("list %s %s: %w", iss.Kind, iss.Key, err)
+		return 0, fmt.Errorf("list %s %s: %w", iss.Kind, iss.Key, err)
 	}
 	// The cache's own objects, not copies: a listing judges every AccessKey
 	// of the issuer at once, and copies of 10,000 of them were as much
@@ -202,7 +219,7 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) error {
 	accessKeys := &iamv1alpha1.AccessKeyList{}
 	if err := inv.Reader.List(ctx, accessKeys, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)},
 		client.UnsafeDisableDeepCopy); err != nil {
-		return err
+		return 0, err
 	}
 	found := map[types.NamespacedName]finding{}
 	healthy := map[types.NamespacedName]string{}
@@ -254,10 +271,10 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) error {
 		select {
 		case inv.events <- event.GenericEvent{Object: ak}:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 	}
-	return nil
+	return len(listing.Keys), nil
 }
 
 // lookupDue reports whether an AccessKey of an issuer that may not list
