@@ -164,38 +164,19 @@ const eagerListingKeys = 1000
 // listingGCPercent is the collector's GOGC while a listing is held.
 const listingGCPercent = 10
 
-// eager counts the listings held at once (tests call ListAll beside the
-// inventory's own loop): the first lowers the GC percent, the last
-// restores it.
-var eager struct {
-	sync.Mutex
-	holders, previous int
-}
-
 // collectEagerly lowers the GC percent until the function it returns is
 // called, which restores it and collects. A collector turned off
-// (GOGC=off) or already as eager is left as it is.
+// (GOGC=off) or already as eager is left as it is. Only the inventory's
+// loop calls it, one listing round at a time.
 func collectEagerly() func() {
-	eager.Lock()
-	defer eager.Unlock()
-	if eager.holders == 0 {
-		eager.previous = debug.SetGCPercent(listingGCPercent)
-		if eager.previous < listingGCPercent {
-			debug.SetGCPercent(eager.previous)
-		}
+	previous := debug.SetGCPercent(listingGCPercent)
+	if previous < listingGCPercent {
+		debug.SetGCPercent(previous)
+		return func() {}
 	}
-	eager.holders++
 	return func() {
-		eager.Lock()
-		eager.holders--
-		last, previous := eager.holders == 0, eager.previous
-		if last {
-			debug.SetGCPercent(previous)
-		}
-		eager.Unlock()
-		if last && previous >= 0 {
-			debug.FreeOSMemory()
-		}
+		debug.SetGCPercent(previous)
+		debug.FreeOSMemory()
 	}
 }
 

@@ -204,7 +204,7 @@ func TestListingsAreHeldWithAnEagerCollector(t *testing.T) {
 				want = gogc // a collector turned off stays off
 			}
 			outer := collectEagerly()
-			inner := collectEagerly() // a second listing held at the same time
+			inner := collectEagerly() // nested: released first, it restores the eager percent
 			if got := debug.SetGCPercent(want); got != want {
 				t.Errorf("while two listings are held: GOGC %d, want %d", got, want)
 			}
