@@ -182,6 +182,11 @@ var _ = Describe("AccessKey", func() {
 
 				Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
 				Expect(fmt.Sprintf("%v", ak.Status)).NotTo(ContainSubstring(string(s.Data["EXOSCALE_API_SECRET"])))
+
+				// The create and the publish are one event, with the reason.
+				Eventually(func() string { return eventsOf(ak, EventKeyPublished) }, timeout, poll).Should(Equal(
+					fmt.Sprintf("Normal created key %s and published it in Secret %s: no key has been minted yet\n", ak.Status.KeyID, s.Name)))
+				Consistently(func() string { return eventsOf(ak, "KeyCreated") }, "2s", poll).Should(BeEmpty())
 			})
 
 			It("mints nothing for a Secret its namespace's deletion removed, and revokes its key when the AccessKey goes", func() {

@@ -178,7 +178,6 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	}
 	log := logf.FromContext(ctx).WithValues("keyID", cred.ID, "keyName", name, "reason", d.Reason)
 	log.Info("created key")
-	r.event(ak, corev1.EventTypeNormal, EventKeyCreated, "Create", "created key %s: %s", cred.ID, d.Message)
 
 	checksum, err := r.publish(ctx, ak, iss, cred, current)
 	if err != nil {
@@ -191,7 +190,10 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 		return err
 	}
 	log.Info("published key", "secret", secretName(ak), "checksum", checksum[:12])
-	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "published key %s in Secret %s", cred.ID, secretName(ak))
+	// One event for the create and the publish: each is a write to the API
+	// server, and in a flood they queue in the manager. A key that could
+	// not be published has its KeyRevoked event instead.
+	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "created key %s and published it in Secret %s: %s", cred.ID, secretName(ak), d.Message)
 
 	r.rollTargets(ctx, ak, checksum)
 	r.promote(ak, status, cred.Key, pending.Issuer, now, old, limits)

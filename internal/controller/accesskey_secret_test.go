@@ -30,6 +30,9 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	if len(cached.Data) != 1 || cached.Data[observedChecksumKey] == nil || cached.ManagedFields != nil || cached.Labels["tenant"] != "" || cached.Annotations["tenant"] != "" {
 		t.Fatalf("the cached copy keeps more than exokey reads: %+v", cached.ObjectMeta)
 	}
+	if cached.Labels[iamv1alpha1.ManagedByLabel] != iamv1alpha1.ManagedByValue || len(cached.Labels) != 1 {
+		t.Fatalf("the cached copy lost exokey's label: %v", cached.Labels)
+	}
 	if !checksumOK(cached) {
 		t.Fatal("the cached copy's checksum does not match the data it dropped")
 	}

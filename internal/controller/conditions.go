@@ -60,7 +60,7 @@ const (
 
 // Event reasons for what happens to keys.
 const (
-	EventKeyCreated   = "KeyCreated"
+	// EventKeyPublished: a key was created and published in the Secret.
 	EventKeyPublished = "KeyPublished"
 	EventKeyRetiring  = "KeyRetiring"
 	EventKeyRevoked   = "KeyRevoked"

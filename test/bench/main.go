@@ -62,6 +62,8 @@ type options struct {
 	// no such rows); profileWorkers are their worker counts.
 	profile        string
 	profileWorkers []int
+	// heapProfiles asks the churn phase for the manager's heap profiles.
+	heapProfiles bool
 }
 
 // Convergence is one run: N AccessKeys applied at once.
@@ -156,6 +158,7 @@ func run() error {
 	flag.StringVar(&o.managerBinary, "manager", filepath.Join("bin", "manager"), "the manager binary (another build, to compare)")
 	flag.StringVar(&o.profile, "profile", "realistic", "emulator profile of the realistic rows (none: no such rows)")
 	flag.StringVar(&profileWorkers, "profile-workers", "4,16", "worker counts of the realistic rows")
+	flag.BoolVar(&o.heapProfiles, "heap-profiles", false, "write the manager's heap profiles in the churn phase, empty and with every AccessKey Ready (writing them allocates in the manager, and what they leave counts in its peak)")
 	var phases string
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated: "+strings.Join(allPhases, ", "))
 	var sc scaleOptions
