@@ -88,7 +88,7 @@ const observedChecksumKey = "iam.exokey.io/observed-checksum"
 // and none with its data (SecretCacheTransform).
 func SecretCache() cache.ByObject {
 	return cache.ByObject{
-		Label:     labels.SelectorFromSet(labels.Set{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}),
+		Label:     labels.SelectorFromSet(managedByLabels),
 		Transform: SecretCacheTransform,
 	}
 }
@@ -115,13 +115,8 @@ func SecretCacheTransform(obj any) (any, error) {
 	// carries it: they share one map, about a fifth of what a cached Secret
 	// costs. Nothing writes it: cached objects are read-only, and what the
 	// client hands out is a deep copy.
-	var labels map[string]string
-	switch value, ok := s.Labels[iamv1alpha1.ManagedByLabel]; {
-	case ok && value == iamv1alpha1.ManagedByValue:
-		labels = managedByLabels
-	case ok:
-		labels = map[string]string{iamv1alpha1.ManagedByLabel: value}
-	default:
+	labels := managedByLabels
+	if s.Labels[iamv1alpha1.ManagedByLabel] != iamv1alpha1.ManagedByValue {
 		labels = map[string]string{}
 	}
 	sum := observedChecksum(s)

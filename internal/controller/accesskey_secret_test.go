@@ -36,6 +36,13 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	if !checksumOK(cached) {
 		t.Fatal("the cached copy's checksum does not match the data it dropped")
 	}
+	// A Secret labelled with another value is not exokey's, whatever path
+	// brought it here: its cached copy does not claim exokey's label.
+	relabelled := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns",
+		Labels: map[string]string{iamv1alpha1.ManagedByLabel: "someone-else"}}}
+	if out, err := SecretCacheTransform(relabelled); err != nil || len(out.(*corev1.Secret).Labels) != 0 {
+		t.Fatalf("a Secret managed by someone else was cached with labels %v (%v)", out.(*corev1.Secret).Labels, err)
+	}
 	// client-go passes a streamed list through the transform twice.
 	again, err := SecretCacheTransform(cached.DeepCopy())
 	if err != nil {
