@@ -178,7 +178,7 @@ func main() {
 		},
 	}
 	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout}
-	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetClient())
+	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetCache())
 	// The reconciler completes and runs the inventory; the sweep reads it.
 	inventory := &controller.Inventory{}
 	if err := (&controller.AccessKeyReconciler{

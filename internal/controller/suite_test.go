@@ -152,7 +152,7 @@ func startManager() {
 		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, time.Second)}
 	clusterID, err = ClusterID(ctx, mgr.GetAPIReader())
 	Expect(err).NotTo(HaveOccurred())
-	metrics := NewMetrics(testRegistry, mgr.GetClient())
+	metrics := NewMetrics(testRegistry, mgr.GetCache())
 	testInventory = &Inventory{UnlistedLookupPeriod: driftCheckPeriod}
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: recorder,
