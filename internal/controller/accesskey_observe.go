@@ -58,10 +58,6 @@ func lookUpCurrent(ctx context.Context, keys exoscale.Keys, status *iamv1alpha1.
 	return false, nil
 }
 
-func checksumOK(s *corev1.Secret) bool {
-	return s.Annotations[iamv1alpha1.ChecksumAnnotation] == observedChecksum(s)
-}
-
 // observeSecret records what the Secret holds; nil is a missing Secret.
 func (s *keyState) observeSecret(current *corev1.Secret) {
 	s.SecretFound, s.SecretKeyID, s.SecretChecksumOK = false, "", false

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -77,11 +76,19 @@ func secretValues(ak *iamv1alpha1.AccessKey, iss *issuer) secret.Values {
 	}
 }
 
-// observedChecksumKey holds, in the cached copy of a Secret, the checksum
-// of the data the cache dropped. It is no valid data key (the API server
-// refuses the slash), so no Secret read from the API server carries it and
-// no tenant can forge it.
-const observedChecksumKey = "iam.exokey.io/observed-checksum"
+// observedDataKey holds, in the cached copy of a Secret, whether the data
+// the cache dropped matched the Secret's checksum annotation. It is no valid
+// data key (the API server refuses the slash), so no Secret read from the
+// API server carries it and no tenant can forge it.
+const observedDataKey = "iam.exokey.io/observed-data"
+
+// intactData and changedData are the data of every cached Secret: one
+// verdict is all exokey reads of the data it dropped, so the cached copies
+// share two read-only maps instead of holding a map and a checksum each.
+var (
+	intactData  = map[string][]byte{observedDataKey: []byte("intact")}
+	changedData = map[string][]byte{observedDataKey: []byte("changed")}
+)
 
 // SecretCache is how the manager caches Secrets: only those labelled as
 // exokey's, so its memory does not grow with the cluster's other Secrets,
@@ -94,8 +101,9 @@ func SecretCache() cache.ByObject {
 }
 
 // SecretCacheTransform keeps in the manager's cache only what exokey reads
-// of a Secret: exokey's own labels and annotations, the owner references,
-// and the checksum of the data instead of the data. The label that selects
+// of a Secret: exokey's label and the annotations it writes, the owner
+// references, and whether the data is what exokey published instead of the
+// data. The label that selects
 // Secrets for the cache is tenant-writable, so without this a tenant could
 // grow the manager with labelled Secrets full of junk. client-go may pass
 // an object through it twice (a list streamed into the informer is), so it
@@ -105,9 +113,9 @@ func SecretCacheTransform(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	annotations := map[string]string{}
-	for name, value := range s.Annotations {
-		if strings.HasPrefix(name, "iam.exokey.io/") {
+	annotations := make(map[string]string, len(secretAnnotations))
+	for _, name := range secretAnnotations {
+		if value, ok := s.Annotations[name]; ok {
 			annotations[name] = value
 		}
 	}
@@ -119,22 +127,32 @@ func SecretCacheTransform(obj any) (any, error) {
 	if s.Labels[iamv1alpha1.ManagedByLabel] != iamv1alpha1.ManagedByValue {
 		labels = map[string]string{}
 	}
-	sum := observedChecksum(s)
+	data := changedData
+	if checksumOK(s) {
+		data = intactData
+	}
 	s.Annotations, s.Labels, s.StringData, s.ManagedFields = annotations, labels, nil, nil
-	s.Data = map[string][]byte{observedChecksumKey: []byte(sum)}
+	s.Data = data
 	return s, nil
+}
+
+// secretAnnotations are the annotations exokey writes on a Secret, the only
+// ones its cached copy keeps.
+var secretAnnotations = []string{
+	iamv1alpha1.KeyIDAnnotation, iamv1alpha1.KeyNameAnnotation, iamv1alpha1.ChecksumAnnotation, RoleIDAnnotation,
 }
 
 // managedByLabels are the labels of every cached Secret exokey manages.
 var managedByLabels = map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}
 
-// observedChecksum is the checksum of a Secret's data: recorded by the cache
-// transform on a cached copy, computed on a copy read from the API server.
-func observedChecksum(s *corev1.Secret) string {
-	if sum, ok := s.Data[observedChecksumKey]; ok && len(s.Data) == 1 {
-		return string(sum)
+// checksumOK says whether a Secret's data is what its checksum annotation
+// says exokey published: judged by the cache transform for a cached copy,
+// computed for a copy read from the API server.
+func checksumOK(s *corev1.Secret) bool {
+	if verdict, ok := s.Data[observedDataKey]; ok && len(s.Data) == 1 {
+		return string(verdict) == string(intactData[observedDataKey])
 	}
-	return secret.Checksum(s.Data)
+	return s.Annotations[iamv1alpha1.ChecksumAnnotation] == secret.Checksum(s.Data)
 }
 
 // publish writes a credential into the AccessKey's Secret: the durable home

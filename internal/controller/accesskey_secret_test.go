@@ -17,8 +17,9 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	data := map[string][]byte{"EXOSCALE_API_SECRET": []byte("s3cr3t"), "junk": []byte(strings.Repeat("x", 1<<20))}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns",
-			Labels:        map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue, "tenant": "label"},
-			Annotations:   map[string]string{iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), "tenant": strings.Repeat("y", 200<<10)},
+			Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue, "tenant": "label"},
+			Annotations: map[string]string{iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), "tenant": strings.Repeat("y", 100<<10),
+				"iam.exokey.io/tenant": strings.Repeat("z", 100<<10)},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Data: data,
 	}
@@ -27,7 +28,8 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 		t.Fatal(err)
 	}
 	cached := out.(*corev1.Secret)
-	if len(cached.Data) != 1 || cached.Data[observedChecksumKey] == nil || cached.ManagedFields != nil || cached.Labels["tenant"] != "" || cached.Annotations["tenant"] != "" {
+	if len(cached.Data) != 1 || cached.Data[observedDataKey] == nil || cached.ManagedFields != nil || cached.Labels["tenant"] != "" ||
+		len(cached.Annotations) != 1 || cached.Annotations[iamv1alpha1.ChecksumAnnotation] == "" {
 		t.Fatalf("the cached copy keeps more than exokey reads: %+v", cached.ObjectMeta)
 	}
 	if cached.Labels[iamv1alpha1.ManagedByLabel] != iamv1alpha1.ManagedByValue || len(cached.Labels) != 1 {
@@ -51,21 +53,36 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	if !checksumOK(again.(*corev1.Secret)) {
 		t.Fatal("a second pass through the transform lost the checksum")
 	}
+	// A Secret whose data is not what exokey published is cached as
+	// changed, and stays so through a second pass.
+	edited := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e", Namespace: "ns",
+		Annotations: map[string]string{iamv1alpha1.ChecksumAnnotation: secret.Checksum(data)}},
+		Data: map[string][]byte{"EXOSCALE_API_SECRET": []byte("edited")}}
+	out, err = SecretCacheTransform(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checksumOK(out.(*corev1.Secret)) {
+		t.Fatal("a Secret with edited data was cached as intact")
+	}
+	if again, err := SecretCacheTransform(out.(*corev1.Secret).DeepCopy()); err != nil || checksumOK(again.(*corev1.Secret)) {
+		t.Fatalf("a second pass through the transform found an edited Secret intact (%v)", err)
+	}
 }
 
 func TestASecretReadFreshIsJudgedByItsData(t *testing.T) {
 	// A tenant empties its Secret's data and forges, as an annotation, the
-	// checksum the cache transform records: read from the API server, the
+	// verdict the cache transform records: read from the API server, the
 	// Secret is tampered. (The transform's own record is a data key the API
 	// server refuses; the tenancy suite checks that.)
 	forged := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Annotations: map[string]string{
-		iamv1alpha1.ChecksumAnnotation: "abc", observedChecksumKey: "abc"}}}
+		iamv1alpha1.ChecksumAnnotation: "abc", observedDataKey: "intact"}}}
 	r := &AccessKeyReconciler{APIReader: fake.NewClientBuilder().WithObjects(forged).Build()}
 	got, err := r.readSecret(context.Background(), keyOf("ns", "s"))
 	if err != nil || got == nil {
 		t.Fatalf("readSecret: %v, %v", got, err)
 	}
 	if checksumOK(got) {
-		t.Fatal("a forged observed-checksum annotation was believed")
+		t.Fatal("a forged observed-data annotation was believed")
 	}
 }

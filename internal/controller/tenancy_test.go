@@ -198,10 +198,11 @@ var _ = Describe("Tenant boundary", func() {
 		cached := &corev1.Secret{}
 		Eventually(func() error { return managerCache.Get(ctx, client.ObjectKeyFromObject(junk), cached) }, timeout, poll).Should(Succeed())
 		Expect(cached.Data).To(HaveLen(1))
-		Expect(cached.Data).To(HaveKey(observedChecksumKey), "only the checksum of the data is kept")
+		Expect(cached.Data).To(HaveKey(observedDataKey), "only a verdict on the data is kept")
+		Expect(checksumOK(cached)).To(BeFalse(), "data exokey did not publish is not judged intact")
 	})
 
-	It("keeps a cached Secret's checksum when the cache starts from a list, where no tenant can forge it", func() {
+	It("keeps a cached Secret's verdict when the cache starts from a list, where no tenant can forge it", func() {
 		data := map[string][]byte{"EXOSCALE_API_KEY": []byte("EXOlisted")}
 		listed := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "listed", Namespace: namespace,
@@ -221,15 +222,15 @@ var _ = Describe("Tenant boundary", func() {
 		cached := &corev1.Secret{}
 		Eventually(func() error { return restarted.Get(ctx, client.ObjectKeyFromObject(listed), cached) }, timeout, poll).Should(Succeed())
 		Expect(cached.Data).NotTo(HaveKey("EXOSCALE_API_KEY"))
-		Expect(checksumOK(cached)).To(BeTrue(), "the cached checksum is that of the Secret's data")
+		Expect(checksumOK(cached)).To(BeTrue(), "the cached verdict is that of the Secret's data")
 
 		// The record the transform keeps is a data key the API server refuses.
 		forged := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "forged", Namespace: namespace,
 				Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}},
-			Data: map[string][]byte{observedChecksumKey: []byte(secret.Checksum(data))},
+			Data: map[string][]byte{observedDataKey: intactData[observedDataKey]},
 		}
-		Expect(apierrors.IsInvalid(k8sClient.Create(ctx, forged))).To(BeTrue(), "a tenant cannot write the cache's checksum record")
+		Expect(apierrors.IsInvalid(k8sClient.Create(ctx, forged))).To(BeTrue(), "a tenant cannot write the cache's verdict")
 	})
 
 	// 8. A create whose response is lost leaves no second key.
