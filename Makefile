@@ -150,7 +150,7 @@ demo: control-plane build ## The operator doing its job on a local control plane
 
 .PHONY: bench
 bench: control-plane build ## Measure convergence, cost per key, steady state, drift correction, memory, faults, rotation (BENCH_QUICK=1 for a small run).
-	go test -run '^$$' -bench '^BenchmarkInventory$$' -benchtime 3x ./internal/controller/
+	go test -run '^$$' -bench '^(BenchmarkInventory|BenchmarkSecretCache)$$' -benchtime 3x ./internal/controller/
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./test/bench $(BENCH_ARGS)
 
 .PHONY: docker-build
