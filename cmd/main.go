@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"math"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -261,7 +262,8 @@ func setMemoryLimit(log logr.Logger) {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
-	if err != nil || limit <= 0 {
+	// Without a limit, memlimit sets math.MaxInt64: no limit at all.
+	if err != nil || limit <= 0 || limit == math.MaxInt64 {
 		log.Info("GOMEMLIMIT is not set: no container memory limit was found")
 		return
 	}
