@@ -28,6 +28,10 @@ var _ = Describe("Rotation", func() {
 		firstKey, firstSecret := string(first.Data["EXOSCALE_API_KEY"]), string(first.Data["EXOSCALE_API_SECRET"])
 		Expect(ak.Status.NextRotationAt).NotTo(BeNil())
 		Expect(ak.Status.NextRotationAt.Sub(ak.Status.CreatedAt.Time)).To(Equal(time.Hour))
+		// The per-key gauges are read from the cache: this namespace holds
+		// this AccessKey alone, and its ceiling is every plus the grace.
+		Eventually(func() float64 { return counter("exokey_key_max_age_seconds", "namespace", namespace) }, timeout, poll).
+			Should(Equal((70 * time.Minute).Seconds()))
 		Consistently(func() string { return fetch(ak).Status.KeyID }, 3*time.Second, poll).Should(Equal(firstKey), "not due yet")
 
 		testClock.advance(time.Hour)

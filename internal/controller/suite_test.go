@@ -127,6 +127,7 @@ var _ = BeforeSuite(func() {
 
 var _ = AfterSuite(func() {
 	cancel()
+	Eventually(managerDone, time.Minute).Should(BeClosed())
 	if testEnv != nil {
 		Expect(testEnv.Stop()).To(Succeed())
 	}
@@ -166,11 +167,18 @@ func startManager() {
 			CredentialsPollPeriod: 500 * time.Millisecond}).
 			SetupWithManager(mgr, opts)).To(Succeed())
 	}
+	managerDone = make(chan struct{})
 	go func() {
 		defer GinkgoRecover()
+		defer close(managerDone)
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 }
+
+// managerDone is closed when the manager has stopped: the control plane is
+// stopped only after, or its teardown waits on the manager's connections (a
+// short focused run then failed its AfterSuite on kube-apiserver's exit).
+var managerDone chan struct{}
 
 func ptrTo[T any](v T) *T { return &v }
 

@@ -84,8 +84,10 @@ var _ = BeforeSuite(func() {
 			calls.Add(1)
 			return injector.Handle(ctx, req)
 		})})
+	managerDone = make(chan struct{})
 	go func() {
 		defer GinkgoRecover()
+		defer close(managerDone)
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 	// Ready once the API server reaches it over TLS.
@@ -99,8 +101,13 @@ var _ = BeforeSuite(func() {
 	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
 })
 
+// managerDone is closed when the manager has stopped: the control plane is
+// stopped only after, or its teardown waits on the manager's connections.
+var managerDone chan struct{}
+
 var _ = AfterSuite(func() {
 	cancel()
+	Eventually(managerDone, time.Minute).Should(BeClosed())
 	if testEnv != nil {
 		Expect(testEnv.Stop()).To(Succeed())
 	}
