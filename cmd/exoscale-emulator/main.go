@@ -55,6 +55,7 @@ func applyProfile(name string, faults *emulator.Faults) error {
 func run() error {
 	var (
 		listen       = flag.String("listen", "127.0.0.1:8080", "address to listen on (use 127.0.0.1: the egoscale v2 client only keeps an IP host)")
+		sosListen    = flag.String("sos-listen", "127.0.0.1:0", "address of the SOS (S3) endpoint, path-style; port 0 picks a free one")
 		stateFile    = flag.String("state", "", "file that persists keys, roles and operations across restarts")
 		rootKey      = flag.String("root-key", "", "the unrestricted root key (generated when empty)")
 		rootSecret   = flag.String("root-secret", "", "the root key's secret")
@@ -92,13 +93,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	sosListener, err := net.Listen("tcp", *sosListen)
+	if err != nil {
+		return err
+	}
 	key, secret := server.Root()
 	banner, _ := json.Marshal(map[string]string{
-		"endpoint": "http://" + listener.Addr().String() + "/v2", "key": key, "secret": secret,
+		"endpoint": "http://" + listener.Addr().String() + "/v2", "sos-endpoint": "http://" + sosListener.Addr().String(),
+		"key": key, "secret": secret,
 	})
 	fmt.Println(string(banner))
 
 	httpServer := &http.Server{Handler: server, ReadHeaderTimeout: 10 * time.Second}
+	sosServer := &http.Server{Handler: server.SOSHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = sosServer.Serve(sosListener) }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -106,6 +114,7 @@ func run() error {
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = httpServer.Shutdown(shutdown)
+		_ = sosServer.Shutdown(shutdown)
 	}()
 	logger.Info("serving the Exoscale IAM API", "endpoint", "http://"+listener.Addr().String()+"/v2", "key", key)
 	if err := httpServer.Serve(listener); !errors.Is(err, http.ErrServerClosed) {

@@ -110,11 +110,11 @@ func compareGrants(want, found policy.Policy, cat *catalog.Catalog) string {
 
 // holds lists the operations a policy allows, sorted.
 func holds(p policy.Policy, cat *catalog.Catalog) ([]string, error) {
-	compiled, err := policy.Compile(p, cat)
+	compiled, err := policy.Compile(p)
 	if err != nil {
 		return nil, err
 	}
-	ops := compiled.Holds(cat)
+	ops := policy.Holds(compiled, cat, "").Held
 	slices.Sort(ops)
 	return ops, nil
 }

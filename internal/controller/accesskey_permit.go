@@ -93,6 +93,11 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 		refused.BeyondCeiling = true
 		return iss, refused
 	}
+	if grantable, known := r.Issuers.grantable(iss); known {
+		if err := checkGrantable(ak, iss, grantable, r.Catalog); err != nil {
+			return nil, err
+		}
+	}
 	if ak.Spec.DeletionPolicy == iamv1alpha1.DeletionPolicyOrphan && !allowsOrphan(iss) {
 		return nil, refuse(ReasonNotPermitted, "%s %q does not allow deletionPolicy Orphan (see its allowedDeletionPolicies): use Delete",
 			iss.Kind, iss.Key.Name)
@@ -183,7 +188,7 @@ func CheckRestrictions(ak *iamv1alpha1.AccessKey, api iamv1alpha1.IssuerAPI, cat
 	return err
 }
 
-// iamService is the service of IAM administration: creating keys and roles,
+// iamService is the class of IAM administration: creating keys and roles,
 // assuming roles. A key holding it can mint itself anything its parent may.
 const iamService = "iam"
 
@@ -197,12 +202,14 @@ func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceil
 		spec := iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}
 		if CheckCeiling(spec, iamv1alpha1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, cat) == nil {
 			out.Operations++
-			if op.Service == iamService {
+			if op.Class == iamService {
 				out.IAMOperations = append(out.IAMOperations, op.Name)
 			}
 		}
 	}
-	for _, service := range cat.Services() {
+	services := append(cat.Tags(), cat.Classes()...)
+	slices.Sort(services)
+	for _, service := range slices.Compact(services) {
 		if CheckCeiling(iamv1alpha1.AccessKeySpec{Tags: []string{service}}, iamv1alpha1.Allowed{Tags: allowed.Tags}, cat) == nil {
 			out.Services = append(out.Services, service)
 		}
@@ -211,9 +218,13 @@ func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceil
 }
 
 // CheckCeiling checks a spec against an issuer's allowed ceiling. Empty
-// allows nothing. An operation is allowed by an operation pattern or by a
-// tag pattern matching its service; with resource patterns, a grant that
-// reaches sos must name buckets, each matching a pattern.
+// allows nothing. Either may be written in either vocabulary and means the
+// same rights: both are read as IAM v3 actions (get-sos-object is
+// get-object and head-object), and a spec's operation is allowed when each
+// of its actions is matched by an operation pattern (itself or through its
+// legacy name) or by a tag pattern matching its legacy tag or its class.
+// With resource patterns, a grant that reaches sos must name buckets, each
+// matching a pattern.
 func CheckCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, cat *catalog.Catalog) error {
 	matchesAny := func(patterns []string, value string) bool {
 		return slices.ContainsFunc(patterns, func(p string) bool { return catalog.Glob(p, value) })
@@ -227,18 +238,34 @@ func CheckCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, c
 	var beyond []string
 	reachesSOS := false
 	for _, name := range spec.Operations {
-		op, _ := cat.Lookup(name)
-		if op.Service == "sos" {
-			reachesSOS = true
-		}
-		if op.Service == iamService {
-			if !slices.Contains(allowed.Operations, name) && !slices.Contains(allowed.Tags, iamService) {
-				beyond = append(beyond, "IAM operation "+name+" (IAM operations must be named explicitly in allowed.operations; wildcards do not reach them)")
+		var missing []string
+		for _, action := range cat.V3Actions(name) {
+			op, known := cat.Lookup(action)
+			if !known {
+				continue // the catalogue check refuses it
 			}
-			continue
+			if op.Class == "sos" || op.Tag == "sos" {
+				reachesSOS = true
+			}
+			namedAs := []string{action, name, cat.LegacyName(action)}
+			if op.Class == iamService {
+				if !slices.ContainsFunc(namedAs, func(n string) bool { return n != "" && slices.Contains(allowed.Operations, n) }) &&
+					!slices.Contains(allowed.Tags, iamService) {
+					beyond = append(beyond, "IAM operation "+name+" (IAM operations must be named explicitly in allowed.operations; wildcards do not reach them)")
+				}
+				continue
+			}
+			if !slices.ContainsFunc(namedAs, func(n string) bool { return n != "" && matchesAny(allowed.Operations, n) }) &&
+				!matchesAny(allowed.Tags, op.Class) && !matchesAny(allowed.Tags, op.Tag) {
+				missing = append(missing, action)
+			}
 		}
-		if !matchesAny(allowed.Operations, name) && !matchesAny(allowed.Tags, op.Service) {
+		switch {
+		case len(missing) == 0:
+		case missing[0] == name:
 			beyond = append(beyond, "operation "+name)
+		default:
+			beyond = append(beyond, fmt.Sprintf("operation %s (as IAM v3 actions: %s beyond)", name, strings.Join(missing, ", ")))
 		}
 	}
 	for _, tag := range spec.Tags {
@@ -270,6 +297,58 @@ func CheckCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, c
 		return errors.New(strings.Join(beyond, ", "))
 	}
 	return nil
+}
+
+// checkGrantable refuses what the issuer's own key was last seen not to
+// hold: on IAMv3 what its role or the organisation policy denies. Nothing
+// is refused before the issuer's first check.
+func checkGrantable(ak *iamv1alpha1.AccessKey, iss *issuer, grantable exoscale.Grantable, cat *catalog.Catalog) error {
+	if ak.Spec.Unrestricted {
+		return nil
+	}
+	v3 := iss.Spec.API != iamv1alpha1.IssuerAPIAccessKeyV2
+	var lacking []string
+	for _, name := range ak.Spec.Operations {
+		names := []string{name}
+		if v3 {
+			names = cat.V3Actions(name)
+		}
+		for _, n := range names {
+			if op, ok := cat.Lookup(n); ok && (op.Gated() || !v3) && !grantable.Holds(n) {
+				lacking = append(lacking, n+dependsNote(grantable, n))
+			}
+		}
+	}
+	for _, tag := range ak.Spec.Tags {
+		service := catalog.NormalizeTag(tag)
+		names := cat.TagOperations(service)
+		if v3 && cat.HasClass(service) {
+			names = cat.ClassOperations(service)
+		}
+		for _, n := range names {
+			if op, ok := cat.Lookup(n); ok && op.Gated() && !grantable.Holds(n) {
+				lacking = append(lacking, "tag "+service+" ("+n+dependsNote(grantable, n)+" and perhaps more)")
+				break
+			}
+		}
+	}
+	if len(lacking) == 0 {
+		return nil
+	}
+	slices.Sort(lacking)
+	lacking = slices.Compact(lacking)
+	message := fmt.Sprintf("%s %q's key may not grant %s", iss.Kind, iss.Key.Name, strings.Join(lacking, ", "))
+	if v3 {
+		message += ": its role or the organisation policy denies it"
+	}
+	return refuse(ReasonNotPermitted, "%s", message)
+}
+
+func dependsNote(grantable exoscale.Grantable, operation string) string {
+	if facts := grantable.Depends[operation]; len(facts) > 0 {
+		return " (its grant depends on " + strings.Join(facts, ", ") + ")"
+	}
+	return ""
 }
 
 // takeFirstMint spends a mint of the namespace's share of its issuer's rate

@@ -49,8 +49,11 @@ const (
 	ReasonCredentialsMissing  = "CredentialsMissing"
 	ReasonCredentialsInvalid  = "CredentialsInvalid"
 	ReasonEndpointUnreachable = "EndpointUnreachable"
-	ReasonInsecureEndpoint    = "InsecureEndpoint"
-	ReasonIssuerReady         = "Ready"
+	// ReasonLegacyAPIUnavailable: an AccessKeyV2 issuer whose endpoint no
+	// longer serves legacy access keys.
+	ReasonLegacyAPIUnavailable = "LegacyAPIUnavailable"
+	ReasonInsecureEndpoint     = "InsecureEndpoint"
+	ReasonIssuerReady          = "Ready"
 	// ReasonInUse: a deleted issuer waits for the AccessKeys that use it.
 	ReasonInUse = "InUse"
 	// ReasonIssuerDeleting: an AccessKey's issuer is being deleted; its

@@ -186,9 +186,12 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 	if err != nil {
 		return ReasonCredentialsMissing, err.Error(), nil, err
 	}
-	held, err = keys.Grantable(ctx)
+	grantable, err := keys.Grantable(ctx)
+	held = grantable.Operations
 	var apiErr *exoscale.APIError
 	switch {
+	case errors.Is(err, exoscale.ErrLegacyAPIGone):
+		return ReasonLegacyAPIUnavailable, err.Error(), nil, nil
 	case errors.As(err, &apiErr) && apiErr.Terminal():
 		return ReasonCredentialsInvalid, fmt.Sprintf("the credentials were refused: %v", err), nil, nil
 	case errors.As(err, &apiErr) && apiErr.Status == 0:
@@ -211,6 +214,14 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 		message += fmt.Sprintf("; it lacks %s, so it cannot hand out session credentials (spec.ttl)", assumeOperation)
 	}
 	message += inventoryWarning(api, held)
+	if len(grantable.Depends) > 0 {
+		message += fmt.Sprintf("; %d operations are not counted because its policy grants them only for some requests (by %s): "+
+			"kubectl exokey can-i says which", len(grantable.Depends), strings.Join(dependsOn(grantable), ", "))
+	}
+	for _, note := range grantable.Notes {
+		message += "; " + note
+	}
+	r.Issuers.setGrantable(iss, grantable)
 	return ReasonIssuerReady, message, held, nil
 }
 
@@ -319,4 +330,14 @@ func (r *IssuerReconciler) deletingIssuersOf(kind iamv1alpha1.IssuerKind) handle
 		}
 		return requests
 	}
+}
+
+// dependsOn lists the request facts some grant of g depends on.
+func dependsOn(g exoscale.Grantable) []string {
+	var facts []string
+	for _, f := range g.Depends {
+		facts = append(facts, f...)
+	}
+	slices.Sort(facts)
+	return slices.Compact(facts)
 }

@@ -98,6 +98,27 @@ type IssuerClients struct {
 	mu      sync.Mutex
 	entries map[string]clientEntry
 	shares  map[string]*mintShare
+	// grants is what each issuer's key was last seen to hold.
+	grants map[string]exoscale.Grantable
+}
+
+// setGrantable records what the issuer's key holds, as its check read it.
+func (c *IssuerClients) setGrantable(i *issuer, g exoscale.Grantable) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.grants == nil {
+		c.grants = map[string]exoscale.Grantable{}
+	}
+	c.grants[issuerID(i)] = g
+}
+
+// grantable is what the issuer's key was last seen to hold; false before
+// its first check.
+func (c *IssuerClients) grantable(i *issuer) (exoscale.Grantable, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.grants[issuerID(i)]
+	return g, ok
 }
 
 // admit spends one mint of namespace's fair share of the issuer's rate, or
@@ -183,6 +204,7 @@ func (c *IssuerClients) forget(i *issuer) {
 	defer c.mu.Unlock()
 	delete(c.entries, issuerID(i))
 	delete(c.shares, issuerID(i))
+	delete(c.grants, issuerID(i))
 }
 
 func (c *IssuerClients) now() time.Time {

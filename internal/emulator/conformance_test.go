@@ -205,10 +205,10 @@ func sosPolicy(bucket string) *v3.IAMPolicy {
 	return &v3.IAMPolicy{
 		DefaultServiceStrategy: v3.IAMPolicyDefaultServiceStrategyDeny,
 		Services: map[string]v3.IAMServicePolicy{
-			"general": {Type: v3.IAMServicePolicyTypeAllow},
+			"compute": {Type: v3.IAMServicePolicyTypeAllow}, // list-zones is compute
 			"sos": {Type: v3.IAMServicePolicyTypeRules, Rules: []v3.IAMServicePolicyRule{{
 				Action:     v3.IAMServicePolicyRuleActionAllow,
-				Expression: "operation in ['get-sos-object', 'list-sos-bucket'] && parameters.bucket == '" + bucket + "'",
+				Expression: "operation in ['get-object', 'head-object', 'list-objects'] && parameters.bucket == '" + bucket + "'",
 			}}},
 		},
 	}
@@ -305,7 +305,6 @@ func TestIAMv3PolicyUpdateValidationAndInheritance(t *testing.T) {
 	// Invalid policies are refused with a message.
 	for _, bad := range []v3.IAMPolicy{
 		{DefaultServiceStrategy: "maybe", Services: map[string]v3.IAMServicePolicy{}},
-		{DefaultServiceStrategy: "deny", Services: map[string]v3.IAMServicePolicy{"no-such-service": {Type: "allow"}}},
 		{DefaultServiceStrategy: "deny", Services: map[string]v3.IAMServicePolicy{"sos": {Type: "rules",
 			Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "operation =="}}}}},
 		{DefaultServiceStrategy: "deny", Services: map[string]v3.IAMServicePolicy{"sos": {Type: "rules",
@@ -342,8 +341,8 @@ func TestIAMv3PolicyUpdateValidationAndInheritance(t *testing.T) {
 		t.Errorf("a role within the manager's rights: %v", err)
 	}
 	_, err = managerClient.CreateIAMRole(f.ctx, v3.CreateIAMRoleRequest{Name: "wider", Policy: sosPolicy("c")})
-	if !errors.Is(err, v3.ErrForbidden) || !strings.Contains(apiMessage(err), "cannot grant what it does not hold: get-sos-object") {
-		t.Errorf("a role beyond the manager's rights: got %v, want 403 naming get-sos-object", err)
+	if !errors.Is(err, v3.ErrForbidden) || !strings.Contains(apiMessage(err), "cannot grant what it does not hold: get-object") {
+		t.Errorf("a role beyond the manager's rights: got %v, want 403 naming get-object", err)
 	}
 	_, err = managerClient.CreateAPIKey(f.ctx, v3.CreateAPIKeyRequest{Name: "x", RoleID: v3.UUID(roleID)})
 	if err != nil {
@@ -560,7 +559,7 @@ func TestAssumeRolePolicyAndMaxSessionTTL(t *testing.T) {
 	// The issuer: an API key whose role may manage and assume roles and use sos.
 	issuerRoleID := createRole(t, f, root, "issuer", &v3.IAMPolicy{
 		DefaultServiceStrategy: v3.IAMPolicyDefaultServiceStrategyDeny,
-		Services:               map[string]v3.IAMServicePolicy{"general": {Type: "allow"}, "iam": {Type: "allow"}, "sos": {Type: "allow"}},
+		Services:               map[string]v3.IAMServicePolicy{"compute": {Type: "allow"}, "iam": {Type: "allow"}, "sos": {Type: "allow"}},
 	})
 	issuer, err := root.CreateAPIKey(f.ctx, v3.CreateAPIKeyRequest{Name: "issuer", RoleID: v3.UUID(issuerRoleID)})
 	if err != nil {
@@ -568,7 +567,7 @@ func TestAssumeRolePolicyAndMaxSessionTTL(t *testing.T) {
 	}
 	issuerClient := f.v3(t, issuer.Key, issuer.Secret)
 	op, err := issuerClient.CreateIAMRole(f.ctx, v3.CreateIAMRoleRequest{Name: "session", Policy: sosPolicy("a"), MaxSessionTtl: 120,
-		AssumeRolePolicy: &v3.IAMAssumeRolePolicy{Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "caller.key == '" + issuer.Key + "'"}}}})
+		AssumeRolePolicy: &v3.IAMAssumeRolePolicy{Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "api_key == '" + issuer.Key + "'"}}}})
 	if err == nil {
 		op, err = issuerClient.Wait(f.ctx, op, v3.OperationStateSuccess)
 	}
@@ -601,7 +600,7 @@ func TestAssumeRolePolicyAndMaxSessionTTL(t *testing.T) {
 
 	// The policy is updated in place; a second session ends with its role.
 	op, err = issuerClient.UpdateIAMRole(f.ctx, roleID, v3.UpdateIAMRoleRequest{
-		AssumeRolePolicy: &v3.IAMAssumeRolePolicy{Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "caller.role_id == ''"}}}})
+		AssumeRolePolicy: &v3.IAMAssumeRolePolicy{Rules: []v3.IAMServicePolicyRule{{Action: "allow", Expression: "api_key == '" + rootKeyOf(f) + "'"}}}})
 	if err == nil {
 		_, err = issuerClient.Wait(f.ctx, op, v3.OperationStateSuccess)
 	}
@@ -613,7 +612,7 @@ func TestAssumeRolePolicyAndMaxSessionTTL(t *testing.T) {
 	}
 	second, err := root.AssumeIAMRole(f.ctx, roleID, v3.AssumeIAMRoleRequest{Ttl: 60})
 	if err != nil {
-		t.Fatalf("a key without a role, now allowed: %v", err)
+		t.Fatalf("the key the updated policy names, now allowed: %v", err)
 	}
 	op, err = root.DeleteIAMRole(f.ctx, roleID)
 	if err == nil {
@@ -657,4 +656,9 @@ func TestRolesReadWhileUpdated(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+func rootKeyOf(f *fixture) string {
+	key, _ := f.root()
+	return key
 }

@@ -51,6 +51,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Catalog of operations; the embedded one when nil.
 	Catalog *catalog.Catalog
+	// Zone is what the zone binding of policies reads; ch-gva-2 when empty.
+	Zone string
 }
 
 // Faults are injected into /v2 calls, before authentication.
@@ -87,6 +89,17 @@ type Faults struct {
 	LoseResponseNext int     `json:"loseResponseNext"`
 	// LoseResponseOperations limits lost responses to these operations.
 	LoseResponseOperations []string `json:"loseResponseOperations,omitempty"`
+	// LegacyGone answers the legacy access-key endpoints (/v2/access-key*)
+	// 404, as Exoscale's public API no longer documents them.
+	LegacyGone bool `json:"legacyGone,omitempty"`
+	// RoleLagMS answers create-api-key 404 for a role created less than
+	// this long ago, as Exoscale's clients see right after create-iam-role.
+	RoleLagMS int `json:"roleLagMs,omitempty"`
+	// ThrottleBody answers a 429 with its wait in the body alone,
+	// {"error","retry_after"}, and no Retry-After header.
+	ThrottleBody bool `json:"throttleBody,omitempty"`
+	// ProblemJSON answers errors as RFC 9457 problem details.
+	ProblemJSON bool `json:"problemJson,omitempty"`
 	// ListLatencyPer1000MS delays a list call by this much more per 1,000
 	// items it answers, as a real API takes longer to read and send a
 	// whole organisation.
@@ -117,6 +130,10 @@ type Server struct {
 	stats  Stats
 	// compiled caches the compiled policy of each role by role id.
 	compiled map[string]*policy.Compiled
+	// organization is the compiled organisation policy.
+	organization *policy.Compiled
+	// objects is the S3 store behind the SOS endpoint.
+	objects http.Handler
 }
 
 // state is everything the emulator persists.
@@ -124,6 +141,10 @@ type state struct {
 	Keys       map[string]*accessKey `json:"keys"`
 	Roles      map[string]*role      `json:"roles"`
 	Operations map[string]*operation `json:"operations"`
+	// OrganizationPolicy is the organisation's policy, the second gate of
+	// every IAM v3 request; empty (allow everything) by default, as at
+	// Exoscale.
+	OrganizationPolicy policy.Policy `json:"organization-policy"`
 }
 
 type keyKind string
@@ -166,6 +187,8 @@ type role struct {
 	// AssumeRolePolicy says who may assume the role; without one, any key
 	// holding what the role grants may.
 	AssumeRolePolicy *policy.AssumeRolePolicy `json:"assume-role-policy,omitempty"`
+	// Created is when the role was made, for Faults.RoleLagMS.
+	Created time.Time `json:"-"`
 }
 
 type operation struct {
@@ -201,9 +224,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Catalog == nil {
 		opts.Catalog = catalog.Default()
 	}
+	if opts.Zone == "" {
+		opts.Zone = "ch-gva-2"
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	var err error
 	s := &Server{
 		opts:     opts,
 		cat:      opts.Catalog,
@@ -220,7 +247,7 @@ func New(opts Options) (*Server, error) {
 		},
 	}
 	if opts.StateFile != "" {
-		if err := s.load(); err != nil {
+		if err = s.load(); err != nil {
 			return nil, err
 		}
 	}
@@ -239,6 +266,10 @@ func New(opts Options) (*Server, error) {
 		Kind: kindLegacy, Key: opts.RootKey, Secret: opts.RootSecret, Name: "root",
 		Unrestricted: true, CreatedAt: opts.Now(),
 	}
+	if s.organization, err = policy.Compile(s.state.OrganizationPolicy); err != nil {
+		return nil, fmt.Errorf("the stored organisation policy: %w", err)
+	}
+	s.objects = newObjectStore()
 	if err := s.saveLocked(); err != nil {
 		return nil, err
 	}
@@ -357,10 +388,13 @@ func (s *Server) RoleCount() int {
 	return len(s.state.Roles)
 }
 
-// apiError is an HTTP error answered as {"message": ...}.
+// apiError is an HTTP error answered as {"message": ...}, or in the forms
+// Faults.ProblemJSON and Faults.ThrottleBody choose.
 type apiError struct {
 	status  int
 	message string
+	// retryAfter is a 429's wait in seconds.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -427,7 +461,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			ae = errorf(http.StatusInternalServerError, "internal error: %v", err)
 		}
 		message = ae.message
-		respond(ae.status, map[string]string{"message": ae.message})
+		status = ae.status
+		s.writeError(w, ae)
 	}
 
 	if !found {
@@ -440,10 +475,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if retryAfter, code := s.injectFaults(r.Context(), callerKey(r)); code != 0 {
-		if retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		}
-		fail(errorf(code, "injected fault: %s", http.StatusText(code)))
+		fail(&apiError{status: code, message: "injected fault: " + http.StatusText(code), retryAfter: retryAfter})
+		return
+	}
+	if s.Faults().LegacyGone && strings.HasPrefix(r.URL.Path, "/v2/access-key") {
+		fail(errorf(http.StatusNotFound, "no operation at %s %s", r.Method, r.URL.Path))
 		return
 	}
 
@@ -462,7 +498,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			params[name] = values[0]
 		}
 	}
-	if !g.allows(op, params) {
+	if !g.allows(op, s.request(r, principal, params, body)) {
 		fail(errorf(http.StatusForbidden, "key %s may not call %s", principal.Key, op.Name))
 		return
 	}
@@ -584,7 +620,7 @@ func (s *Server) authenticate(r *http.Request, body []byte) (*accessKey, grant, 
 
 func (s *Server) grantOfLocked(key *accessKey) (grant, error) {
 	if key.Kind == kindLegacy {
-		g := legacyGrant{unrestricted: key.Unrestricted, operations: map[string]bool{}}
+		g := legacyGrant{cat: s.cat, unrestricted: key.Unrestricted, operations: map[string]bool{}}
 		for _, op := range key.Operations {
 			g.operations[op] = true
 		}
@@ -595,11 +631,28 @@ func (s *Server) grantOfLocked(key *accessKey) (grant, error) {
 		}
 		return g, nil
 	}
-	policy, err := s.compiledLocked(key.RoleID)
+	role, err := s.compiledLocked(key.RoleID)
 	if err != nil {
 		return nil, err
 	}
-	return roleGrant{policy: policy}, nil
+	return roleGrant{cat: s.cat, levels: policy.Levels{Organization: s.organization, Role: role}}, nil
+}
+
+// request is a call as a policy sees it: path and query parameters and the
+// body's top-level fields, kebab-case names in snake_case, the caller's
+// key, address and the time.
+func (s *Server) request(r *http.Request, principal *accessKey, params map[string]string, body []byte) policy.Request {
+	parameters := policy.Parameters(params)
+	var fields map[string]any
+	if len(body) > 0 && json.Unmarshal(body, &fields) == nil {
+		for name, value := range fields {
+			parameters[strings.ReplaceAll(name, "-", "_")] = value
+		}
+	}
+	source, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return policy.Request{Parameters: parameters, APIKey: principal.Key, SourceIP: source,
+		Now: s.opts.Now().UTC().Format(time.RFC3339), Zone: s.opts.Zone,
+		Identity: map[string]any{"key": principal.Key}}
 }
 
 func (s *Server) compiledLocked(roleID string) (*policy.Compiled, error) {
@@ -610,7 +663,7 @@ func (s *Server) compiledLocked(roleID string) (*policy.Compiled, error) {
 	if !ok {
 		return nil, errorf(http.StatusForbidden, "the key's role %s no longer exists", roleID)
 	}
-	p, err := policy.Compile(r.Policy, s.cat)
+	p, err := policy.Compile(r.Policy)
 	if err != nil {
 		return nil, errorf(http.StatusInternalServerError, "stored policy of role %s: %v", roleID, err)
 	}
@@ -650,7 +703,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ae.status, map[string]string{"message": ae.message})
 		return
 	}
-	allowed := g.allows(op, req.Parameters)
+	allowed := g.allows(op, policy.Request{Parameters: policy.Parameters(req.Parameters), APIKey: principal.Key})
 	s.log.Info("authorize", "key", principal.Key, "operation", op.Name, "allowed", allowed)
 	writeJSON(w, http.StatusOK, map[string]bool{"allowed": allowed})
 }
@@ -767,6 +820,7 @@ func (s *Server) load() error {
 	if st.Operations != nil {
 		s.state.Operations = st.Operations
 	}
+	s.state.OrganizationPolicy = st.OrganizationPolicy
 	return nil
 }
 
@@ -792,4 +846,28 @@ func (s *Server) saveLocked() error {
 		return fmt.Errorf("save state: %w", err)
 	}
 	return os.Rename(tmp.Name(), s.opts.StateFile)
+}
+
+// writeError answers an API error as Exoscale's services do: {"message"}
+// by default; RFC 9457 problem details with Faults.ProblemJSON, as newer
+// services answer; and a 429 with its wait in the header, or with
+// Faults.ThrottleBody in the body alone ({"error","retry_after"}, the one
+// documented 429 body).
+func (s *Server) writeError(w http.ResponseWriter, ae *apiError) {
+	faults := s.Faults()
+	if ae.status == http.StatusTooManyRequests && ae.retryAfter > 0 {
+		if faults.ThrottleBody {
+			writeJSON(w, ae.status, map[string]any{"error": ae.message, "retry_after": ae.retryAfter})
+			return
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
+	}
+	if faults.ProblemJSON {
+		raw, _ := json.Marshal(map[string]any{"type": "about:blank", "title": http.StatusText(ae.status), "status": ae.status, "detail": ae.message})
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(ae.status)
+		_, _ = w.Write(raw)
+		return
+	}
+	writeJSON(w, ae.status, map[string]string{"message": ae.message})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/exokey/exokey/internal/exoscale/catalog"
 	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
@@ -59,6 +60,12 @@ func (s *Server) dispatch(c *call) (any, error) {
 		return s.getAPIKey(c)
 	case "delete-api-key":
 		return s.deleteAPIKey(c)
+	case "get-iam-organization-policy":
+		return s.organizationPolicy(), nil
+	case "update-iam-organization-policy":
+		return s.updateOrganizationPolicy(c)
+	case "reset-iam-organization-policy":
+		return s.setOrganizationPolicy(c, policy.Policy{})
 	}
 	return struct{}{}, nil
 }
@@ -178,16 +185,16 @@ func (s *Server) createAccessKey(c *call) (any, error) {
 	}
 	operations := map[string]bool{}
 	for _, name := range req.Operations {
-		if _, ok := s.cat.Lookup(name); !ok {
+		if op, ok := s.cat.Lookup(name); !ok || op.Vocabulary == catalog.V3 {
 			return nil, errorf(http.StatusBadRequest, "operations: unknown operation %q", name)
 		}
 		operations[name] = true
 	}
 	for _, tag := range req.Tags {
-		if !s.cat.HasService(tag) {
+		if !s.cat.HasTag(tag) {
 			return nil, errorf(http.StatusBadRequest, "tags: unknown tag %q", tag)
 		}
-		for _, name := range s.cat.ServiceOperations(tag) {
+		for _, name := range s.cat.TagOperations(tag) {
 			operations[name] = true
 		}
 	}
@@ -288,8 +295,8 @@ type wireOperation struct {
 
 func (s *Server) knownOperations() any {
 	list := []wireOperation{}
-	for _, op := range s.cat.Operations() {
-		list = append(list, wireOperation{Operation: op.Name, Tags: []string{op.Service}})
+	for _, op := range s.cat.OperationsOf(false) {
+		list = append(list, wireOperation{Operation: op.Name, Tags: []string{op.Tag}})
 	}
 	return map[string]any{"access-key-operations": list}
 }
@@ -297,7 +304,7 @@ func (s *Server) knownOperations() any {
 func (s *Server) myOperations(c *call) any {
 	list := []wireOperation{}
 	for _, op := range holds(c.grant, s.cat) {
-		list = append(list, wireOperation{Operation: op.Name, Tags: []string{op.Service}})
+		list = append(list, wireOperation{Operation: op.Name, Tags: []string{op.Tag}})
 	}
 	return map[string]any{"access-key-operations": list}
 }
@@ -324,21 +331,21 @@ func (s *Server) createRole(c *call) (any, error) {
 	if req.Name == "" || len(req.Name) > 191 {
 		return nil, errorf(http.StatusBadRequest, "name: between 1 and 191 characters")
 	}
-	rolePolicy := policy.Policy{DefaultServiceStrategy: "deny", Services: map[string]policy.ServicePolicy{}}
+	var rolePolicy policy.Policy // none: the empty policy, which allows everything
 	if req.Policy != nil {
 		rolePolicy = *req.Policy
 	}
-	compiled, err := policy.Compile(rolePolicy, s.cat)
+	compiled, err := policy.Compile(rolePolicy)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "policy: %v", err)
 	}
 	r := &role{ID: uuid.NewString(), Name: req.Name, Description: req.Description, Labels: req.Labels,
 		Editable: req.Editable == nil || *req.Editable, Policy: rolePolicy, Permissions: req.Permissions,
-		MaxSessionTTL: req.MaxSessionTTL, AssumeRolePolicy: req.AssumeRole}
+		MaxSessionTTL: req.MaxSessionTTL, AssumeRolePolicy: req.AssumeRole, Created: s.opts.Now()}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkInheritance(c, roleGrant{policy: compiled}); err != nil {
+	if err := s.checkInheritance(c, s.roleGrant(compiled)); err != nil {
 		return nil, err
 	}
 	s.state.Roles[r.ID] = r
@@ -430,7 +437,7 @@ func (s *Server) updateRolePolicy(c *call) (any, error) {
 	if err := decode(c, &newPolicy); err != nil {
 		return nil, err
 	}
-	compiled, err := policy.Compile(newPolicy, s.cat)
+	compiled, err := policy.Compile(newPolicy)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "policy: %v", err)
 	}
@@ -443,7 +450,7 @@ func (s *Server) updateRolePolicy(c *call) (any, error) {
 	if !r.Editable {
 		return nil, errorf(http.StatusForbidden, "role %s is not editable", r.ID)
 	}
-	if err := s.checkInheritance(c, roleGrant{policy: compiled}); err != nil {
+	if err := s.checkInheritance(c, s.roleGrant(compiled)); err != nil {
 		return nil, err
 	}
 	r.Policy = newPolicy
@@ -526,11 +533,15 @@ func (s *Server) assumeRole(c *call) (any, error) {
 		if err != nil {
 			return nil, err // validated when it was set
 		}
-		if !compiled.Allows(c.principal.Key, c.principal.RoleID) {
+		if !compiled.Allows(c.principal.Key) {
 			return nil, errorf(http.StatusForbidden, "the assume-role-policy of role %s does not let key %s assume it", r.ID, c.principal.Key)
 		}
 	}
-	if err := s.checkInheritance(c, roleGrant{policy: s.compiled[r.ID]}); err != nil {
+	rolePolicy, err := s.compiledLocked(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkInheritance(c, s.roleGrant(rolePolicy)); err != nil {
 		return nil, err
 	}
 	expires := s.opts.Now().Add(time.Duration(req.TTL) * time.Second).UTC()
@@ -559,14 +570,18 @@ func (s *Server) createAPIKey(c *call) (any, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.state.Roles[req.RoleID]; !ok {
+	r, ok := s.state.Roles[req.RoleID]
+	if !ok {
 		return nil, errorf(http.StatusBadRequest, "role-id: no role %q", req.RoleID)
 	}
-	policy, err := s.compiledLocked(req.RoleID)
+	if lag := time.Duration(s.faults.RoleLagMS) * time.Millisecond; s.opts.Now().Sub(r.Created) < lag {
+		return nil, errorf(http.StatusNotFound, "IAM role %s not found", req.RoleID) // not visible yet
+	}
+	rolePolicy, err := s.compiledLocked(req.RoleID)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkInheritance(c, roleGrant{policy: policy}); err != nil {
+	if err := s.checkInheritance(c, s.roleGrant(rolePolicy)); err != nil {
 		return nil, err
 	}
 	key := &accessKey{Kind: kindAPIKey, Key: newKeyID(), Secret: newSecret(), Name: req.Name,
@@ -600,4 +615,48 @@ func (s *Server) getAPIKey(c *call) (any, error) {
 
 func (s *Server) deleteAPIKey(c *call) (any, error) {
 	return s.deleteKey(c, c.params["id"], kindAPIKey, "api-key")
+}
+
+// roleGrant is a role's grant under the organisation policy.
+func (s *Server) roleGrant(role *policy.Compiled) roleGrant {
+	return roleGrant{cat: s.cat, levels: policy.Levels{Organization: s.organization, Role: role}}
+}
+
+// The organisation policy.
+
+func (s *Server) organizationPolicy() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.OrganizationPolicy
+}
+
+func (s *Server) updateOrganizationPolicy(c *call) (any, error) {
+	var p policy.Policy
+	if err := decode(c, &p); err != nil {
+		return nil, err
+	}
+	return s.setOrganizationPolicy(c, p)
+}
+
+func (s *Server) setOrganizationPolicy(c *call, p policy.Policy) (any, error) {
+	compiled, err := policy.Compile(p)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "policy: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state.OrganizationPolicy, s.organization = p, compiled
+	s.log.Info("organisation policy set", "policy", p.Describe())
+	op := s.newOperationLocked(c, "", "iam-organization-policy")
+	if err := s.saveLocked(); err != nil {
+		return nil, err
+	}
+	return op.view(), nil
+}
+
+// SetOrganizationPolicy sets the organisation policy, as
+// update-iam-organization-policy does.
+func (s *Server) SetOrganizationPolicy(p policy.Policy) error {
+	_, err := s.setOrganizationPolicy(&call{op: catalog.Operation{Name: "update-iam-organization-policy"}}, p)
+	return err
 }

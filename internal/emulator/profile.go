@@ -22,7 +22,18 @@ import (
 //     is answered 429 with the Retry-After of the wait, in whole seconds;
 //   - list calls 30 ms slower per 1,000 items (a list of 10,000 roles
 //     answers in about 340 ms).
+//
+// "manners" is what Exoscale's API does that a client must be written for:
+//   - create-api-key answers 404 for a role created less than 1.5 s ago;
+//   - a 429 carries its wait in the body, {"error","retry_after"}, with no
+//     Retry-After header (every tenth call is throttled);
+//   - errors are RFC 9457 problem details.
+//
+// "no-legacy" serves no legacy access-key endpoint, as Exoscale's public
+// API since 2024.
 var Profiles = map[string]Faults{
+	"manners":   {RoleLagMS: 1500, ThrottleBody: true, ThrottleRate: 0.1, ProblemJSON: true},
+	"no-legacy": {LegacyGone: true},
 	"realistic": {LatencyMS: 40, LatencyP99MS: 400, PendingPolls: 1, PendingPollsMax: 3, KeyRate: 50, KeyBurst: 50,
 		ListLatencyPer1000MS: 30},
 }

@@ -43,7 +43,7 @@ func (d withDeadlines) Describe(ctx context.Context, keyID string) (KeySpec, err
 	return d.keys.Describe(ctx, keyID)
 }
 
-func (d withDeadlines) Grantable(ctx context.Context) ([]string, error) {
+func (d withDeadlines) Grantable(ctx context.Context) (Grantable, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	return d.keys.Grantable(ctx)

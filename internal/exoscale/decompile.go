@@ -28,11 +28,14 @@ func (e *InexpressibleError) Error() string {
 // `parameters.bucket` for sos (resources). Every other part is named in an
 // *InexpressibleError.
 func DecompilePolicy(p policy.Policy, cat *catalog.Catalog) (KeySpec, error) {
+	if _, err := policy.Compile(p); err != nil {
+		return KeySpec{}, fmt.Errorf("invalid policy: %w", err)
+	}
+	if p.Empty() {
+		return KeySpec{Unrestricted: true}, nil // Exoscale reads an empty policy as allowing everything
+	}
 	if p.DefaultServiceStrategy == "" {
 		p.DefaultServiceStrategy = "deny"
-	}
-	if _, err := policy.Compile(p, cat); err != nil {
-		return KeySpec{}, fmt.Errorf("invalid policy: %w", err)
 	}
 	var spec KeySpec
 	var parts []string
@@ -143,10 +146,13 @@ func readRules(service string, rules []policy.PolicyRule, cat *catalog.Catalog) 
 			inexpressible(i, "buckets %v differ from %v of an earlier rule (an AccessKey's buckets narrow all its sos operations)", ruleBuckets, buckets)
 			continue
 		}
-		if bucketTerms == 1 {
+		switch {
+		case bucketTerms == 1:
 			buckets = ruleBuckets
 			withBuckets++
-		} else {
+		case service == "sos" && opTerms == 1 && allBucketless(ruleOps, cat):
+			// list-buckets names no bucket: allowed before the bucket rule
+		default:
 			withoutBuckets++
 		}
 		if opTerms == 0 {
@@ -158,8 +164,8 @@ func readRules(service string, rules []policy.PolicyRule, cat *catalog.Catalog) 
 			switch {
 			case !known:
 				inexpressible(i, "operation %q is not in the catalogue", name)
-			case op.Service != service:
-				inexpressible(i, "operation %s belongs to service %s, not %s", name, op.Service, service)
+			case op.Class != service:
+				inexpressible(i, "operation %s belongs to class %q, not %s", name, op.Class, service)
 			case !slices.Contains(ops, name):
 				ops = append(ops, name)
 			}
@@ -178,4 +184,15 @@ func sortedSet(values []string) []string {
 	out := slices.Clone(values)
 	sort.Strings(out)
 	return slices.Compact(out)
+}
+
+// allBucketless reports whether every one of names is an operation that
+// names no bucket.
+func allBucketless(names []string, cat *catalog.Catalog) bool {
+	for _, name := range names {
+		if op, ok := cat.Lookup(name); !ok || !op.Bucketless {
+			return false
+		}
+	}
+	return true
 }

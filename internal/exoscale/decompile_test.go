@@ -23,8 +23,8 @@ func TestDecompilePolicyRoundTrips(t *testing.T) {
 			if err != nil {
 				t.Fatalf("decompile %s: %v", compiled.Describe(), err)
 			}
-			want, _ := Resolve(spec, cat)
-			back, err := Resolve(got, cat)
+			want, _ := ResolveV3(spec, cat)
+			back, err := ResolveV3(got, cat)
 			if err != nil {
 				t.Fatalf("the decompiled spec %+v does not resolve: %v", got, err)
 			}
@@ -131,7 +131,7 @@ func TestDecompilePolicyRefusesWhatItCannotExpress(t *testing.T) {
 			policy: policy.Policy{DefaultServiceStrategy: "deny", Services: map[string]policy.ServicePolicy{
 				"sos": {Type: "rules", Rules: []policy.PolicyRule{
 					{Action: "allow", Expression: "operation == 'get-sos-object' && parameters.bucket == 'a'"},
-					{Action: "allow", Expression: "operation == 'list-sos-buckets'"},
+					{Action: "allow", Expression: "operation == 'list-objects'"},
 				}},
 			}},
 			names: []string{"services.sos: some rules name buckets and some do not"},
@@ -140,7 +140,7 @@ func TestDecompilePolicyRefusesWhatItCannotExpress(t *testing.T) {
 			policy: policy.Policy{DefaultServiceStrategy: "deny", Services: map[string]policy.ServicePolicy{
 				"dns": rule("allow", "operation == 'list-instances'"),
 			}},
-			names: []string{"operation list-instances belongs to service compute, not dns"},
+			names: []string{"operation list-instances belongs to class \"compute\", not dns"},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -236,18 +236,16 @@ func (k *iamv3Keys) Describe(ctx context.Context, keyID string) (KeySpec, error)
 	return spec, nil
 }
 
-// policyOf reads a role's policy in exokey's form; a role without one
-// denies everything. It converts field by field: a listing reads every
+// policyOf reads a role's policy in exokey's form; a role without one has
+// the empty policy, which allows everything (as Exoscale's Owner role). It converts field by field: a listing reads every
 // role's policy, and a round trip through JSON cost a listing of 10,000
 // roles twice its size again in garbage.
 func policyOf(role *v3.IAMRole) policy.Policy {
-	own := policy.Policy{DefaultServiceStrategy: "deny"}
+	var own policy.Policy
 	if role.Policy == nil {
 		return own
 	}
-	if role.Policy.DefaultServiceStrategy != "" {
-		own.DefaultServiceStrategy = string(role.Policy.DefaultServiceStrategy)
-	}
+	own.DefaultServiceStrategy = string(role.Policy.DefaultServiceStrategy)
 	if role.Policy.Services != nil {
 		own.Services = make(map[string]policy.ServicePolicy, len(role.Policy.Services))
 	}
@@ -434,25 +432,81 @@ func (k *iamv3Keys) deleteRole(ctx context.Context, roleID v3.UUID) error {
 	return err
 }
 
-// Grantable evaluates the issuer key's own role policy over the catalogue.
-// A key that is not an IAM v3 API key (an organisation's legacy key) is
-// asked through list-access-key-operations instead.
-func (k *iamv3Keys) Grantable(ctx context.Context) ([]string, error) {
+// Grantable evaluates the issuer key's own role policy over the catalogue,
+// with the organisation policy as a second gate when the key may read it
+// (get-iam-organization-policy); when it may not, a note says so and the
+// role alone is judged. A key that is not an IAM v3 API key (an
+// organisation's legacy key) is asked through list-access-key-operations.
+func (k *iamv3Keys) Grantable(ctx context.Context) (Grantable, error) {
 	self, err := k.Get(ctx, k.cfg.Key)
 	if errors.Is(err, ErrNotFound) {
-		return listMyOperations(ctx, k.legacy, k.cfg.Zone)
+		names, err := listMyOperations(ctx, k.legacy, k.cfg.Zone)
+		if err != nil {
+			return Grantable{}, err
+		}
+		return legacyGrantable(names, k.cfg.Catalog), nil
 	}
 	if err != nil {
-		return nil, err
+		return Grantable{}, err
 	}
 	callCtx, rec := recordCall(ctx)
 	role, err := k.client.GetIAMRole(callCtx, v3.UUID(self.RoleID))
 	if err != nil {
-		return nil, apiError("get-iam-role", rec, err)
+		return Grantable{}, apiError("get-iam-role", rec, err)
 	}
-	compiled, err := policy.Compile(policyOf(role), k.cfg.Catalog)
+	compiled, err := policy.Compile(policyOf(role))
 	if err != nil {
-		return nil, fmt.Errorf("the issuer's role %s: %w", role.ID, err)
+		return Grantable{}, fmt.Errorf("the issuer's role %s: %w", role.ID, err)
 	}
-	return compiled.Holds(k.cfg.Catalog), nil
+	levels := policy.Levels{Role: compiled}
+	var notes []string
+	org, err := k.organizationPolicy(ctx)
+	var apiErr *APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden:
+		notes = append(notes, "the organisation policy could not be read (the key lacks get-iam-organization-policy): "+
+			"what it denies is not known here, and keys may be refused calls the role allows")
+	case err != nil:
+		return Grantable{}, err
+	default:
+		levels.Organization = org
+	}
+	holding := policy.Holds(levels, k.cfg.Catalog, k.cfg.Key)
+	return Grantable{Operations: holding.Held, Depends: holding.Depends, Notes: notes}, nil
+}
+
+// organizationPolicy reads the organisation policy, Exoscale's second gate.
+func (k *iamv3Keys) organizationPolicy(ctx context.Context) (*policy.Compiled, error) {
+	callCtx, rec := recordCall(ctx)
+	wire, err := k.client.GetIAMOrganizationPolicy(callCtx)
+	if err != nil {
+		return nil, apiError("get-iam-organization-policy", rec, err)
+	}
+	var own policy.Policy
+	if err := convert(wire, &own); err != nil {
+		return nil, err
+	}
+	compiled, err := policy.Compile(own)
+	if err != nil {
+		return nil, fmt.Errorf("the organisation policy: %w", err)
+	}
+	return compiled, nil
+}
+
+func (k *iamv3Keys) createOwnerKey(ctx context.Context, name string) (Credential, error) {
+	callCtx, rec := recordCall(ctx)
+	op, err := k.client.CreateIAMRole(callCtx, v3.CreateIAMRoleRequest{Name: name, Description: "an empty policy: everything, as the Owner role"})
+	if err != nil {
+		return Credential{}, apiError("create-iam-role", rec, err)
+	}
+	roleID, err := k.wait(ctx, "create-iam-role", op, nil)
+	if err != nil {
+		return Credential{}, err
+	}
+	callCtx, rec = recordCall(ctx)
+	created, err := k.client.CreateAPIKey(callCtx, v3.CreateAPIKeyRequest{Name: name, RoleID: roleID})
+	if err != nil {
+		return Credential{}, apiError("create-api-key", rec, err)
+	}
+	return Credential{Key: Key{ID: created.Key, Name: created.Name, RoleID: string(roleID)}, Secret: Secret(created.Secret)}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -29,8 +30,9 @@ type Keys interface {
 	// an IAM v3 key's role policy decompiled. A policy no KeySpec compiles
 	// to is an *InexpressibleError; a key that does not exist ErrNotFound.
 	Describe(ctx context.Context, keyID string) (KeySpec, error)
-	// Grantable lists the catalogue operations the issuer's own key holds.
-	Grantable(ctx context.Context) ([]string, error)
+	// Grantable says what the issuer's own key may hand out: on IAMv3
+	// what its role and the organisation policy both allow.
+	Grantable(ctx context.Context) (Grantable, error)
 	// FindByLabels returns the keys (and keyless roles) whose role carries
 	// every one of labels. Legacy keys carry no labels: ErrNoLabels.
 	FindByLabels(ctx context.Context, labels map[string]string) ([]Key, error)
@@ -55,6 +57,28 @@ type Keys interface {
 	// no-op on legacy keys).
 	Release(ctx context.Context, key Key, label string) error
 }
+
+// Grantable is what an issuer's own key holds, and so may grant.
+type Grantable struct {
+	// Operations the key holds, in both vocabularies (a legacy S3 name
+	// when all its S3 actions are held, and each S3 action of a legacy
+	// name that is held), sorted.
+	Operations []string
+	// Depends maps an operation whose grant depends on facts of the
+	// request (source_ip, now, resources) to those facts: it is not
+	// counted as held, since a key minted with it may be refused.
+	Depends map[string][]string
+	// Notes say what could not be read, in words for the issuer's status:
+	// the organisation policy when the key may not read it.
+	Notes []string
+}
+
+// Holds reports whether the key holds an operation.
+func (g Grantable) Holds(operation string) bool { return slices.Contains(g.Operations, operation) }
+
+// ErrLegacyAPIGone says the endpoint does not serve the legacy access-key
+// API, which left Exoscale's API document in 2024.
+var ErrLegacyAPIGone = errors.New("the endpoint does not serve legacy access keys (/v2/access-key), which Exoscale removed from its public API in 2024: use an issuer with api: IAMv3")
 
 // ErrNoLabels is returned by FindByLabels where keys carry no labels.
 var ErrNoLabels = errors.New("legacy access keys carry no labels")
@@ -234,3 +258,22 @@ const (
 	ReasonInvalidResource  = "InvalidResource"
 	ReasonUnsupported      = "Unsupported"
 )
+
+// CreateOwnerKey mints an IAM v3 key on a role with an empty policy, which
+// Exoscale reads as allowing everything (its built-in Owner role's policy
+// is empty): for tests and the demo, an issuer key as an organisation's
+// owner would hand it over.
+func CreateOwnerKey(ctx context.Context, keys Keys, name string) (Credential, error) {
+	v3, ok := unwrap(keys).(*iamv3Keys)
+	if !ok {
+		return Credential{}, errors.New("an Owner key is an IAM v3 key")
+	}
+	return v3.createOwnerKey(ctx, name)
+}
+
+func unwrap(keys Keys) Keys {
+	if d, ok := keys.(withDeadlines); ok {
+		return d.keys
+	}
+	return keys
+}

@@ -3,6 +3,8 @@ package exoscale
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -107,7 +109,7 @@ func (k *legacyKeys) Describe(ctx context.Context, keyID string) (KeySpec, error
 	if key.Operations != nil {
 		// The API answers the operations of the tags too.
 		for _, name := range *key.Operations {
-			if op, known := k.cfg.Catalog.Lookup(name); !known || !tagged[op.Service] {
+			if op, known := k.cfg.Catalog.Lookup(name); !known || !tagged[op.Tag] {
 				spec.Operations = append(spec.Operations, name)
 			}
 		}
@@ -180,11 +182,30 @@ func (k *legacyKeys) Assume(context.Context, string, time.Duration) (Session, er
 	return Session{}, ErrNoSessions
 }
 
-func (k *legacyKeys) Grantable(ctx context.Context) ([]string, error) {
-	return listMyOperations(ctx, k.client, k.cfg.Zone)
+func (k *legacyKeys) Grantable(ctx context.Context) (Grantable, error) {
+	names, err := listMyOperations(ctx, k.client, k.cfg.Zone)
+	if errors.Is(err, ErrNotFound) {
+		return Grantable{}, fmt.Errorf("list-access-key-operations: %w", ErrLegacyAPIGone)
+	}
+	if err != nil {
+		return Grantable{}, err
+	}
+	return legacyGrantable(names, k.cfg.Catalog), nil
 }
 
-// listMyOperations asks list-access-key-operations what the signing key holds.
+// legacyGrantable is what a legacy key holding names holds in both
+// vocabularies: each S3 action of a legacy S3 name it holds too.
+func legacyGrantable(names []string, cat *catalog.Catalog) Grantable {
+	held := slices.Clone(names)
+	for _, name := range names {
+		if op, ok := cat.Lookup(name); ok && op.Vocabulary == catalog.Legacy {
+			held = append(held, op.S3Actions...)
+		}
+	}
+	sort.Strings(held)
+	return Grantable{Operations: slices.Compact(held)}
+}
+
 func listMyOperations(ctx context.Context, client *egoscale.Client, zone string) ([]string, error) {
 	ctx, rec := recordCall(ctx)
 	ops, err := client.ListMyIAMAccessKeyOperations(apiv2.WithZone(ctx, zone), zone)

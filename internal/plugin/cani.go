@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -12,6 +13,7 @@ import (
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
 	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
@@ -34,6 +36,13 @@ type verdict struct {
 	API iamv1alpha1.IssuerAPI `json:"api"`
 	// Note says when no live key holds these restrictions yet.
 	Note string `json:"note,omitempty"`
+	// AskedAs are the names the operation was evaluated under, when the
+	// issuer's API calls it otherwise (get-sos-object on IAMv3 is
+	// get-object and head-object).
+	AskedAs []string `json:"askedAs,omitempty"`
+	// DependsOn names the facts of the request the answer depends on
+	// (source_ip, now, resources): the call may or may not be allowed.
+	DependsOn []string `json:"dependsOn,omitempty"`
 }
 
 func newCanICommand(o *Options) *cobra.Command {
@@ -90,22 +99,32 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 		if err != nil {
 			return fmt.Errorf("the AccessKey's restrictions: %w", err)
 		}
+		if op.Vocabulary == catalog.V3 {
+			legacy, ok := o.catalog.Lookup(o.catalog.LegacyName(op.Name))
+			if !ok {
+				return fmt.Errorf("%s is an IAM v3 S3 action that legacy access keys have no name for", op.Name)
+			}
+			v.AskedAs = []string{legacy.Name}
+			op = legacy
+		}
 		v.Allowed, v.Reason = restrictions.Decide(op, o.bucket)
 	} else {
 		p, err := exoscale.CompilePolicy(spec, o.catalog)
 		if err != nil {
 			return fmt.Errorf("the AccessKey's restrictions: %w", err)
 		}
-		compiled, err := policy.Compile(p, o.catalog)
+		compiled, err := policy.Compile(p)
 		if err != nil {
 			return fmt.Errorf("the AccessKey's policy: %w", err)
 		}
-		params := map[string]string{}
+		params := map[string]any{}
 		if o.bucket != "" {
 			params["bucket"] = o.bucket
 		}
-		decision := compiled.Decide(op.Service, op.Name, params)
-		v.Allowed, v.Reason = decision.Allowed, decision.Reason
+		if op.Vocabulary == catalog.Legacy {
+			v.AskedAs = op.S3Actions
+		}
+		v.Allowed, v.Reason, v.DependsOn = decideAll(compiled, o.catalog, o.catalog.V3Actions(op.Name), ak.Status.KeyID, params)
 	}
 	v.Note = mintedNote(ak)
 
@@ -120,7 +139,13 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 		if v.Allowed {
 			answer = "yes"
 		}
+		if len(v.DependsOn) > 0 {
+			answer = "depends on " + strings.Join(v.DependsOn, ", ")
+		}
 		fmt.Fprintf(o.Out, "%s\n  %s (%s)\n", answer, v.Reason, v.API)
+		if len(v.AskedAs) > 0 {
+			fmt.Fprintf(o.Out, "  asked as %s, the %s name\n", strings.Join(v.AskedAs, ", "), vocabularyOf(v.API))
+		}
 		if v.Note != "" {
 			fmt.Fprintf(o.Out, "  note: %s\n", v.Note)
 		}
@@ -162,4 +187,34 @@ func mintedNote(ak *iamv1alpha1.AccessKey) string {
 		return "the spec changed since the current key was minted: its replacement is on its way"
 	}
 	return ""
+}
+
+// decideAll judges each IAM v3 action an operation is (get-sos-object is
+// get-object and head-object): allowed when every one is. Facts of the
+// request the key will make (its address, the time) are unknown, so a
+// verdict that needs them depends on them.
+func decideAll(compiled *policy.Compiled, cat *catalog.Catalog, actions []string, keyID string, params map[string]any) (bool, string, []string) {
+	var reasons []string
+	for _, action := range actions {
+		op, _ := cat.Lookup(action)
+		decision := compiled.Decide(policy.Request{Class: op.Class, Operation: action, Parameters: params,
+			APIKey: keyID, Unknown: policy.RequestFacts})
+		reason := decision.Reason
+		if len(actions) > 1 {
+			reason = action + ": " + reason
+		}
+		if !decision.Allowed {
+			return false, reason, decision.DependsOn
+		}
+		reasons = append(reasons, reason)
+	}
+	return true, strings.Join(reasons, "; "), nil
+}
+
+// vocabularyOf names the vocabulary an API speaks.
+func vocabularyOf(api iamv1alpha1.IssuerAPI) string {
+	if api == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		return "legacy access-key"
+	}
+	return "IAM v3"
 }

@@ -12,6 +12,7 @@ import (
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
 type operationsOptions struct {
@@ -37,8 +38,11 @@ type operationsAnswer struct {
 	// Source is the catalogue, an issuer or the key of the environment.
 	Source string `json:"source"`
 	// Resources are the issuer's allowed resource patterns.
-	Resources []string            `json:"resources,omitempty"`
-	Services  []serviceOperations `json:"services"`
+	Resources []string `json:"resources,omitempty"`
+	// Vocabulary names the operations' vocabulary: IAM v3 (classes, S3
+	// actions) or legacy access-key (tags, legacy S3 names).
+	Vocabulary string              `json:"vocabulary"`
+	Services   []serviceOperations `json:"services"`
 }
 
 func newOperationsCommand(o *Options) *cobra.Command {
@@ -63,10 +67,10 @@ exo iam access-key list-operations --mine.`,
 	cmd.Flags().StringVar(&opts.issuer, "issuer", "", "List what this issuer may grant, as KIND/NAME")
 	cmd.Flags().StringVar(&opts.tag, "tag", "", "Only this tag (service), e.g. sos or compute")
 	cmd.Flags().BoolVar(&opts.mine, "mine", false, "List what the key in EXOSCALE_API_KEY/EXOSCALE_API_SECRET holds")
-	cmd.Flags().StringVar(&opts.api, "api", exoscale.APIIAMv3, "With --mine: the API of the key, IAMv3 or AccessKeyV2")
+	cmd.Flags().StringVar(&opts.api, "api", exoscale.APIIAMv3, "The vocabulary of the answer (IAMv3: classes and S3 actions; AccessKeyV2: tags and legacy names), and with --mine the API of the key")
 	cmd.MarkFlagsMutuallyExclusive("issuer", "mine")
 	_ = cmd.RegisterFlagCompletionFunc("tag", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return o.catalog.Services(), cobra.ShellCompDirectiveNoFileComp
+		return append(o.catalog.Classes(), o.catalog.Tags()...), cobra.ShellCompDirectiveNoFileComp
 	})
 	addOutputFlag(cmd, &opts.output)
 	return cmd
@@ -76,24 +80,36 @@ func (o *operationsOptions) run(ctx context.Context) error {
 	if err := outputFormat(o.output); err != nil {
 		return err
 	}
-	services := o.catalog.Services()
-	if o.tag != "" {
-		tag := strings.ToLower(o.tag)
-		if !o.catalog.HasService(tag) && !o.catalog.HasService(strings.TrimSuffix(tag, "/*")) {
-			return fmt.Errorf("unknown tag %q: the tags are %s", o.tag, strings.Join(services, ", "))
+	api := o.api
+	var issuerHeld map[string]bool
+	var issuerAllowed iamv1alpha1.Allowed
+	if o.issuer != "" {
+		var err error
+		if issuerHeld, issuerAllowed, api, err = o.issuerGrants(ctx); err != nil {
+			return err
 		}
-		services = []string{strings.TrimSuffix(tag, "/*")}
+	}
+	// IAM v3 groups operations by the class the server judges them under,
+	// and names S3 by its actions; legacy keys by tags, with legacy names.
+	v3 := api != exoscale.APIAccessKeyV2
+	services, members := o.catalog.Classes(), o.catalog.ClassOperations
+	if !v3 {
+		services, members = o.catalog.Tags(), o.catalog.TagOperations
+	}
+	if o.tag != "" {
+		tag := catalog.NormalizeTag(strings.ToLower(o.tag))
+		if !slices.Contains(services, tag) {
+			return fmt.Errorf("unknown tag %q: in the %s vocabulary the tags are %s", o.tag, vocabularyOf(iamv1alpha1.IssuerAPI(api)), strings.Join(services, ", "))
+		}
+		services = []string{tag}
 	}
 
-	answer := operationsAnswer{Source: "the catalogue"}
+	answer := operationsAnswer{Source: "the catalogue", Vocabulary: vocabularyOf(iamv1alpha1.IssuerAPI(api))}
 	grantable := func(string) bool { return true }
 	wholeGrantable := func(string) bool { return true }
 	switch {
 	case o.issuer != "":
-		held, allowed, err := o.issuerGrants(ctx)
-		if err != nil {
-			return err
-		}
+		held, allowed := issuerHeld, issuerAllowed
 		answer.Source, answer.Resources = o.issuer, allowed.Resources
 		grantable = func(name string) bool {
 			spec := iamv1alpha1.AccessKeySpec{Operations: []string{name}}
@@ -101,7 +117,7 @@ func (o *operationsOptions) run(ctx context.Context) error {
 		}
 		wholeGrantable = func(service string) bool {
 			spec := iamv1alpha1.AccessKeySpec{Tags: []string{service}}
-			return holdsAll(held, o.catalog.ServiceOperations(service)) &&
+			return holdsAll(held, members(service)) &&
 				controller.CheckCeiling(spec, iamv1alpha1.Allowed{Tags: allowed.Tags}, o.catalog) == nil
 		}
 	case o.mine:
@@ -111,12 +127,12 @@ func (o *operationsOptions) run(ctx context.Context) error {
 		}
 		answer.Source = "the key in EXOSCALE_API_KEY"
 		grantable = func(name string) bool { return held[name] }
-		wholeGrantable = func(service string) bool { return holdsAll(held, o.catalog.ServiceOperations(service)) }
+		wholeGrantable = func(service string) bool { return holdsAll(held, members(service)) }
 	}
 
 	for _, service := range services {
 		group := serviceOperations{Service: service, Whole: wholeGrantable(service), Operations: []string{}}
-		for _, name := range o.catalog.ServiceOperations(service) {
+		for _, name := range members(service) {
 			if grantable(name) {
 				group.Operations = append(group.Operations, name)
 			}
@@ -136,6 +152,7 @@ func (o *operationsOptions) printText(answer operationsAnswer) error {
 	for _, group := range answer.Services {
 		total += len(group.Operations)
 	}
+	fmt.Fprintf(o.Out, "# in the %s vocabulary\n", answer.Vocabulary)
 	switch {
 	case o.issuer != "":
 		fmt.Fprintf(o.Out, "# %s may grant %d operations (its ceiling, and what its key holds)\n", answer.Source, total)
@@ -160,24 +177,28 @@ func (o *operationsOptions) printText(answer operationsAnswer) error {
 
 // issuerGrants reads what the issuer's key holds, with its credentials,
 // and its ceiling.
-func (o *operationsOptions) issuerGrants(ctx context.Context) (map[string]bool, iamv1alpha1.Allowed, error) {
+func (o *operationsOptions) issuerGrants(ctx context.Context) (map[string]bool, iamv1alpha1.Allowed, string, error) {
 	ref, err := parseIssuer(o.issuer)
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, err
+		return nil, iamv1alpha1.Allowed{}, "", err
 	}
 	c, namespace, err := o.clientIn()
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, err
+		return nil, iamv1alpha1.Allowed{}, "", err
 	}
 	spec, keys, err := o.issuers(c).IssuerKeys(ctx, ref, namespace)
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, fmt.Errorf("%s %q: %w", ref.Kind, ref.Name, err)
+		return nil, iamv1alpha1.Allowed{}, "", fmt.Errorf("%s %q: %w", ref.Kind, ref.Name, err)
 	}
 	held, err := keys.Grantable(ctx)
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, fmt.Errorf("%s %q: what its key holds: %w", ref.Kind, ref.Name, err)
+		return nil, iamv1alpha1.Allowed{}, "", fmt.Errorf("%s %q: what its key holds: %w", ref.Kind, ref.Name, err)
 	}
-	return asSet(held), spec.Allowed, nil
+	api := string(spec.API)
+	if api == "" {
+		api = exoscale.APIIAMv3
+	}
+	return asSet(held.Operations), spec.Allowed, api, nil
 }
 
 // heldByMine asks what the key of the environment holds.
@@ -200,7 +221,7 @@ func (o *operationsOptions) heldByMine(ctx context.Context) (map[string]bool, er
 	if err != nil {
 		return nil, fmt.Errorf("what the key %s holds: %w", cfg.Key, err)
 	}
-	return asSet(held), nil
+	return asSet(held.Operations), nil
 }
 
 func asSet(names []string) map[string]bool {

@@ -3,15 +3,15 @@ package policy
 import (
 	"fmt"
 
-	"github.com/google/cel-go/cel"
 )
 
 // AssumeRolePolicy says which keys may assume a role (assume-iam-role). Its
 // rules are tried in order and the first whose expression is true decides;
-// when none matches, the key may not assume the role. The expressions read
-// `caller`, a map of the assuming key's `key` (its ID) and `role_id` (its
-// role, empty for a key without one). Exoscale does not document the
-// variables of these expressions: these are the emulator's and exokey's.
+// when none matches, the key may not assume the role. Exoscale documents
+// the policy's shape ({"rules": [...]}) but not the bindings its
+// expressions see: exokey and the emulator give them those of a role
+// policy, the assuming key in api_key, the one documented binding that
+// names a caller (inferred; docs/reference/exoscale-facts.md).
 type AssumeRolePolicy struct {
 	Rules []PolicyRule `json:"rules,omitempty"`
 }
@@ -19,16 +19,8 @@ type AssumeRolePolicy struct {
 // AllowKey is the assume-role policy that lets one key, and no other,
 // assume the role.
 func AllowKey(keyID string) AssumeRolePolicy {
-	return AssumeRolePolicy{Rules: []PolicyRule{{Action: "allow", Expression: "caller.key == " + quote(keyID)}}}
+	return AssumeRolePolicy{Rules: []PolicyRule{{Action: "allow", Expression: BindingAPIKey + " == " + quote(keyID)}}}
 }
-
-var assumeEnv = func() *cel.Env {
-	env, err := cel.NewEnv(cel.Variable("caller", cel.MapType(cel.StringType, cel.StringType)))
-	if err != nil {
-		panic(err)
-	}
-	return env
-}()
 
 // CompiledAssumeRolePolicy is a validated assume-role policy.
 type CompiledAssumeRolePolicy struct {
@@ -39,29 +31,21 @@ type CompiledAssumeRolePolicy struct {
 func CompileAssumeRolePolicy(p AssumeRolePolicy) (*CompiledAssumeRolePolicy, error) {
 	compiled := &CompiledAssumeRolePolicy{}
 	for i, rule := range p.Rules {
-		if rule.Action != "allow" && rule.Action != "deny" {
-			return nil, fmt.Errorf("assume-role-policy.rules[%d]: action must be allow or deny", i)
-		}
-		checked, issues := assumeEnv.Compile(rule.Expression)
-		if issues != nil && issues.Err() != nil {
-			return nil, fmt.Errorf("assume-role-policy.rules[%d]: expression: %v", i, issues.Err())
-		}
-		if checked.OutputType() != cel.BoolType {
-			return nil, fmt.Errorf("assume-role-policy.rules[%d]: expression must be a boolean, not %s", i, checked.OutputType())
-		}
-		program, err := assumeEnv.Program(checked, cel.CostLimit(celCostLimit))
+		compiledRule, err := compileRule(rule, map[string]bool{})
 		if err != nil {
-			return nil, fmt.Errorf("assume-role-policy.rules[%d]: %v", i, err)
+			return nil, fmt.Errorf("assume-role-policy.rules[%d]: %w", i, err)
 		}
-		compiled.rules = append(compiled.rules, compiledRule{allow: rule.Action == "allow", program: program})
+		compiled.rules = append(compiled.rules, compiledRule)
 	}
 	return compiled, nil
 }
 
-// Allows says whether the key keyID, bound to role roleID (empty for none),
-// may assume the role.
-func (p *CompiledAssumeRolePolicy) Allows(keyID, roleID string) bool {
-	vars := map[string]any{"caller": map[string]string{"key": keyID, "role_id": roleID}}
+// Allows says whether the key keyID may assume the role.
+func (p *CompiledAssumeRolePolicy) Allows(keyID string) bool {
+	vars, err := Request{Class: "iam", Operation: "assume-iam-role", APIKey: keyID}.activation()
+	if err != nil {
+		return false
+	}
 	for _, rule := range p.rules {
 		out, _, err := rule.program.Eval(vars)
 		if err != nil {
@@ -74,6 +58,5 @@ func (p *CompiledAssumeRolePolicy) Allows(keyID, roleID string) bool {
 	return false
 }
 
-func quote(s string) string {
-	return fmt.Sprintf("%q", s)
-}
+// quote writes s as a CEL string literal.
+func quote(s string) string { return celString(s) }

@@ -4,27 +4,27 @@ import "testing"
 
 func TestAssumeRolePolicy(t *testing.T) {
 	for name, tc := range map[string]struct {
-		policy      AssumeRolePolicy
-		key, roleID string
-		want        bool
+		policy AssumeRolePolicy
+		key    string
+		want   bool
 	}{
 		"the allowed key":       {policy: AllowKey("EXOissuer"), key: "EXOissuer", want: true},
 		"another key":           {policy: AllowKey("EXOissuer"), key: "EXOtenant"},
-		"a quote in the key":    {policy: AllowKey(`EXO"||true||"`), key: "EXOtenant"},
+		"a quote in the key":    {policy: AllowKey(`EXO'||true||'`), key: "EXOtenant"},
 		"no rules allow no one": {policy: AssumeRolePolicy{}, key: "EXOissuer"},
-		"by role, first rule decides": {
+		"first rule decides": {
 			policy: AssumeRolePolicy{Rules: []PolicyRule{
-				{Action: "deny", Expression: "caller.key == 'EXObad'"},
-				{Action: "allow", Expression: "caller.role_id == 'r1'"},
+				{Action: "deny", Expression: "api_key == 'EXObad'"},
+				{Action: "allow", Expression: "api_key.startsWith('EXO')"},
 			}},
-			key: "EXOgood", roleID: "r1", want: true,
+			key: "EXOgood", want: true,
 		},
 		"denied before allowed": {
 			policy: AssumeRolePolicy{Rules: []PolicyRule{
-				{Action: "deny", Expression: "caller.key == 'EXObad'"},
-				{Action: "allow", Expression: "caller.role_id == 'r1'"},
+				{Action: "deny", Expression: "api_key == 'EXObad'"},
+				{Action: "allow", Expression: "api_key.startsWith('EXO')"},
 			}},
-			key: "EXObad", roleID: "r1",
+			key: "EXObad",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -32,15 +32,18 @@ func TestAssumeRolePolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := compiled.Allows(tc.key, tc.roleID); got != tc.want {
-				t.Errorf("Allows(%q, %q) = %v, want %v", tc.key, tc.roleID, got, tc.want)
+			if got := compiled.Allows(tc.key); got != tc.want {
+				t.Errorf("Allows(%q) = %v, want %v", tc.key, got, tc.want)
 			}
 		})
 	}
+	if got := AllowKey("EXOissuer").Rules[0].Expression; got != "api_key == 'EXOissuer'" {
+		t.Errorf("AllowKey names the key through api_key, the documented binding: got %s", got)
+	}
 	for _, bad := range []PolicyRule{
 		{Action: "maybe", Expression: "true"},
-		{Action: "allow", Expression: "caller.key"},
-		{Action: "allow", Expression: "operation == 'x'"},
+		{Action: "allow", Expression: "api_key"},
+		{Action: "allow", Expression: "caller.key == 'x'"}, // an invented binding
 	} {
 		if _, err := CompileAssumeRolePolicy(AssumeRolePolicy{Rules: []PolicyRule{bad}}); err == nil {
 			t.Errorf("%+v compiled; want an error", bad)
