@@ -131,6 +131,15 @@ type IssuerSpec struct {
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
+	// SOSEndpoint is the Object Storage (S3) endpoint the minted keys use,
+	// written into the AWS format's AWS_ENDPOINT_URL_S3 and the Exoscale
+	// format's EXOSCALE_SOS_ENDPOINT; default https://sos-<zone>.exo.io.
+	// Plain http follows the same rule as endpoint.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +optional
+	SOSEndpoint string `json:"sosEndpoint,omitempty"`
+
 	// AllowInsecureEndpoint accepts an endpoint over plain http beyond
 	// loopback, where the issuer's signed requests and the minted secrets
 	// travel unencrypted.

@@ -136,21 +136,27 @@ func allowsOrphan(iss *issuer) bool {
 // signed requests and minted secrets would travel unencrypted, unless the
 // issuer accepts that risk.
 func checkEndpoint(spec iamv1alpha1.IssuerSpec) error {
-	if spec.Endpoint == "" || spec.AllowInsecureEndpoint {
+	if spec.AllowInsecureEndpoint {
 		return nil
 	}
-	u, err := url.Parse(spec.Endpoint)
-	if err != nil {
-		return fmt.Errorf("endpoint %q is not a URL: %v", spec.Endpoint, err)
+	for field, endpoint := range map[string]string{"endpoint": spec.Endpoint, "sosEndpoint": spec.SOSEndpoint} {
+		if endpoint == "" {
+			continue
+		}
+		u, err := url.Parse(endpoint)
+		if err != nil {
+			return fmt.Errorf("%s %q is not a URL: %v", field, endpoint, err)
+		}
+		if u.Scheme == "https" {
+			continue
+		}
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			continue
+		}
+		return fmt.Errorf("%s %s is plain http beyond loopback: use https, or set allowInsecureEndpoint to accept the risk", field, endpoint)
 	}
-	if u.Scheme == "https" {
-		return nil
-	}
-	host := u.Hostname()
-	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-		return nil
-	}
-	return fmt.Errorf("endpoint %s is plain http beyond loopback: use https, or set allowInsecureEndpoint to accept the risk", spec.Endpoint)
+	return nil
 }
 
 func kindOf(ref iamv1alpha1.IssuerReference) iamv1alpha1.IssuerKind {

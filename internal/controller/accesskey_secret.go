@@ -71,7 +71,7 @@ func conflictsWith(s *corev1.Secret, ak *iamv1alpha1.AccessKey) bool {
 // secretValues are the inputs of a Secret's rendering.
 func secretValues(ak *iamv1alpha1.AccessKey, iss *issuer) secret.Values {
 	return secret.Values{
-		Zone: iss.Spec.Zone, APIEndpoint: iss.Spec.Endpoint,
+		Zone: iss.Spec.Zone, APIEndpoint: iss.Spec.Endpoint, SOS: iss.Spec.SOSEndpoint,
 		Name: ak.Name, Namespace: ak.Namespace, Labels: ak.Labels, Annotations: ak.Annotations,
 	}
 }

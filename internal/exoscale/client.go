@@ -1,7 +1,11 @@
 package exoscale
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"math"
 	"errors"
 	"fmt"
 	"net/http"
@@ -199,6 +203,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		code = strconv.Itoa(resp.StatusCode)
 		var wait time.Duration
 		if resp.StatusCode == http.StatusTooManyRequests {
+			retryAfterFromBody(resp)
 			wait = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		}
 		t.throttle.answered(started, resp.StatusCode, wait)
@@ -218,6 +223,31 @@ type throttledError struct{ wait time.Duration }
 
 func (e *throttledError) Error() string {
 	return fmt.Sprintf("not sent: the issuer's request rate is spent for %s", e.wait.Round(time.Millisecond))
+}
+
+// maxErrorBody bounds the 429 body read for its wait.
+const maxErrorBody = 64 << 10
+
+// retryAfterFromBody reads a 429's wait from its body, {"error",
+// "retry_after": seconds}, the one 429 body Exoscale documents, when the
+// answer has no Retry-After header, and sets the header from it so every
+// retry decision honours it. The body is left readable.
+func retryAfterFromBody(resp *http.Response) {
+	if resp.Header.Get("Retry-After") != "" || resp.Body == nil {
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	var body struct {
+		RetryAfter json.Number `json:"retry_after"`
+	}
+	if err != nil || json.Unmarshal(raw, &body) != nil {
+		return
+	}
+	if seconds, err := body.RetryAfter.Float64(); err == nil && seconds > 0 {
+		resp.Header.Set("Retry-After", strconv.Itoa(int(math.Ceil(seconds))))
+	}
 }
 
 // retryAfter reads a Retry-After header (seconds or an HTTP date); a

@@ -1,6 +1,7 @@
 package exoscale
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"strings"
@@ -27,7 +28,9 @@ func apiError(operation string, rec *callRecord, err error) error {
 	var v3Err *v3.APIError
 	switch {
 	case errors.As(err, &v3Err):
-		e.Message = v3Err.Message
+		// Newer services answer RFC 9457 problem details: the detail, or
+		// the title, says what {"message"} says elsewhere.
+		e.Message = cmp.Or(v3Err.Message, v3Err.Detail, v3Err.Title)
 	case errors.Is(err, apiv2.ErrInvalidRequest):
 		e.Message = afterSentinel(err, apiv2.ErrInvalidRequest)
 	case errors.Is(err, apiv2.ErrAPIError):

@@ -77,10 +77,8 @@ func (k *iamv3Keys) Create(ctx context.Context, spec KeySpec) (Credential, error
 		return Credential{}, err
 	}
 
-	callCtx, rec := recordCall(ctx)
-	created, err := k.client.CreateAPIKey(callCtx, v3.CreateAPIKeyRequest{Name: spec.Name, RoleID: roleID})
+	created, err := k.createAPIKey(ctx, spec.Name, roleID)
 	if err != nil {
-		err = apiError("create-api-key", rec, err)
 		// The role alone grants nothing, but it must not linger.
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
@@ -106,6 +104,35 @@ func (k *iamv3Keys) CreateSessionRole(ctx context.Context, spec KeySpec, maxTTL 
 		return Key{}, err
 	}
 	return Key{Name: spec.Name, RoleID: string(roleID), Labels: spec.Labels}, nil
+}
+
+// roleVisibleWithin bounds how long create-api-key is retried on a 404
+// for a role just created: Exoscale's clients see the role a few seconds
+// after create-iam-role's operation succeeds (docs/reference/exoscale-facts.md).
+const roleVisibleWithin = 10 * time.Second
+
+// createAPIKey creates a key bound to a role just created, retrying a 404
+// for at most roleVisibleWithin, within the caller's deadline.
+func (k *iamv3Keys) createAPIKey(ctx context.Context, name string, roleID v3.UUID) (*v3.IAMAPIKeyCreated, error) {
+	deadline := time.Now().Add(roleVisibleWithin)
+	delay := 200 * time.Millisecond
+	for {
+		callCtx, rec := recordCall(ctx)
+		created, err := k.client.CreateAPIKey(callCtx, v3.CreateAPIKeyRequest{Name: name, RoleID: roleID})
+		if err == nil {
+			return created, nil
+		}
+		err = apiError("create-api-key", rec, err)
+		if !errors.Is(err, ErrNotFound) || time.Now().Add(delay).After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // createRole creates spec's role, its policy compiled from spec, with the

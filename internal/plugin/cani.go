@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -142,10 +143,11 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 		if len(v.DependsOn) > 0 {
 			answer = "depends on " + strings.Join(v.DependsOn, ", ")
 		}
-		fmt.Fprintf(o.Out, "%s\n  %s (%s)\n", answer, v.Reason, v.API)
+		fmt.Fprintf(o.Out, "%s\n", answer)
 		if len(v.AskedAs) > 0 {
-			fmt.Fprintf(o.Out, "  asked as %s, the %s name\n", strings.Join(v.AskedAs, ", "), vocabularyOf(v.API))
+			fmt.Fprintf(o.Out, "  asked as %s, in the %s vocabulary\n", strings.Join(v.AskedAs, ", "), vocabularyOf(v.API))
 		}
+		fmt.Fprintf(o.Out, "  %s (%s)\n", v.Reason, v.API)
 		if v.Note != "" {
 			fmt.Fprintf(o.Out, "  note: %s\n", v.Note)
 		}
@@ -206,7 +208,9 @@ func decideAll(compiled *policy.Compiled, cat *catalog.Catalog, actions []string
 		if !decision.Allowed {
 			return false, reason, decision.DependsOn
 		}
-		reasons = append(reasons, reason)
+		if !slices.Contains(reasons, decision.Reason) {
+			reasons = append(reasons, decision.Reason)
+		}
 	}
 	return true, strings.Join(reasons, "; "), nil
 }

@@ -16,6 +16,7 @@ import (
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
 	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
@@ -126,7 +127,25 @@ func (o *importOptions) run(cmd *cobra.Command, args []string) error {
 			"and its workloads use the new Secret, revoke it with `exo iam api-key delete %[1]s` (IAM v3)\n"+
 			"or `exo iam access-key revoke %[1]s` (a legacy access key).", args[0])
 	}
+	if vocabulary := o.vocabularyOf(spec.Operations); vocabulary != "" {
+		note = strings.TrimPrefix(note+"\n"+vocabulary, "\n")
+	}
 	return o.print(ak, source, ref, note)
+}
+
+// vocabularyOf says which API's names the operations are in, when S3 is
+// among them: the role of an IAM v3 key names S3 actions, a legacy key
+// legacy names, and both are accepted by an IAMv3 issuer.
+func (o *importOptions) vocabularyOf(operations []string) string {
+	for _, name := range operations {
+		switch op, _ := o.catalog.Lookup(name); op.Vocabulary {
+		case catalog.V3:
+			return "Operations are IAM v3 names, as the key's role policy has them (S3 actions such as get-object):\nan AccessKeyV2 issuer needs the legacy names (kubectl exokey operations --api AccessKeyV2)."
+		case catalog.Legacy:
+			return "Operations are legacy access-key names (get-sos-object): an IAMv3 issuer compiles them to S3 actions."
+		}
+	}
+	return ""
 }
 
 // wouldRefuse lists why the issuer would refuse the manifest: its ceiling,

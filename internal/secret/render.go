@@ -32,6 +32,8 @@ type Values struct {
 	Zone    string
 	// APIEndpoint is the issuer's endpoint override, empty for Exoscale's own.
 	APIEndpoint string
+	// SOS is the issuer's S3 endpoint override, empty for the zone's.
+	SOS string
 	// Name, Namespace, Labels and Annotations are the AccessKey's.
 	Name        string
 	Namespace   string
@@ -39,8 +41,13 @@ type Values struct {
 	Annotations map[string]string
 }
 
-// SOSEndpoint is the S3 endpoint of the zone.
-func (v Values) SOSEndpoint() string { return "https://sos-" + v.Zone + ".exo.io" }
+// SOSEndpoint is the S3 endpoint: the issuer's, or the zone's.
+func (v Values) SOSEndpoint() string {
+	if v.SOS != "" {
+		return v.SOS
+	}
+	return "https://sos-" + v.Zone + ".exo.io"
+}
 
 // Endpoint is the API endpoint: the override, or the zone's.
 func (v Values) Endpoint() string {
@@ -83,6 +90,9 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		out.Data["EXOSCALE_ZONE"] = []byte(v.Zone)
 		if v.APIEndpoint != "" {
 			out.Data["EXOSCALE_API_ENDPOINT"] = []byte(v.APIEndpoint)
+		}
+		if v.SOS != "" {
+			out.Data["EXOSCALE_SOS_ENDPOINT"] = []byte(v.SOS)
 		}
 	case iamv1alpha1.SecretFormatAWS:
 		out.Data["AWS_ACCESS_KEY_ID"] = []byte(v.KeyID)

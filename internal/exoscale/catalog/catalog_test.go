@@ -82,7 +82,7 @@ func TestClassesAsTheServerSeesThem(t *testing.T) {
 	c := Default()
 	for _, tc := range []struct {
 		operation, class, tag string
-		source               Source
+		source                Source
 	}{
 		{"list-zones", "compute", "general", Confirmed},
 		{"list-block-storage-volumes", "compute", "block-storage", Confirmed},

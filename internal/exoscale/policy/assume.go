@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-
 )
 
 // AssumeRolePolicy says which keys may assume a role (assume-iam-role). Its
