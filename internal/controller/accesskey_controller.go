@@ -239,12 +239,14 @@ func (r *AccessKeyReconciler) setUpInventory(mgr ctrl.Manager) error {
 	return mgr.Add(inv)
 }
 
-// issuerChanged passes an issuer's spec changes, its Ready transitions and
-// whether it can assume roles: an AccessKey refused while its issuer could
-// not serve it is retried when it can.
+// issuerChanged passes an issuer's spec changes, its Ready transitions,
+// whether it can assume roles and how much its key holds: an AccessKey
+// refused while its issuer could not serve it is retried when it can (an
+// organisation policy changed at Exoscale changes what the key holds).
 var issuerChanged = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		return issuerReady(e.ObjectOld) != issuerReady(e.ObjectNew) || canAssume(e.ObjectOld) != canAssume(e.ObjectNew)
+		return issuerReady(e.ObjectOld) != issuerReady(e.ObjectNew) || canAssume(e.ObjectOld) != canAssume(e.ObjectNew) ||
+			grantableCount(e.ObjectOld) != grantableCount(e.ObjectNew)
 	},
 })
 
@@ -256,6 +258,16 @@ func canAssume(o client.Object) bool {
 		return o.Status.CanAssumeRoles
 	}
 	return false
+}
+
+func grantableCount(o client.Object) int {
+	switch o := o.(type) {
+	case *iamv1alpha1.ClusterKeyIssuer:
+		return o.Status.Grantable
+	case *iamv1alpha1.KeyIssuer:
+		return o.Status.Grantable
+	}
+	return 0
 }
 
 func issuerReady(o client.Object) metav1.ConditionStatus {

@@ -347,7 +347,7 @@ func checkGrantable(ak *iamv1alpha1.AccessKey, iss *issuer, grantable exoscale.G
 	if v3 {
 		message += ": its role or the organisation policy denies it"
 	}
-	return refuse(ReasonNotPermitted, "%s", message)
+	return refuse(ReasonIssuerCannotGrant, "%s", message)
 }
 
 func dependsNote(grantable exoscale.Grantable, operation string) string {

@@ -26,17 +26,21 @@ const (
 
 // Reasons of the conditions. They are the vocabulary of events too.
 const (
-	ReasonKeyPublished     = "KeyPublished"
-	ReasonIssuerNotFound   = "IssuerNotFound"
-	ReasonIssuerNotReady   = "IssuerNotReady"
-	ReasonNotPermitted     = "NotPermitted"
-	ReasonUnknownOperation = "UnknownOperation"
-	ReasonInvalidSpec      = "InvalidSpec"
-	ReasonSecretConflict   = "SecretConflict"
-	ReasonAPIError         = "APIError"
-	ReasonReconcileError   = "ReconcileError"
-	ReasonRejected         = "RejectedByAPI"
-	ReasonReconciled       = "Reconciled"
+	ReasonKeyPublished   = "KeyPublished"
+	ReasonIssuerNotFound = "IssuerNotFound"
+	ReasonIssuerNotReady = "IssuerNotReady"
+	ReasonNotPermitted   = "NotPermitted"
+	// ReasonIssuerCannotGrant: the issuer's own key does not hold what is
+	// asked (its role, or the organisation policy, denies it). A change at
+	// Exoscale heals it at the issuer's next check: not Stalled.
+	ReasonIssuerCannotGrant = "IssuerCannotGrant"
+	ReasonUnknownOperation  = "UnknownOperation"
+	ReasonInvalidSpec       = "InvalidSpec"
+	ReasonSecretConflict    = "SecretConflict"
+	ReasonAPIError          = "APIError"
+	ReasonReconcileError    = "ReconcileError"
+	ReasonRejected          = "RejectedByAPI"
+	ReasonReconciled        = "Reconciled"
 	// ReasonMinting: a key for this generation is being minted or published.
 	ReasonMinting      = "Minting"
 	ReasonRevokeFailed = "RevokeFailed"
@@ -93,8 +97,9 @@ const (
 // Reconciling, so a sync that applies everything together converges.
 var stalledReasons = []string{
 	ReasonNotPermitted, ReasonUnknownOperation, ReasonInvalidSpec, ReasonSecretConflict, ReasonSecretRejected, ReasonRejected,
-	// Issuers: an endpoint refused by its scheme, credentials refused.
-	ReasonInsecureEndpoint, ReasonCredentialsInvalid,
+	// Issuers: an endpoint refused by its scheme, credentials refused, an
+	// AccessKeyV2 issuer whose endpoint serves no legacy keys.
+	ReasonInsecureEndpoint, ReasonCredentialsInvalid, ReasonLegacyAPIUnavailable,
 }
 
 // summarize sets Reconciling and Stalled from Ready for kstatus: nothing

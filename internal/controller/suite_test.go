@@ -59,8 +59,10 @@ var (
 	scheme    = runtime.NewScheme()
 	emu       *emulator.Server
 	endpoint  string
-	ctx       context.Context
-	cancel    context.CancelFunc
+	// sosEndpoint is the emulator's S3 endpoint.
+	sosEndpoint string
+	ctx         context.Context
+	cancel      context.CancelFunc
 	// testClock is the reconciler's clock: real time plus an offset a test
 	// can move forward, so rotation and grace periods pass without sleeping.
 	testClock = &offsetClock{}
@@ -105,6 +107,9 @@ var _ = BeforeSuite(func() {
 	server := httptest.NewServer(emu)
 	DeferCleanup(server.Close)
 	endpoint = server.URL + "/v2"
+	sos := httptest.NewServer(emu.SOSHandler())
+	DeferCleanup(sos.Close)
+	sosEndpoint = sos.URL
 	rootKey, rootSecret := emu.Root()
 	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
 		config := fastConfig()
