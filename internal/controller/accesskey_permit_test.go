@@ -158,3 +158,24 @@ func TestCeilingMeansTheSameRightsInEitherVocabulary(t *testing.T) {
 		})
 	}
 }
+
+func TestAsyncUnfollowable(t *testing.T) {
+	cat := catalog.Default()
+	for _, tc := range []struct {
+		name string
+		spec iamv1alpha1.AccessKeySpec
+		want []string
+	}{
+		{"a create without get-operation", iamv1alpha1.AccessKeySpec{Operations: []string{"create-instance", "list-instances"}}, []string{"create-instance"}},
+		{"with get-operation", iamv1alpha1.AccessKeySpec{Operations: []string{"create-instance", "get-operation"}}, nil},
+		{"reads only", iamv1alpha1.AccessKeySpec{Operations: []string{"list-instances", "get-instance"}}, nil},
+		{"S3 answers directly", iamv1alpha1.AccessKeySpec{Operations: []string{"put-sos-object"}}, nil},
+		{"a key answers directly", iamv1alpha1.AccessKeySpec{Operations: []string{"create-access-key"}}, nil},
+		{"through a tag", iamv1alpha1.AccessKeySpec{Tags: []string{"dns"}}, []string{"create-dns-domain", "create-dns-domain-record", "delete-dns-domain", "delete-dns-domain-record", "update-dns-domain-record"}},
+		{"the tag general holds get-operation", iamv1alpha1.AccessKeySpec{Tags: []string{"dns", "general"}}, nil},
+	} {
+		if got := asyncUnfollowable(tc.spec, cat); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

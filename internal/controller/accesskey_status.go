@@ -1,10 +1,11 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"fmt"
-
-	"context"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -14,6 +15,7 @@ import (
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/exoscale"
+	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
 // writeStatus writes status through the status subresource when it
@@ -59,8 +61,17 @@ func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *i
 		return // nothing minted yet, nothing refused
 	}
 	if err == nil {
-		setCondition(&status.Conditions, r.Clock.Now(), gen, ConditionReady, metav1.ConditionTrue, ReasonKeyPublished,
-			fmt.Sprintf("Secret %s holds key %s", status.SecretName, status.KeyID))
+		message := fmt.Sprintf("Secret %s holds key %s", status.SecretName, status.KeyID)
+		if status.Issuer != nil && status.Issuer.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+			if unfollowable := asyncUnfollowable(ak.Spec, r.Catalog); len(unfollowable) > 0 {
+				warning := asyncWarning(unfollowable)
+				message += "; warning: " + warning
+				if previous := findCondition(status.Conditions, ConditionReady); previous == nil || previous.Message != message {
+					r.event(ak, corev1.EventTypeWarning, EventAsyncUnfollowable, "Mint", "%s", warning)
+				}
+			}
+		}
+		setCondition(&status.Conditions, r.Clock.Now(), gen, ConditionReady, metav1.ConditionTrue, ReasonKeyPublished, message)
 		setCondition(&status.Conditions, r.Clock.Now(), gen, ConditionSynced, metav1.ConditionTrue, ReasonReconciled, "")
 		return
 	}
@@ -105,4 +116,43 @@ func (r *AccessKeyReconciler) event(ak *iamv1alpha1.AccessKey, eventType, reason
 
 func keyOf(namespace, name string) types.NamespacedName {
 	return types.NamespacedName{Namespace: namespace, Name: name}
+}
+
+// asyncUnfollowable lists the operations a legacy access key is granted
+// that answer with an asynchronous operation, when it is not granted
+// get-operation to follow them: the key can start them but not learn how
+// they ended. IAM v3 keys need no grant to poll (get-operation is not gated
+// by role policies), so only AccessKeyV2 keys are judged.
+func asyncUnfollowable(spec iamv1alpha1.AccessKeySpec, cat *catalog.Catalog) []string {
+	if spec.Unrestricted {
+		return nil
+	}
+	granted := slices.Clone(spec.Operations)
+	for _, tag := range spec.Tags {
+		granted = append(granted, cat.TagOperations(catalog.NormalizeTag(tag))...)
+	}
+	if slices.Contains(granted, getOperation) {
+		return nil
+	}
+	var async []string
+	for _, name := range granted {
+		if op, ok := cat.Lookup(name); ok && op.Async() {
+			async = append(async, name)
+		}
+	}
+	slices.Sort(async)
+	return slices.Compact(async)
+}
+
+// getOperation polls an asynchronous operation.
+const getOperation = "get-operation"
+
+func asyncWarning(unfollowable []string) string {
+	shown := unfollowable
+	more := ""
+	if len(shown) > 5 {
+		shown, more = shown[:5], fmt.Sprintf(" and %d more", len(unfollowable)-5)
+	}
+	return fmt.Sprintf("the key cannot follow the asynchronous operations it starts (%s%s): add get-operation to see how they end; "+
+		"its results may describe resources the key was not granted (docs/guides/exoscale.md)", strings.Join(shown, ", "), more)
 }

@@ -77,6 +77,9 @@ const (
 	EventRefused      = "Refused"
 	// EventKeyBeyondCeiling: the issuer no longer allows the current key.
 	EventKeyBeyondCeiling = "KeyBeyondCeiling"
+	// EventAsyncUnfollowable: a legacy key may start asynchronous
+	// operations but not poll them (no get-operation).
+	EventAsyncUnfollowable = "AsyncUnfollowable"
 	// EventRoleDrifted: a key's role was edited at Exoscale; its policy
 	// was put back, or the key replaced.
 	EventRoleDrifted = "RoleDrifted"

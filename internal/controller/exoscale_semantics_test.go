@@ -241,3 +241,29 @@ func touchCredentials(namespace, name string) {
 	s.Labels["touched"] = strconv.FormatInt(time.Now().UnixNano(), 10)
 	ExpectWithOffset(1, k8sClient.Update(ctx, s)).To(Succeed())
 }
+
+var _ = Describe("The legacy async caveat", func() {
+	It("warns when a legacy key may start asynchronous operations it cannot follow, and not once get-operation is granted", func() {
+		ns := newNamespace(nil)
+		ak := waitReady(newAccessKey(ns, "starter", iamv1alpha1.IssuerAPIAccessKeyV2, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.Operations, ak.Spec.Resources = []string{"create-instance", "list-instances"}, nil
+		}))
+		ready := condition(ak, ConditionReady)
+		Expect(ready.Message).To(ContainSubstring("warning: the key cannot follow the asynchronous operations it starts (create-instance)"))
+		Expect(ready.Message).NotTo(ContainSubstring("list-instances"), "a read answers directly")
+		Eventually(func() string { return eventsOf(ak, EventAsyncUnfollowable) }, timeout, poll).Should(ContainSubstring("add get-operation"))
+
+		ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.Operations = []string{"create-instance", "list-instances", "get-operation"}
+		}))
+		Expect(condition(ak, ConditionReady).Message).NotTo(ContainSubstring("warning"))
+	})
+
+	It("does not warn on IAMv3, where polling needs no grant", func() {
+		ns := newNamespace(nil)
+		ak := waitReady(newAccessKey(ns, "starter", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.Operations, ak.Spec.Resources = []string{"create-instance"}, nil
+		}))
+		Expect(condition(ak, ConditionReady).Message).NotTo(ContainSubstring("warning"))
+	})
+})

@@ -74,6 +74,26 @@ type Operation struct {
 	Bucketless bool `json:"bucketless,omitempty"`
 }
 
+// Async reports whether the operation answers with an asynchronous
+// operation that the caller polls with get-operation: the /v2 mutations,
+// except those that answer their result directly (keys, sessions, and
+// what is generated, revealed or read). Inferred from the API document's
+// response shapes (docs/reference/exoscale-facts.md).
+func (op Operation) Async() bool {
+	switch {
+	case op.Method == "" || op.Method == "GET":
+		return false
+	case op.Name == "create-access-key" || op.Name == "create-api-key" || op.Name == "assume-iam-role":
+		return false
+	}
+	for _, prefix := range []string{"generate-", "reveal-", "get-", "list-"} {
+		if strings.HasPrefix(op.Name, prefix) {
+			return false
+		}
+	}
+	return true
+}
+
 // Gated reports whether role policies decide the operation.
 func (op Operation) Gated() bool { return op.Class != "" }
 
