@@ -82,6 +82,11 @@ test-docs: control-plane build ## Run the docs' shell blocks marked runnable aga
 test-chaos: control-plane build $(HELM) ## The chaos suite at full size (1000 AccessKeys, 20 kills, 5000 churned); make test runs it smaller.
 	CHAOS_FULL=1 K8S_VERSION=$(K8S_VERSION) KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/ -ginkgo.v -ginkgo.label-filter=chaos
 
+.PHONY: test-live
+test-live: ## The conformance suite against a real Exoscale organisation: needs EXOSCALE_API_KEY and EXOSCALE_API_SECRET (EXOSCALE_ZONE, EXOSCALE_BUCKET optional).
+	@if [ -z "$${EXOSCALE_API_KEY:-}" ] || [ -z "$${EXOSCALE_API_SECRET:-}" ]; then echo "skipped: no Exoscale credentials"; exit 0; fi; \
+	go test -tags live -count=1 -timeout 20m -v -run '^TestLive$$' ./test/conformance/
+
 .PHONY: helm-lint
 helm-lint: $(HELM) $(HELM4) ## helm lint and helm template of dist/chart with Helm 3 and Helm 4, with default and full values.
 	for helm in $(HELM) $(HELM4); do \

@@ -138,6 +138,8 @@ func Run(ctx context.Context, t Target, out io.Writer) ([]Result, error) {
 		}
 		cancel()
 	}
+	results = append(results, session(ctx, t, keys, run)...)
+	results = append(results, drift(ctx, t, keys, run)...)
 	sweepCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	leftovers, err := keys.FindByLabels(sweepCtx, map[string]string{LabelKey: run})
@@ -250,4 +252,88 @@ func randomSuffix() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// readOnly is the spec of a key that reads the target's bucket.
+func readOnly(t Target, name, run string) exoscale.KeySpec {
+	return exoscale.KeySpec{Name: name, Operations: []string{"get-sos-object", "list-sos-bucket"},
+		Resources: []string{"sos/bucket:" + t.Bucket}, Labels: map[string]string{LabelKey: run}}
+}
+
+// session mints short-lived credentials (assume-iam-role, beta at
+// Exoscale) as exokey does for spec.ttl, and probes them.
+func session(ctx context.Context, t Target, keys exoscale.Keys, run string) []Result {
+	const shape = "a short-lived key (assume-iam-role)"
+	s, err := exoscale.CreateSession(ctx, keys, readOnly(t, "exokey-conformance-"+run+"-session", run), 15*time.Minute)
+	if err != nil {
+		return []Result{{Probe: shape + ": mint", Expected: true, Err: err}}
+	}
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = keys.Revoke(cleanup, exoscale.Key{Name: s.Name, RoleID: s.RoleID})
+	}()
+	c := newClients(t, s.ID, s.Secret.Reveal())
+	get, getErr := verdict(c.get(ctx, t.Bucket))
+	put, putErr := verdict(c.put(ctx, t.Bucket))
+	return []Result{
+		{Probe: shape + ": GetObject on the bucket", Expected: true, Real: get, Err: getErr},
+		{Probe: shape + ": PutObject on the bucket", Expected: false, Real: put, Err: putErr},
+	}
+}
+
+// drift widens a minted key's role out of band, as someone editing it at
+// Exoscale would, then puts the policy back with the call exokey's
+// inventory corrects drift with (update-iam-role-policy), and probes
+// after each: role policies apply to live keys, both ways.
+func drift(ctx context.Context, t Target, keys exoscale.Keys, run string) []Result {
+	const shape = "a role edited out of band"
+	spec := readOnly(t, "exokey-conformance-"+run+"-drift", run)
+	cred, err := keys.Create(ctx, spec)
+	if err != nil {
+		return []Result{{Probe: shape + ": mint", Expected: true, Err: err}}
+	}
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = keys.Revoke(cleanup, cred.Key)
+	}()
+	admin := newClients(t, t.Key, t.Secret.Reveal())
+	wide := v3.IAMPolicy{DefaultServiceStrategy: v3.IAMPolicyDefaultServiceStrategyDeny,
+		Services: map[string]v3.IAMServicePolicy{"sos": {Type: v3.IAMServicePolicyTypeAllow}}}
+	op, err := admin.v3.UpdateIAMRolePolicy(ctx, v3.UUID(cred.RoleID), wide)
+	if err == nil {
+		_, err = admin.v3.Wait(ctx, op, v3.OperationStateSuccess)
+	}
+	if err != nil {
+		return []Result{{Probe: shape + ": widen", Expected: true, Err: err}}
+	}
+	c := newClients(t, cred.ID, cred.Secret.Reveal())
+	put := func() error { return c.put(ctx, t.Bucket) }
+	widened, widenedErr := settle(ctx, true, put)
+	if err := keys.PutPolicy(ctx, cred.RoleID, spec); err != nil {
+		return []Result{{Probe: shape + ": put back", Expected: true, Err: err}}
+	}
+	corrected, correctedErr := settle(ctx, false, put)
+	return []Result{
+		{Probe: shape + ": PutObject once widened", Expected: true, Real: widened, Err: widenedErr},
+		{Probe: shape + ": PutObject once put back", Expected: false, Real: corrected, Err: correctedErr},
+	}
+}
+
+// settle calls until the verdict is want, for at most a minute: a policy
+// change may take a moment to reach every Exoscale endpoint.
+func settle(ctx context.Context, want bool, call func() error) (bool, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := verdict(call())
+		if (err == nil && got == want) || time.Now().After(deadline) {
+			return got, err
+		}
+		select {
+		case <-ctx.Done():
+			return got, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
