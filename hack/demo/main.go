@@ -121,8 +121,25 @@ func run() error {
 	go func() { _ = server.Serve(listener) }()
 	defer server.Close()
 	endpoint := "http://" + listener.Addr().String() + "/v2"
+	sosListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	sosServer := &http.Server{Handler: emu.SOSHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = sosServer.Serve(sosListener) }()
+	defer sosServer.Close()
+	sosEndpoint := "http://" + sosListener.Addr().String()
 	rootKey, rootSecret := emu.Root()
-	fmt.Println("    endpoint", endpoint, "- root key", rootKey)
+	fmt.Println("    endpoint", endpoint, "- SOS (S3) endpoint", sosEndpoint, "- root key", rootKey)
+	for _, bucket := range []string{"backups-prod", "backups-staging"} {
+		if err := s3Call(ctx, newS3(rootKey, rootSecret, sosEndpoint), "create", bucket); err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucket, err)
+		}
+		if err := s3Call(ctx, newS3(rootKey, rootSecret, sosEndpoint), "put", bucket); err != nil {
+			return err
+		}
+	}
+	fmt.Println("    buckets backups-prod and backups-staging, made with the root key")
 
 	// The pod injection webhook, reached by URL: this control plane has no
 	// Service network, and no kubelet to mount the certificate the manager
@@ -155,7 +172,7 @@ func run() error {
 			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}},
 		&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "exoscale"}, Spec: iamv1alpha1.ClusterKeyIssuerSpec{
 			IssuerSpec: iamv1alpha1.IssuerSpec{
-				API: iamv1alpha1.IssuerAPIIAMv3, Zone: "ch-gva-2", Endpoint: endpoint, KeyNamePrefix: "k8s",
+				API: iamv1alpha1.IssuerAPIIAMv3, Zone: "ch-gva-2", Endpoint: endpoint, SOSEndpoint: sosEndpoint, KeyNamePrefix: "k8s",
 				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
 				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:backups-*"}},
 				// The demo's short-lived key lives 30s; the default floor is 15m.
@@ -194,7 +211,7 @@ func run() error {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "backups", Name: ak.Status.SecretName}, s); err != nil {
 		return err
 	}
-	for _, k := range []string{"EXOSCALE_API_KEY", "EXOSCALE_API_SECRET", "EXOSCALE_ZONE", "EXOSCALE_API_ENDPOINT"} {
+	for _, k := range []string{"EXOSCALE_API_KEY", "EXOSCALE_API_SECRET", "EXOSCALE_ZONE", "EXOSCALE_API_ENDPOINT", "EXOSCALE_SOS_ENDPOINT"} {
 		value := string(s.Data[k])
 		if k == "EXOSCALE_API_SECRET" {
 			value = value[:4] + strings.Repeat("*", len(value)-4)
@@ -222,6 +239,20 @@ func run() error {
 		}
 		fmt.Printf("    %-18s %-16s %s\n", probe.operation, probe.bucket, verdict)
 	}
+
+	step("an unmodified S3 client (the AWS SDK, SigV4) with the minted key, against the SOS endpoint")
+	writer := newS3(key, secret, string(s.Data["EXOSCALE_SOS_ENDPOINT"]))
+	for _, probe := range []struct{ call, bucket string }{
+		{"put", "backups-prod"}, {"get", "backups-prod"}, {"list", "backups-prod"},
+		{"get", "backups-staging"}, {"delete", "backups-prod"},
+	} {
+		verdict := "allowed"
+		if err := s3Call(ctx, writer, probe.call, probe.bucket); err != nil {
+			verdict = "denied: " + err.Error()
+		}
+		fmt.Printf("    %-16s %-16s %s\n", s3Names[probe.call], probe.bucket, verdict)
+	}
+	fmt.Println("    (the role's sos rule names S3 actions: " + roleRule(emu, ak.Status.RoleID) + ")")
 
 	step("a pod that asks for backup-writer by name: what the webhook wired in")
 	pod, err := injectedPod(ctx, c)
