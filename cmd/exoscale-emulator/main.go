@@ -49,6 +49,10 @@ func applyProfile(name string, faults *emulator.Faults) error {
 	} else {
 		faults.KeyBurst = 0 // one second's worth of the given rate
 	}
+	if !set["throttle-rate"] {
+		faults.ThrottleRate = p.ThrottleRate
+	}
+	faults.RoleLagMS, faults.ThrottleBody, faults.ProblemJSON, faults.LegacyGone = p.RoleLagMS, p.ThrottleBody, p.ProblemJSON, p.LegacyGone
 	return nil
 }
 
@@ -62,7 +66,9 @@ func run() error {
 		pendingPolls = flag.Int("pending-polls", 0, "how many polls an async operation answers pending")
 		quiet        = flag.Bool("quiet", false, "do not log one line per request")
 		profile      = flag.String("profile", "none", "behave like a real cloud: \"realistic\" is log-normal latency (40 ms median, 400 ms p99), "+
-			"async operations pending for 1 to 3 polls, and 50 requests a second per key answered 429 beyond; the flags below override its values")
+			"async operations pending for 1 to 3 polls, and 50 requests a second per key answered 429 beyond; the flags below override its values. "+
+			"\"manners\": create-api-key 404 for a role younger than 1.5 s, 429s with their wait in the body, RFC 9457 errors. "+
+			"\"no-legacy\": no legacy access-key endpoints")
 		faults emulator.Faults
 	)
 	flag.IntVar(&faults.LatencyMS, "latency-ms", 0, "delay every /v2 call by this many milliseconds")

@@ -531,7 +531,9 @@ func (s *Server) assumeRole(c *call) (any, error) {
 	if r.AssumeRolePolicy != nil {
 		compiled, err := policy.CompileAssumeRolePolicy(*r.AssumeRolePolicy)
 		if err != nil {
-			return nil, err // validated when it was set
+			// Set before its bindings were what they are now (caller.key):
+			// it names no key that can be proven, so none may assume.
+			return nil, errorf(http.StatusForbidden, "the assume-role-policy of role %s does not evaluate: %v", r.ID, err)
 		}
 		if !compiled.Allows(c.principal.Key) {
 			return nil, errorf(http.StatusForbidden, "the assume-role-policy of role %s does not let key %s assume it", r.ID, c.principal.Key)

@@ -1,7 +1,12 @@
 package exoscale_test
 
 import (
+	"context"
 	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +109,45 @@ func TestCreateSessionDeletesARoleItCannotAssume(t *testing.T) {
 	}
 	if found, err := root.FindByName(e.ctx, "unassumable"); err != nil || len(found) != 0 {
 		t.Errorf("the role is left: %+v, %v", found, err)
+	}
+}
+
+// A session role written before its assume-role-policy named the issuer
+// through api_key (it read caller.key, which nothing at Exoscale
+// documents) is pointed at the issuer's key again at its next renewal.
+func TestSessionRolesOfTheEarlierBindingAreRepointed(t *testing.T) {
+	stateFile := filepath.Join(t.TempDir(), "state.json")
+	first, err := emulator.New(emulator.Options{StateFile: stateFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootKey, rootSecret := first.Root()
+	ts := httptest.NewServer(first)
+	e := &env{server: first, endpoint: ts.URL + "/v2", ctx: context.Background()}
+	role, err := e.rootKeys(t, exoscale.APIIAMv3).CreateSessionRole(e.ctx, exoscale.KeySpec{Name: "old-role", Operations: []string{"list-zones"}}, time.Hour)
+	ts.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.ReplaceAll(string(raw), "api_key == ", "caller.key == ")
+	if old == string(raw) {
+		t.Fatal("the state holds no api_key binding to rewrite")
+	}
+	if err := os.WriteFile(stateFile, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second, err := emulator.New(emulator.Options{StateFile: stateFile, RootKey: rootKey, RootSecret: rootSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts = httptest.NewServer(second)
+	t.Cleanup(ts.Close)
+	e = &env{server: second, endpoint: ts.URL + "/v2", ctx: context.Background()}
+	if _, err := e.rootKeys(t, exoscale.APIIAMv3).Assume(e.ctx, role.RoleID, time.Minute); err != nil {
+		t.Fatalf("renewing a session of a role with the earlier binding: %v", err)
 	}
 }
