@@ -537,3 +537,16 @@ func (k *iamv3Keys) createOwnerKey(ctx context.Context, name string) (Credential
 	}
 	return Credential{Key: Key{ID: created.Key, Name: created.Name, RoleID: string(roleID)}, Secret: Secret(created.Secret)}, nil
 }
+
+// OrganizationPolicy reads the organisation policy with an IAM v3
+// backend's credentials; ErrNoOrganizationPolicy on a legacy backend.
+func OrganizationPolicy(ctx context.Context, keys Keys) (*policy.Compiled, error) {
+	v3, ok := unwrap(keys).(*iamv3Keys)
+	if !ok {
+		return nil, ErrNoOrganizationPolicy
+	}
+	return v3.organizationPolicy(ctx)
+}
+
+// ErrNoOrganizationPolicy: legacy access keys are not gated by one here.
+var ErrNoOrganizationPolicy = errors.New("the organisation policy gates IAM v3 keys")

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -125,9 +126,15 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 		if op.Vocabulary == catalog.Legacy {
 			v.AskedAs = op.S3Actions
 		}
-		v.Allowed, v.Reason, v.DependsOn = decideAll(compiled, o.catalog, o.catalog.V3Actions(op.Name), ak.Status.KeyID, params)
+		levels := policy.Levels{Role: compiled}
+		if levels.Organization, err = o.organizationPolicy(ctx, c, ak); err != nil {
+			v.Note = "the organisation policy, a second gate, was not read (" + err.Error() + "): the answer is the role's"
+		}
+		v.Allowed, v.Reason, v.DependsOn = decideAll(levels, o.catalog, o.catalog.V3Actions(op.Name), ak.Status.KeyID, params)
 	}
-	v.Note = mintedNote(ak)
+	if note := mintedNote(ak); note != "" {
+		v.Note = strings.TrimPrefix(v.Note+"; "+note, "; ")
+	}
 
 	switch {
 	case o.quiet:
@@ -195,7 +202,7 @@ func mintedNote(ak *iamv1alpha1.AccessKey) string {
 // get-object and head-object): allowed when every one is. Facts of the
 // request the key will make (its address, the time) are unknown, so a
 // verdict that needs them depends on them.
-func decideAll(compiled *policy.Compiled, cat *catalog.Catalog, actions []string, keyID string, params map[string]any) (bool, string, []string) {
+func decideAll(compiled policy.Decider, cat *catalog.Catalog, actions []string, keyID string, params map[string]any) (bool, string, []string) {
 	var reasons []string
 	for _, action := range actions {
 		op, _ := cat.Lookup(action)
@@ -221,4 +228,19 @@ func vocabularyOf(api iamv1alpha1.IssuerAPI) string {
 		return "legacy access-key"
 	}
 	return "IAM v3"
+}
+
+// organizationPolicy reads the organisation policy through the AccessKey's
+// issuer, for those who may read its credentials (an admin; a tenant may
+// not, and is told the answer is the role's alone).
+func (o *canIOptions) organizationPolicy(ctx context.Context, c client.Reader, ak *iamv1alpha1.AccessKey) (*policy.Compiled, error) {
+	_, keys, err := o.issuers(c).IssuerKeys(ctx, ak.Spec.IssuerRef, ak.Namespace)
+	if err != nil {
+		return nil, errors.New("the issuer's credentials could not be read")
+	}
+	org, err := exoscale.OrganizationPolicy(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("get-iam-organization-policy: %w", err)
+	}
+	return org, nil
 }

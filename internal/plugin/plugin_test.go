@@ -22,6 +22,7 @@ import (
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
+	"github.com/exokey/exokey/internal/exoscale/policy"
 	"github.com/exokey/exokey/internal/plugin"
 )
 
@@ -180,6 +181,22 @@ var _ = Describe("kubectl exokey can-i", func() {
 			Expect(refused).To(BeNumerically(">", 4))
 		})
 	}
+
+	It("reads the organisation policy as a second gate, and says when a verdict depends on the caller", func() {
+		ns := newNamespace()
+		ak := readyKey(accessKey(ns, "computer", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"compute"}}))
+		Expect(kubectlExokey(nil, "can-i", "list-instances", ak.Name, "-n", ns).stdout).To(HavePrefix("yes\n"))
+
+		Expect(emu.SetOrganizationPolicy(policy.Policy{DefaultServiceStrategy: "allow", Services: map[string]policy.ServicePolicy{
+			"compute": {Type: "rules", Rules: []policy.PolicyRule{{Action: "allow", Expression: "source_ip.inIpRange('10.0.0.0/8')"}}},
+			"dns":     {Type: "deny"},
+		}})).To(Succeed())
+		DeferCleanup(func() { Expect(emu.SetOrganizationPolicy(policy.Policy{})).To(Succeed()) })
+		r := kubectlExokey(nil, "can-i", "list-instances", ak.Name, "-n", ns)
+		Expect(r.code).To(Equal(plugin.ExitNo))
+		Expect(r.stdout).To(HavePrefix("depends on source_ip\n"))
+		Expect(r.stdout).To(ContainSubstring("organisation policy: services.compute.rules[0] (allow) depends on source_ip"))
+	})
 
 	It("says which rule decides, and when no key holds the restrictions yet", func() {
 		ns := newNamespace()
