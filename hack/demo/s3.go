@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
@@ -16,10 +15,7 @@ import (
 // newS3 is an unmodified AWS SDK S3 client signing with a credential,
 // path-style, as a workload would configure it from its Secret.
 func newS3(key, secret, endpoint string) *s3.Client {
-	return s3.New(s3.Options{Region: "ch-gva-2", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
-		Credentials:                credentials.NewStaticCredentialsProvider(key, secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired})
+	return emulator.NewS3Client(endpoint, "ch-gva-2", key, secret)
 }
 
 var s3Names = map[string]string{"create": "CreateBucket", "put": "PutObject", "get": "GetObject", "list": "ListObjectsV2", "delete": "DeleteObject"}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	v3 "github.com/exoscale/egoscale/v3"
@@ -21,15 +20,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale/policy"
 )
 
 // s3As is an unmodified AWS SDK client signing with a credential.
 func s3As(key, secret, endpoint string) *s3.Client {
-	return s3.New(s3.Options{Region: "ch-gva-2", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
-		Credentials:                credentials.NewStaticCredentialsProvider(key, secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired})
+	return emulator.NewS3Client(endpoint, "ch-gva-2", key, secret)
 }
 
 // s3Verdict reads an S3 call's error: nil allowed, AccessDenied denied.
@@ -109,7 +106,7 @@ var _ = Describe("Keys that Exoscale's S3 endpoint honours", func() {
 			Expect(s3Probes(c, mine, other)).To(Equal(readOnlyVerdicts))
 
 			if tc.api == iamv1alpha1.IssuerAPIIAMv3 {
-				rule := roleOf(ak.Status.RoleID).Services["sos"].Rules[0].Expression
+				rule := rolePolicy(ak.Status.RoleID).Services["sos"].Rules[0].Expression
 				Expect(rule).To(ContainSubstring("'get-object'"))
 				Expect(rule).To(ContainSubstring("'list-objects'"))
 				Expect(rule).NotTo(ContainSubstring("-sos-"), "no legacy S3 name reaches a role")
@@ -125,16 +122,6 @@ var _ = Describe("Keys that Exoscale's S3 endpoint honours", func() {
 		Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring("on an AccessKeyV2 issuer ask for get-sos-object"))
 	})
 })
-
-func roleOf(roleID string) policy.Policy {
-	for _, r := range emu.Roles() {
-		if r.ID == roleID {
-			return r.Policy
-		}
-	}
-	Fail("no role " + roleID)
-	return policy.Policy{}
-}
 
 // issuerWithRole creates a ClusterKeyIssuer whose credentials are an IAM
 // v3 key on a role of the given policy (nil: an empty one, as the Owner

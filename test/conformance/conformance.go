@@ -20,12 +20,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	v3 "github.com/exoscale/egoscale/v3"
 	v3creds "github.com/exoscale/egoscale/v3/credentials"
 
+	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -209,13 +209,7 @@ type clients struct {
 
 func newClients(t Target, key, secret string) *clients {
 	c, _ := v3.NewClient(v3creds.NewStaticCredentials(key, secret), v3.ClientOptWithEndpoint(v3.Endpoint(t.Endpoint)))
-	s3Client := s3.New(s3.Options{
-		Region: t.Zone, BaseEndpoint: aws.String(t.SOSEndpoint), UsePathStyle: true,
-		Credentials:                credentials.NewStaticCredentialsProvider(key, secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
-	return &clients{v3: c, s3: s3Client}
+	return &clients{v3: c, s3: emulator.NewS3Client(t.SOSEndpoint, t.Zone, key, secret)}
 }
 
 const probeObject = "exokey-conformance/probe.txt"

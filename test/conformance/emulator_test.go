@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
@@ -67,10 +66,7 @@ func TestEmulatorTwin(t *testing.T) {
 }
 
 func s3Client(t conformance.Target, key, secret string) *s3.Client {
-	return s3.New(s3.Options{Region: t.Zone, BaseEndpoint: aws.String(t.SOSEndpoint), UsePathStyle: true,
-		Credentials:                credentials.NewStaticCredentialsProvider(key, secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired})
+	return emulator.NewS3Client(t.SOSEndpoint, t.Zone, key, secret)
 }
 
 func s3Code(err error) string {
