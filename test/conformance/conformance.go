@@ -90,6 +90,12 @@ func Shapes(t Target) []Shape {
 			Resources: []string{"sos/bucket:" + bucket}}, Probes: sosProbes},
 		{Name: "S3 action names on one bucket", Spec: exoscale.KeySpec{Operations: []string{"get-object", "head-object", "list-objects"},
 			Resources: []string{"sos/bucket:" + bucket}}, Probes: sosProbes},
+		{Name: "list-buckets beside one bucket", Spec: exoscale.KeySpec{Operations: []string{"list-sos-buckets", "get-sos-object"},
+			Resources: []string{"sos/bucket:" + bucket}}, Probes: []Probe{
+			{"ListBuckets (names no bucket)", true, func(ctx context.Context, c *clients) error { return c.listBuckets(ctx) }},
+			{"GetObject on the bucket", true, func(ctx context.Context, c *clients) error { return c.get(ctx, bucket) }},
+			{"GetObject on another bucket", false, func(ctx context.Context, c *clients) error { return c.get(ctx, other) }},
+		}},
 		{Name: "operations: block storage, in class compute", Spec: exoscale.KeySpec{Operations: []string{"list-block-storage-volumes"}}, Probes: []Probe{
 			{"list-block-storage-volumes", true, func(ctx context.Context, c *clients) error { return c.listVolumes(ctx) }},
 			{"list-instances", false, func(ctx context.Context, c *clients) error { return c.listInstances(ctx) }},
@@ -229,6 +235,11 @@ func (c *clients) list(ctx context.Context, bucket string) error {
 
 func (c *clients) put(ctx context.Context, bucket string) error {
 	_, err := c.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(probeObject), Body: strings.NewReader("probe")})
+	return err
+}
+
+func (c *clients) listBuckets(ctx context.Context) error {
+	_, err := c.s3.ListBuckets(ctx, &s3.ListBucketsInput{})
 	return err
 }
 
