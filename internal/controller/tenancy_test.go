@@ -74,14 +74,28 @@ var _ = Describe("Tenant boundary", func() {
 			"define":  `{{define "k"}}{{.KeyID}}{{end}}{{template "k" .}}`,
 			"printf":  `{{printf "%20000000d" 1}}`,
 			"nesting": strings.Repeat("{{if true}}", 40) + "x" + strings.Repeat("{{end}}", 40),
+			// The bomb: a range over an integer writes nothing, so no
+			// output cap trips; it is refused before it runs.
+			"range-bomb": `{{range 9000000000000000000}}{{end}}`,
+			"steps":      `{{range .Annotations}}` + strings.Repeat(`{{if .}}{{end}}`, 200) + `{{end}}`,
 		} {
 			ak := newAccessKey(namespace, "template-"+name, api, func(ak *iamv1alpha1.AccessKey) {
 				ak.Spec.Secret = iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
 					Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{"value": data}}}
+				ak.Annotations = map[string]string{}
+				for i := range 200 {
+					ak.Annotations[fmt.Sprintf("tenant.example/a%d", i)] = "x"
+				}
 			})
-			Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring("secret.template.data[value]"), name)
+			message := waitRefused(ak, ReasonInvalidSpec)
+			Expect(message).To(ContainSubstring("secret.template.data[value]"), name)
+			Expect(message).To(ContainSubstring(map[string]string{"range-bomb": "range goes over .Labels or .Annotations only",
+				"steps": "steps, over the budget of 20000"}[name]), "%s: the message says what exceeded the budget", name)
+			Expect(condition(fetch(ak), ConditionStalled)).NotTo(BeNil(), "%s: only an edit fixes it", name)
 			Consistently(func() []string { return liveKeysOf(ak) }, 2*time.Second, poll).Should(BeEmpty(), name)
 		}
+		// Another tenant is served meanwhile.
+		waitReady(newAccessKey(newNamespace(nil), "neighbour", api))
 	})
 
 	// 3. A secret never reaches a condition, an event or a loop of mints.

@@ -3,7 +3,6 @@
 package secret
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -12,10 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
-	"text/template"
-	"time"
 
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -64,16 +60,6 @@ type Rendered struct {
 	Annotations map[string]string
 }
 
-// Functions available to templates, besides text/template's own.
-var funcs = template.FuncMap{
-	"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
-	"upper":  strings.ToUpper,
-	"lower":  strings.ToLower,
-	"trim":   strings.TrimSpace,
-	"quote":  strconv.Quote,
-	"printf": safePrintf,
-}
-
 // Render lays a credential out in the spec's format.
 func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 	out := Rendered{Data: map[string][]byte{}, Labels: maps.Clone(spec.Labels), Annotations: maps.Clone(spec.Annotations)}
@@ -109,10 +95,9 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		if spec.Template == nil {
 			return Rendered{}, fmt.Errorf("secret.format Template needs secret.template")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), RenderTimeout)
-		defer cancel()
+		work := &workBudget{left: MaxWorkBytes}
 		budget := MaxSecretBytes
-		data, err := renderMap(ctx, "data", spec.Template.Data, v, true, &budget)
+		data, err := renderMap(work, "data", spec.Template.Data, v, true, &budget)
 		if err != nil {
 			return Rendered{}, err
 		}
@@ -124,12 +109,12 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		public := v
 		public.Secret = ""
 		metaBudget := MaxSecretBytes
-		labels, err := renderMap(ctx, "labels", spec.Template.Labels, public, false, &metaBudget)
+		labels, err := renderMap(work, "labels", spec.Template.Labels, public, false, &metaBudget)
 		if err != nil {
 			return Rendered{}, err
 		}
 		maps.Copy(out.Labels, labels)
-		annotations, err := renderMap(ctx, "annotations", spec.Template.Annotations, public, false, &metaBudget)
+		annotations, err := renderMap(work, "annotations", spec.Template.Annotations, public, false, &metaBudget)
 		if err != nil {
 			return Rendered{}, err
 		}
@@ -153,13 +138,10 @@ type credentialsFile struct {
 	APISecret string `json:"api_secret"`
 }
 
-// RenderTimeout bounds the rendering of one Secret's templates.
-const RenderTimeout = time.Second
-
-func renderMap(ctx context.Context, field string, templates map[string]string, v Values, secretAllowed bool, budget *int) (map[string]string, error) {
+func renderMap(work *workBudget, field string, templates map[string]string, v Values, secretAllowed bool, budget *int) (map[string]string, error) {
 	out := make(map[string]string, len(templates))
 	for _, key := range slices.Sorted(maps.Keys(templates)) {
-		value, err := renderOne(ctx, key, templates[key], v, secretAllowed, min(MaxValueBytes, *budget))
+		value, err := renderOne(work, key, templates[key], v, secretAllowed, min(MaxValueBytes, *budget))
 		if errors.Is(err, errTooLarge) {
 			err = fmt.Errorf("the rendered value is over %d KiB, or the Secret over %d KiB", MaxValueBytes>>10, MaxSecretBytes>>10)
 		}
@@ -172,32 +154,29 @@ func renderMap(ctx context.Context, field string, templates map[string]string, v
 	return out, nil
 }
 
-// renderOne parses and runs one sandboxed template under ctx's deadline.
-func renderOne(ctx context.Context, name, text string, v Values, secretAllowed bool, limit int) (string, error) {
-	t, err := parseSandboxed(name, text, secretAllowed)
+// renderOne parses one sandboxed template, refuses it unrun when its steps
+// over v exceed MaxSteps, and runs it: every loop is bounded by v's
+// metadata and every string it builds is charged to work, so the run ends
+// in the caller's goroutine, and nothing outlives a refusal.
+func renderOne(work *workBudget, name, text string, v Values, secretAllowed bool, limit int) (string, error) {
+	t, err := parseSandboxed(name, text, secretAllowed, work)
 	if err != nil {
 		return "", err
 	}
-	type result struct {
-		value string
-		err   error
+	if steps := t.steps(v); steps > MaxSteps {
+		return "", fmt.Errorf("the template would take %d steps, over the budget of %d (its ranges run once per label or annotation of the AccessKey)", steps, MaxSteps)
 	}
-	done := make(chan result, 1)
-	go func() {
-		// Nesting and output are bounded, so an abandoned run ends soon too.
-		w := &cappedWriter{limit: limit}
-		err := t.Execute(w, v)
-		done <- result{string(w.buf), err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil && errors.Is(r.err, errTooLarge) {
+	w := &cappedWriter{limit: limit}
+	if err := t.Execute(w, v); err != nil {
+		switch {
+		case errors.Is(err, errTooLarge):
 			return "", errTooLarge
+		case errors.Is(err, errWorkBudget):
+			return "", errWorkBudget
 		}
-		return r.value, r.err
-	case <-ctx.Done():
-		return "", fmt.Errorf("rendering took longer than %s", RenderTimeout)
+		return "", err
 	}
+	return string(w.buf), nil
 }
 
 // validateRendered checks the rendered Secret as the API server would, so
