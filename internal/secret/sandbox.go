@@ -24,6 +24,7 @@ import (
 //     upper, lower, trim, quote, b64enc) charge what they produce to a
 //     budget of MaxWorkBytes per Secret, and printf takes no huge widths;
 //   - the output is capped (MaxValueBytes, MaxSecretBytes).
+//
 // Comparisons (eq, lt, ...) read at most two values a step, so a render
 // reads at most MaxSteps times the largest label or annotation. The render
 // then runs to its end in the caller's goroutine: nothing is left running
@@ -269,11 +270,17 @@ func (b *workBudget) funcs() template.FuncMap {
 			}
 			return out, b.charge(len(out))
 		},
-		"print":    func(args ...any) (string, error) { out := fmt.Sprint(args...); return out, b.charge(len(out)) },
-		"println":  func(args ...any) (string, error) { out := fmt.Sprintln(args...); return out, b.charge(len(out)) },
-		"html":     func(args ...any) (string, error) { out := template.HTMLEscaper(args...); return out, b.charge(len(out)) },
-		"js":       func(args ...any) (string, error) { out := template.JSEscaper(args...); return out, b.charge(len(out)) },
-		"urlquery": func(args ...any) (string, error) { out := template.URLQueryEscaper(args...); return out, b.charge(len(out)) },
+		"print":   func(args ...any) (string, error) { out := fmt.Sprint(args...); return out, b.charge(len(out)) },
+		"println": func(args ...any) (string, error) { out := fmt.Sprintln(args...); return out, b.charge(len(out)) },
+		"html": func(args ...any) (string, error) {
+			out := template.HTMLEscaper(args...)
+			return out, b.charge(len(out))
+		},
+		"js": func(args ...any) (string, error) { out := template.JSEscaper(args...); return out, b.charge(len(out)) },
+		"urlquery": func(args ...any) (string, error) {
+			out := template.URLQueryEscaper(args...)
+			return out, b.charge(len(out))
+		},
 	}
 }
 
