@@ -3,6 +3,7 @@ package inject
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"os"
@@ -106,18 +107,20 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 		}
 	}
 	// Once a certificate is mounted, the server serves it, and follows it
-	// as it is renewed.
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		if !o.CertManager {
-			select {
-			case <-ready:
-			case <-ctx.Done():
-				return nil
-			}
-		}
+	// as it is renewed. Every replica does this, leader or not: the
+	// rotator runs on the leader alone and signals the leader alone, so a
+	// standby serves the certificate the leader wrote into the Secret as
+	// soon as it is mounted and valid.
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
-			_, err := os.Stat(certFile)
-			return err == nil, nil
+			select {
+			case <-ready: // the rotator wrote a fresh certificate
+				_, err := os.Stat(certFile)
+				return err == nil, nil
+			default:
+			}
+			// cert-manager's, or one another replica's rotator wrote.
+			return validNow(certFile, keyFile, time.Now()), nil
 		}); err != nil {
 			return nil // stopped before a certificate came
 		}
@@ -137,4 +140,26 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 		}
 		return nil
 	})
+}
+
+// everyReplica is a runnable that runs whether or not this replica holds
+// the lease.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+
+// NeedLeaderElection says it runs on every replica.
+func (everyReplica) NeedLeaderElection() bool { return false }
+
+var _ manager.LeaderElectionRunnable = everyReplica(nil)
+
+// validNow reports whether the mounted certificate and key form a pair
+// whose certificate is valid at now.
+func validNow(certFile, keyFile string, now time.Time) bool {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil || len(pair.Certificate) == 0 {
+		return false
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	return err == nil && now.After(leaf.NotBefore) && now.Before(leaf.NotAfter)
 }

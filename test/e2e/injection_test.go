@@ -7,7 +7,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,13 +45,16 @@ var _ = Describe("The injection webhook", Ordered, func() {
 		// stopMount stops copying the Secret (the kubelet's part).
 		stopMount context.CancelFunc
 	)
-	startWebhookManager := func(name string) *manager {
-		return startManager(name, "--drift-check-period=5s", "--leader-elect=false",
-			"--enable-injection-webhook", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
+	// webhookManager runs a manager serving the webhook on webhookPort,
+	// its health probes on healthPort (0: any).
+	webhookManager := func(name string, leaderElect bool, webhookPort, healthPort int) *manager {
+		return startManager(name, "--drift-check-period=5s", "--leader-elect="+strconv.FormatBool(leaderElect),
+			"--enable-injection-webhook", "--webhook-port="+strconv.Itoa(webhookPort), "--webhook-cert-dir="+certDir,
 			"--webhook-namespace="+releaseNamespace, "--webhook-service-name=exokey-webhook", "--webhook-secret-name="+secretName,
 			"--webhook-configuration-name="+configuration, "--webhook-cert-validity="+validity.String(), "--webhook-dns-names=localhost",
-			"--health-probe-bind-address=127.0.0.1:0")
+			"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(healthPort))
 	}
+	startWebhookManager := func(name string) *manager { return webhookManager(name, false, port, 0) }
 
 	BeforeAll(func() {
 		certDir = filepath.Join(workDir, "webhook-certs")
@@ -112,6 +117,27 @@ var _ = Describe("The injection webhook", Ordered, func() {
 		namespace := newNamespace()
 		newAccessKey(namespace, "creds")
 		Expect(injectedPod(namespace, "after-renewal").Spec.Containers[0].EnvFrom).To(HaveLen(1))
+	})
+
+	It("serves on every replica: a standby serves the certificate and is Ready by its own state, beside the leader", func() {
+		m.kill()
+		leaderHealth, standbyPort, standbyHealth := freePort(), freePort(), freePort()
+		leader := webhookManager("manager-webhook-leader", true, port, leaderHealth)
+		DeferCleanup(leader.kill)
+		Eventually(func() error { return readyz(leaderHealth) }, timeout, poll).Should(Succeed(), describe(leader))
+		started := time.Now()
+		standby := webhookManager("manager-webhook-standby", true, standbyPort, standbyHealth)
+		DeferCleanup(standby.kill)
+		Eventually(func() error { return readyz(standbyHealth) }, timeout, poll).Should(Succeed(), describe(standby))
+		Expect(servesCertificateOf(standbyPort, caBundle(configuration))).To(Succeed(), "the standby serves the leader's certificate")
+		AddReportEntry("standby Ready", time.Since(started).Round(100*time.Millisecond).String())
+		Expect(leader.logText()).To(ContainSubstring("Successfully acquired lease"), "the leader holds the lease")
+		Expect(standby.logText()).NotTo(ContainSubstring("Successfully acquired lease"), "the standby is a standby")
+		Expect(readyz(leaderHealth)).To(Succeed())
+		leader.kill()
+		standby.kill()
+		m = startWebhookManager("manager-webhook-after-replicas")
+		Eventually(func() error { return servesCertificateOf(port, caBundle(configuration)) }, timeout, poll).Should(Succeed())
 	})
 
 	It("keeps admission working across a manager restart, and refuses opted-in pods while it is down", func() {
@@ -178,4 +204,27 @@ func servesCertificateOf(port int, bundle []byte) error {
 		return err
 	}
 	return conn.Close()
+}
+
+// freePort is a port nothing listens on now.
+func freePort() int {
+	GinkgoHelper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// readyz asks a manager's readiness probe.
+func readyz(healthPort int) error {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("readyz %d: %s", resp.StatusCode, body)
+	}
+	return nil
 }
