@@ -229,7 +229,13 @@ func convert(from, to any) error {
 
 func toV3Policy(p policy.Policy) (*v3.IAMPolicy, error) {
 	out := &v3.IAMPolicy{}
-	return out, convert(p, out)
+	if err := convert(p, out); err != nil {
+		return nil, err
+	}
+	if out.Services == nil {
+		out.Services = map[string]v3.IAMServicePolicy{} // the API document requires the field
+	}
+	return out, nil
 }
 
 func (k *iamv3Keys) Get(ctx context.Context, keyID string) (Key, error) {
