@@ -90,12 +90,12 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(adminCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	By("starting kube-controller-manager for garbage collection")
+	By("starting kube-controller-manager for garbage collection and the aggregated roles")
 	admin, err := env.AddUser(envtest.User{Name: "controller-manager", Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	adminKubeconfig = writeKubeconfig(admin.Config(), "admin.kubeconfig")
 	controllerManager = start("kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),
-		"--kubeconfig="+adminKubeconfig, "--controllers=garbagecollector,namespace",
+		"--kubeconfig="+adminKubeconfig, "--controllers=garbagecollector,namespace,clusterrole-aggregation",
 		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false")
 
 	By("applying the chart's CRDs and RBAC (helm template)")
@@ -103,13 +103,15 @@ var _ = BeforeSuite(func() {
 	applied := map[string]int{}
 	for _, obj := range renderChart("--include-crds") {
 		switch obj.GetKind() {
-		case "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+		case "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			Expect(k8sClient.Create(ctx, obj)).To(Succeed(), obj.GetKind()+"/"+obj.GetName())
 			applied[obj.GetKind()]++
 		}
 	}
 	Expect(applied["CustomResourceDefinition"]).To(Equal(3))
-	Expect(applied["ClusterRole"]).To(BeNumerically(">=", 1))
+	Expect(applied["ClusterRole"]).To(BeNumerically(">=", 4), "the manager's, and view, edit and admin for tenants")
+	Expect(applied["ValidatingAdmissionPolicy"]).To(Equal(1))
 	Eventually(func() error {
 		return k8sClient.List(ctx, &iamv1alpha1.AccessKeyList{})
 	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
