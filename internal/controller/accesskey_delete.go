@@ -141,9 +141,18 @@ func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.Ac
 		}
 	}
 	for _, h := range live {
-		_, keys, err := r.keysOf(ctx, ak, h.issuer)
+		iss, keys, err := r.keysOf(ctx, ak, h.issuer)
 		if err == nil {
-			err = keys.Revoke(ctx, h.key)
+			key, owned, proveErr := r.provenOwn(ctx, ak, iss, keys, h.key)
+			switch {
+			case proveErr != nil:
+				err = proveErr
+			case !owned:
+				r.disown(ctx, ak, iss, key, "keys")
+				continue
+			default:
+				err = keys.Revoke(ctx, key)
+			}
 		}
 		if err != nil {
 			left = append(left, h)

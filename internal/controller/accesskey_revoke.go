@@ -29,9 +29,18 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 			kept = append(kept, old)
 			continue
 		}
-		_, keys, err := r.keysOf(ctx, ak, old.Issuer)
+		iss, keys, err := r.keysOf(ctx, ak, old.Issuer)
 		if err == nil {
-			err = keys.Revoke(ctx, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID})
+			key, owned, proveErr := r.provenOwn(ctx, ak, iss, keys, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID})
+			switch {
+			case proveErr != nil:
+				err = proveErr
+			case !owned:
+				r.disown(ctx, ak, iss, key, "retiring")
+				continue
+			default:
+				err = keys.Revoke(ctx, key)
+			}
 		}
 		if err != nil {
 			kept = append(kept, old)

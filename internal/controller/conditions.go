@@ -71,10 +71,13 @@ const (
 	EventKeyPublished = "KeyPublished"
 	EventKeyRetiring  = "KeyRetiring"
 	EventKeyRevoked   = "KeyRevoked"
-	EventKeyAdopted   = "KeyAdopted"
-	EventKeyRenewed   = "KeyRenewed"
-	EventKeyOrphaned  = "KeyOrphaned"
-	EventRefused      = "Refused"
+	// EventKeyNotOwned: status named a key Exoscale does not show as
+	// minted for this AccessKey; it was left alone.
+	EventKeyNotOwned = "KeyNotOwned"
+	EventKeyAdopted  = "KeyAdopted"
+	EventKeyRenewed  = "KeyRenewed"
+	EventKeyOrphaned = "KeyOrphaned"
+	EventRefused     = "Refused"
 	// EventKeyBeyondCeiling: the issuer no longer allows the current key.
 	EventKeyBeyondCeiling = "KeyBeyondCeiling"
 	// EventAsyncUnfollowable: a legacy key may start asynchronous

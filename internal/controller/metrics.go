@@ -21,6 +21,7 @@ type Metrics struct {
 	rotations *prometheus.CounterVec
 	orphans   *prometheus.CounterVec
 	drift     *prometheus.CounterVec
+	unproven  *prometheus.CounterVec
 	unrevoked *prometheus.GaugeVec
 	cache     cache.Cache
 
@@ -48,6 +49,10 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 			Name: "exokey_drift_corrections_total",
 			Help: "Keys found drifted at Exoscale and put right, by issuer and kind: widened, narrowed, changed (a role's policy), relabelled (a role's labels), gone (a key or role deleted).",
 		}, []string{"issuer", "kind"}),
+		unproven: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exokey_unproven_keys_total",
+			Help: "Keys named in an AccessKey's status that Exoscale does not show as minted for it, by issuer: left alone and dropped from status.",
+		}, []string{"issuer"}),
 		unrevoked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "exokey_unrevoked_keys",
 			Help: "Keys of deleted AccessKeys that could not be revoked before the finalizer was released: revoke them by hand. " +
@@ -67,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 		sessionTTL: prometheus.NewDesc("exokey_session_ttl_seconds",
 			"spec.ttl of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
 	}
-	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unrevoked, m)
+	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unproven, m.unrevoked, m)
 	return m
 }
 
@@ -89,6 +94,13 @@ func (m *Metrics) orphan(iss *issuer, action string) {
 func (m *Metrics) driftCorrected(iss *issuer, kind string) {
 	if m != nil {
 		m.drift.WithLabelValues(issuerID(iss), kind).Inc()
+	}
+}
+
+// unprovenKey counts a key status named that was not the AccessKey's.
+func (m *Metrics) unprovenKey(iss *issuer) {
+	if m != nil {
+		m.unproven.WithLabelValues(issuerID(iss)).Inc()
 	}
 }
 

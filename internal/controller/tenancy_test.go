@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -525,3 +526,49 @@ func podAnnotations(d *appsv1.Deployment) map[string]string {
 	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKeyFromObject(d), got)).To(Succeed())
 	return got.Spec.Template.Annotations
 }
+
+// A tenant who may write its AccessKey's status (where the status admission
+// policy is not installed) names another team's key there.
+var _ = Describe("Status that names another team's key", func() {
+	forge := func(ak *iamv1alpha1.AccessKey, change func(*iamv1alpha1.AccessKeyStatus)) {
+		GinkgoHelper()
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			got := fetch(ak)
+			change(&got.Status)
+			return k8sClient.Status().Update(ctx, got)
+		})).To(Succeed())
+	}
+	api := iamv1alpha1.IssuerAPIIAMv3
+
+	It("as a retiring key: the other key stays alive and working, and the entry is dropped with a Warning", func() {
+		victim := waitReady(newAccessKey(newNamespace(nil), "victim", api))
+		attacker := waitReady(newAccessKey(newNamespace(nil), "attacker", api))
+		forge(attacker, func(s *iamv1alpha1.AccessKeyStatus) {
+			s.Retiring = append(s.Retiring, iamv1alpha1.RetiringKey{KeyID: victim.Status.KeyID, KeyName: victim.Status.KeyName,
+				RoleID:   attacker.Status.RoleID, // its own role: the key's real role is read at Exoscale
+				RevokeAt: metav1.NewTime(time.Now().Add(-time.Minute)), Issuer: attacker.Status.Issuer})
+		})
+		Eventually(func() string { return eventsOf(attacker, EventKeyNotOwned) }, timeout, poll).Should(ContainSubstring(victim.Status.KeyID))
+		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(attacker).Status.Retiring }, timeout, poll).Should(BeEmpty())
+		Expect(allowed(secretOf(victim), "get-sos-object", "backups")).To(BeTrue(), "the victim's key works")
+		Expect(allowed(secretOf(attacker), "get-sos-object", "backups")).To(BeTrue(), "the attacker's own key and role are untouched")
+	})
+
+	It("as the current key: deleting the AccessKey leaves the other key alive", func() {
+		victim := waitReady(newAccessKey(newNamespace(nil), "victim", api))
+		attacker := waitReady(newAccessKey(newNamespace(nil), "attacker", api))
+		own := attacker.Status.KeyID
+		forge(attacker, func(s *iamv1alpha1.AccessKeyStatus) {
+			s.Retiring = append(s.Retiring, iamv1alpha1.RetiringKey{KeyID: own, KeyName: attacker.Status.KeyName, RoleID: attacker.Status.RoleID,
+				RevokeAt: metav1.NewTime(time.Now().Add(time.Hour)), Issuer: attacker.Status.Issuer})
+			s.KeyID, s.KeyName, s.RoleID = victim.Status.KeyID, victim.Status.KeyName, victim.Status.RoleID
+		})
+		Expect(k8sClient.Delete(ctx, attacker)).To(Succeed())
+		Eventually(func() error {
+			return k8sClient.Get(ctx, client.ObjectKeyFromObject(attacker), &iamv1alpha1.AccessKey{})
+		}, timeout, poll).
+			Should(Satisfy(isNotFound))
+		Expect(allowed(secretOf(victim), "get-sos-object", "backups")).To(BeTrue(), "the victim's key survives the attacker's deletion")
+		Expect(liveKeysOf(attacker)).To(BeEmpty(), "the attacker's own key, named as retiring, is revoked")
+	})
+})

@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	"github.com/exokey/exokey/internal/exoscale"
+)
+
+// Ownership: status is exokey's memory, and a tenant may be able to write
+// it (where the status admission policy is not installed). Before a key
+// named in status is revoked, exokey asks Exoscale whether it was minted
+// for this very AccessKey.
+
+// provenOwn checks at Exoscale that a key status names was minted for this
+// AccessKey, and returns it with the role Exoscale binds it to (not the one
+// status names). On IAMv3 the key's role, read from Exoscale, must carry
+// the AccessKey's UID and this cluster's ID. A key that is gone proves
+// nothing and needs nothing: it is returned as owned with its ID cleared,
+// and its role checked alone. Legacy access keys carry no labels: their
+// identity is their ID and the name status recorded (docs/guides/tenancy.md).
+func (r *AccessKeyReconciler) provenOwn(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, keys exoscale.Keys,
+	key exoscale.Key) (exoscale.Key, bool, error) {
+	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		return key, true, nil
+	}
+	if key.ID != "" {
+		live, err := keys.Get(ctx, key.ID)
+		switch {
+		case errors.Is(err, exoscale.ErrNotFound):
+			key.ID = "" // gone (or a session key, which get-api-key does not know): the role decides
+		case err != nil:
+			return key, false, fmt.Errorf("look up key %s: %w", key.ID, err)
+		default:
+			key.RoleID = live.RoleID
+		}
+	}
+	if key.RoleID == "" {
+		return key, true, nil
+	}
+	role, err := keys.GetRole(ctx, key.RoleID)
+	if errors.Is(err, exoscale.ErrNotFound) {
+		// A key bound to a role that is gone grants nothing: revoking it
+		// harms no one.
+		key.RoleID = ""
+		return key, true, nil
+	}
+	if err != nil {
+		return key, false, fmt.Errorf("look up role %s: %w", key.RoleID, err)
+	}
+	owned := role.Labels[LabelUID] == string(ak.UID) && (r.ClusterID == "" || role.Labels[LabelCluster] == r.ClusterID)
+	return key, owned, nil
+}
+
+// disown reports a key status named that was not minted for the AccessKey:
+// it is left alone, and the caller drops it from status.
+func (r *AccessKeyReconciler) disown(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, key exoscale.Key, where string) {
+	logf.FromContext(ctx).Info("left alone a key status named that was not minted for this AccessKey",
+		"keyID", key.ID, "roleID", key.RoleID, "in", where)
+	r.event(ak, corev1.EventTypeWarning, EventKeyNotOwned, "Revoke",
+		"key %s, named in status.%s, was not minted for this AccessKey at Exoscale: it is left alone and dropped from status", keyLabel(key), where)
+	r.Metrics.unprovenKey(iss)
+}
