@@ -65,6 +65,10 @@ func main() {
 		orphanSweep             string
 		orphanSweepPeriod       time.Duration
 		reconcileTimeout        time.Duration
+		leaseDuration           time.Duration
+		renewDeadline           time.Duration
+		retryPeriod             time.Duration
+		gracefulShutdown        time.Duration
 		maxWorkersPerIssuer     int
 		revokeTimeout           time.Duration
 		exoscaleCallTimeout     time.Duration
@@ -92,6 +96,12 @@ func main() {
 	flag.StringVar(&orphanSweep, "orphan-sweep", "revoke",
 		"What the sweep does with IAM v3 keys exokey minted whose AccessKey is gone: revoke, report (events and a metric) or off.")
 	flag.DurationVar(&orphanSweepPeriod, "orphan-sweep-period", time.Hour, "How often the orphan sweep runs.")
+	flag.DurationVar(&leaseDuration, "leader-election-lease-duration", 15*time.Second,
+		"How long a standby waits before taking a lease its holder stopped renewing (a leader that stops cleanly releases it at once).")
+	flag.DurationVar(&renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader tries to renew its lease before it gives up leading.")
+	flag.DurationVar(&retryPeriod, "leader-election-retry-period", 2*time.Second, "How often replicas try to take or renew the lease.")
+	flag.DurationVar(&gracefulShutdown, "graceful-shutdown-timeout", 150*time.Second,
+		"How long a stopping manager waits for passes under way (a pass takes at most --reconcile-timeout); set the pod's terminationGracePeriodSeconds above it.")
 	flag.DurationVar(&reconcileTimeout, "reconcile-timeout", 2*time.Minute,
 		"Deadline of one reconcile; what it cut short is recovered on the next pass.")
 	flag.IntVar(&maxWorkersPerIssuer, "max-workers-per-issuer", 0,
@@ -142,7 +152,14 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "exokey.iam.exokey.io",
 		LeaderElectionNamespace: leaderElectionNamespace,
-		EventBroadcaster:        controller.NewEventBroadcaster(), //nolint:staticcheck // bounded memory (controller.NewEventRecorder)
+		// The process ends when the manager stops, so the lease is released
+		// on the way out and a standby leads at once, not a lease later.
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
+		GracefulShutdownTimeout:       &gracefulShutdown,
+		EventBroadcaster:              controller.NewEventBroadcaster(), //nolint:staticcheck // bounded memory (controller.NewEventRecorder)
 		Cache: cache.Options{
 			// Nothing exokey caches needs its managed fields, which are
 			// often larger than the rest of an AccessKey.

@@ -252,6 +252,12 @@ func startManagerFrom(name, binary string, flags ...string) *manager {
 	return &manager{cmd: cmd, log: filepath.Join(workDir, name+".log")}
 }
 
+// stop stops the manager as Kubernetes does a pod: SIGTERM, then waits.
+func (m *manager) stop() {
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	_ = m.cmd.Wait()
+}
+
 func (m *manager) kill() {
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	_ = m.cmd.Wait()
