@@ -197,6 +197,7 @@ func main() {
 	}
 	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout}
 	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetCache())
+	exokeyMetrics.LeaderOnly(mgr.Elected())
 	// The reconciler completes and runs the inventory; the sweep reads it.
 	inventory := &controller.Inventory{}
 	if err := (&controller.AccessKeyReconciler{

@@ -14,9 +14,11 @@ import (
 	v3creds "github.com/exoscale/egoscale/v3/credentials"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
@@ -252,5 +254,27 @@ var _ = Describe("The legacy async caveat", func() {
 			ak.Spec.Operations, ak.Spec.Resources = []string{"create-instance"}, nil
 		}))
 		Expect(condition(ak, ConditionReady).Message).NotTo(ContainSubstring("warning"))
+	})
+})
+
+var _ = Describe("Gauges read off the cache", func() {
+	It("are reported by the leader alone", func() {
+		waitReady(newAccessKey(newNamespace(nil), "gauged", iamv1alpha1.IssuerAPIIAMv3))
+		registry := prometheus.NewRegistry()
+		leading := make(chan struct{})
+		m := NewMetrics(registry, managerCache.(cache.Cache))
+		m.LeaderOnly(leading)
+		series := func() []string {
+			families, err := registry.Gather()
+			Expect(err).NotTo(HaveOccurred())
+			var names []string
+			for _, f := range families {
+				names = append(names, f.GetName())
+			}
+			return names
+		}
+		Expect(series()).NotTo(ContainElements("exokey_key_age_seconds", "exokey_access_keys"), "a standby reports none")
+		close(leading)
+		Expect(series()).To(ContainElements("exokey_key_age_seconds", "exokey_access_keys", "exokey_revocations_pending"))
 	})
 })

@@ -24,6 +24,9 @@ type Metrics struct {
 	unproven  *prometheus.CounterVec
 	unrevoked *prometheus.GaugeVec
 	cache     cache.Cache
+	// leading is closed once this replica leads; the gauges read off the
+	// cache are reported by the leader alone (nil: always).
+	leading <-chan struct{}
 
 	accessKeys         *prometheus.Desc
 	keyAge             *prometheus.Desc
@@ -121,8 +124,21 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.sessionTTL
 }
 
+// LeaderOnly reports the gauges read off the cache only once leading is
+// closed (the manager's Elected): every replica fills its cache, and a
+// standby reporting them too doubled every series a dashboard sums and
+// every per-key alert's matches.
+func (m *Metrics) LeaderOnly(leading <-chan struct{}) { m.leading = leading }
+
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.leading != nil {
+		select {
+		case <-m.leading:
+		default:
+			return // a standby: the leader reports them
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	type issuerReady struct{ issuer, ready string }
