@@ -3,12 +3,16 @@
 package e2e
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -51,5 +55,24 @@ var _ = Describe("The chart's Deployment", func() {
 		plain := chartDeployment("--set", "spreadReplicas=false").Spec.Template.Spec
 		Expect(plain.Affinity).To(BeNil())
 		Expect(plain.TopologySpreadConstraints).To(BeEmpty())
+	})
+})
+
+var _ = Describe("The chart's NetworkPolicy", func() {
+	It("admits the API server alone to the webhook's port, and is valid to the API server", func() {
+		objects := renderChart("--show-only", "templates/networkpolicy.yaml", "--set", "networkPolicy.enabled=true",
+			"--set-json", `networkPolicy.apiServer=[{"ipBlock":{"cidr":"10.0.0.10/32"}}]`)
+		Expect(objects).To(HaveLen(1))
+		policy := &networkingv1.NetworkPolicy{}
+		Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(objects[0].Object, policy)).To(Succeed())
+		Expect(k8sClient.Create(ctx, policy, client.DryRunAll)).To(Succeed(), "server-side dry run")
+		webhook := policy.Spec.Ingress[0]
+		Expect(webhook.Ports[0].Port.IntValue()).To(Equal(9443))
+		Expect(webhook.From).To(ConsistOf(HaveField("IPBlock.CIDR", "10.0.0.10/32")))
+		Expect(policy.Spec.PodSelector.MatchLabels).To(Equal(chartDeployment().Spec.Selector.MatchLabels))
+
+		_, err := exec.Command(filepath.Join(root, "bin", "helm"), "template", "exokey", filepath.Join(root, "dist", "chart"),
+			"--kube-version", os.Getenv("K8S_VERSION"), "--set", "networkPolicy.enabled=true").CombinedOutput()
+		Expect(err).To(HaveOccurred(), "enabled without the API server's addresses is refused")
 	})
 })
