@@ -2,6 +2,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"flag"
@@ -69,6 +70,8 @@ func main() {
 		renewDeadline           time.Duration
 		retryPeriod             time.Duration
 		gracefulShutdown        time.Duration
+		keyNameSecret           string
+		keyNameSecretNamespace  string
 		maxWorkersPerIssuer     int
 		revokeTimeout           time.Duration
 		exoscaleCallTimeout     time.Duration
@@ -102,6 +105,10 @@ func main() {
 	flag.DurationVar(&retryPeriod, "leader-election-retry-period", 2*time.Second, "How often replicas try to take or renew the lease.")
 	flag.DurationVar(&gracefulShutdown, "graceful-shutdown-timeout", 150*time.Second,
 		"How long a stopping manager waits for passes under way (a pass takes at most --reconcile-timeout); set the pod's terminationGracePeriodSeconds above it.")
+	flag.StringVar(&keyNameSecret, "key-name-secret", "exokey-key-names",
+		"Secret holding the key that makes a key's name prove the AccessKey it was minted for (created when missing).")
+	flag.StringVar(&keyNameSecretNamespace, "key-name-secret-namespace", "",
+		"Namespace of --key-name-secret (default: $POD_NAMESPACE, else --leader-election-namespace); none: names prove nothing.")
 	flag.DurationVar(&reconcileTimeout, "reconcile-timeout", 2*time.Minute,
 		"Deadline of one reconcile; what it cut short is recovered on the next pass.")
 	flag.IntVar(&maxWorkersPerIssuer, "max-workers-per-issuer", 0,
@@ -189,6 +196,12 @@ func main() {
 		}
 	}
 
+	keyNames, err := loadKeyNames(keyNameSecretNamespace, leaderElectionNamespace, keyNameSecret)
+	if err != nil {
+		log.Error(err, "unable to load the key-name secret")
+		os.Exit(1)
+	}
+
 	issuers := &controller.IssuerClients{
 		Reader: mgr.GetAPIReader(),
 		Base: exoscale.Config{
@@ -210,6 +223,7 @@ func main() {
 		ResyncPeriod:        resyncPeriod,
 		Metrics:             exokeyMetrics,
 		ClusterID:           clusterID,
+		KeyNames:            keyNames,
 		MaxWorkersPerIssuer: maxWorkersPerIssuer,
 		RevokeTimeout:       revokeTimeout,
 	}).SetupWithManager(mgr, opts); err != nil {
@@ -286,4 +300,21 @@ func setMemoryLimit(log logr.Logger) {
 		return
 	}
 	log.Info("GOMEMLIMIT is set from the container's memory limit", "bytes", limit)
+}
+
+// loadKeyNames reads (or creates) the key-name secret in the manager's
+// namespace; without a namespace, key names prove nothing, and it says so.
+func loadKeyNames(namespace, leaderElectionNamespace, name string) (*controller.KeyNames, error) {
+	namespace = cmp.Or(namespace, os.Getenv("POD_NAMESPACE"), leaderElectionNamespace)
+	if namespace == "" || name == "" {
+		ctrl.Log.Info("key names prove nothing: no namespace for --key-name-secret (set --key-name-secret-namespace)")
+		return nil, nil
+	}
+	c, err := client.New(ctrl.GetConfigOrDie(), client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return controller.LoadKeyNames(ctx, c, namespace, name)
 }

@@ -59,6 +59,10 @@ type AccessKeyReconciler struct {
 	// ClusterID labels the IAM v3 roles this cluster's exokey mints (the
 	// UID of the kube-system namespace), for the orphan sweep.
 	ClusterID string
+	// KeyNames names keys so that a name proves the AccessKey it was minted
+	// for (legacy access keys carry nothing else); nil names them with
+	// random suffixes that prove nothing.
+	KeyNames *KeyNames
 	// MaxWorkersPerIssuer bounds how many workers the AccessKeys of one
 	// issuer hold at once while other issuers have work, so an issuer whose
 	// endpoint hangs cannot take them all; 0 is half of the controller's

@@ -175,7 +175,7 @@ func (r *AccessKeyReconciler) findPending(ctx context.Context, ak *iamv1alpha1.A
 	if err != nil {
 		return nil, fmt.Errorf("look up pending key %s: %w", p.KeyName, err)
 	}
-	return mintedFor(ak, found), nil
+	return mintedFor(ak, found, r.KeyNames), nil
 }
 
 // orphan keeps the current key: its role is marked so the orphan sweep

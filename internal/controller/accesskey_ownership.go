@@ -22,12 +22,25 @@ import (
 // status names). On IAMv3 the key's role, read from Exoscale, must carry
 // the AccessKey's UID and this cluster's ID. A key that is gone proves
 // nothing and needs nothing: it is returned as owned with its ID cleared,
-// and its role checked alone. Legacy access keys carry no labels: their
-// identity is their ID and the name status recorded (docs/guides/tenancy.md).
+// and its role checked alone. Legacy access keys carry no labels: the name
+// Exoscale holds for the key must prove the AccessKey's UID (KeyNames).
 func (r *AccessKeyReconciler) provenOwn(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, keys exoscale.Keys,
 	key exoscale.Key) (exoscale.Key, bool, error) {
 	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
-		return key, true, nil
+		if key.ID == "" {
+			return key, true, nil
+		}
+		live, err := keys.Get(ctx, key.ID)
+		switch {
+		case errors.Is(err, exoscale.ErrNotFound):
+			return key, true, nil // gone: revoking it is a no-op
+		case err != nil:
+			return key, false, fmt.Errorf("look up key %s: %w", key.ID, err)
+		}
+		// The name Exoscale holds, not the one status names; a name of the
+		// earlier form proves nothing either way and is trusted as before.
+		owned, proving := r.KeyNames.proves(live.Name, ak.UID)
+		return key, owned || !proving, nil
 	}
 	if key.ID != "" {
 		live, err := keys.Get(ctx, key.ID)

@@ -58,7 +58,7 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 	if err != nil {
 		return fmt.Errorf("look up pending key %s: %w", pending.KeyName, err)
 	}
-	found = mintedFor(ak, found)
+	found = mintedFor(ak, found, r.KeyNames)
 	publishedID := ""
 	if current != nil && !conflictsWith(current, ak) {
 		publishedID = current.Annotations[iamv1alpha1.KeyIDAnnotation]
@@ -84,11 +84,18 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 
 // mintedFor keeps the keys minted for this very AccessKey. On IAMv3 a key's
 // role carries the AccessKey's UID; a legacy key carries nothing but its
-// name, which exokey generated with a random suffix and recorded in status.
-func mintedFor(ak *iamv1alpha1.AccessKey, keys []exoscale.Key) []exoscale.Key {
+// name, which proves the UID (KeyNames), or, of the earlier form, was
+// generated with a random suffix and recorded in status.
+func mintedFor(ak *iamv1alpha1.AccessKey, keys []exoscale.Key, names *KeyNames) []exoscale.Key {
 	var out []exoscale.Key
 	for _, key := range keys {
-		if key.Labels == nil || key.Labels[LabelUID] == string(ak.UID) {
+		if key.Labels != nil {
+			if key.Labels[LabelUID] == string(ak.UID) {
+				out = append(out, key)
+			}
+			continue
+		}
+		if owned, proving := names.proves(key.Name, ak.UID); owned || !proving {
 			out = append(out, key)
 		}
 	}

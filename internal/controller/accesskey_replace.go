@@ -84,7 +84,7 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
 	iss *issuer, current *corev1.Secret) (ctrl.Result, error) {
 	// The name the next key would have: the Secret is checked with it.
-	name := newKeyName(iss.Spec.KeyNamePrefix, ak)
+	name := newKeyName(iss.Spec.KeyNamePrefix, ak, r.KeyNames)
 	if err := secret.Validate(ak.Spec.Secret, secretValues(ak, iss), name); err != nil {
 		return ctrl.Result{}, refuse(ReasonInvalidSpec, "%v", err)
 	}
@@ -295,12 +295,13 @@ func KeySpecOf(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
 	}
 }
 
-// maxKeyNameBase keeps names within the IAM role name limit (191) with the suffix.
-const maxKeyNameBase = 177
+// maxKeyNameBase keeps names within the IAM role name limit (191) with the
+// longest suffix (keyNameSuffix).
+const maxKeyNameBase = 191 - keyNameSuffix
 
 // newKeyName is <prefix>-<namespace>-<name>-<random>, or <keyName>-<random>:
 // unique, so the pending, current and retiring keys are told apart by name.
-func newKeyName(prefix string, ak *iamv1alpha1.AccessKey) string {
+func newKeyName(prefix string, ak *iamv1alpha1.AccessKey, names *KeyNames) string {
 	base := ak.Spec.KeyName
 	if base == "" {
 		if prefix == "" {
@@ -310,6 +311,9 @@ func newKeyName(prefix string, ak *iamv1alpha1.AccessKey) string {
 	}
 	if len(base) > maxKeyNameBase {
 		base = base[:maxKeyNameBase]
+	}
+	if names != nil {
+		return names.name(base, ak.UID) // proves it is this AccessKey's
 	}
 	// 48 random bits: names are how the records in status find their keys,
 	// and a tenant chooses the rest of the name (spec.keyName).

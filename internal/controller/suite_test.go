@@ -160,10 +160,12 @@ func startManager() {
 	Expect(err).NotTo(HaveOccurred())
 	metrics := NewMetrics(testRegistry, mgr.GetCache())
 	testInventory = &Inventory{UnlistedLookupPeriod: driftCheckPeriod}
+	keyNames, err := LoadKeyNames(ctx, k8sClient, systemNamespace, "exokey-key-names")
+	Expect(err).NotTo(HaveOccurred())
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: recorder,
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
-		Inventory: testInventory, ResyncPeriod: driftCheckPeriod,
+		Inventory: testInventory, ResyncPeriod: driftCheckPeriod, KeyNames: keyNames,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: testInventory,
 		Recorder: recorder, ClusterID: clusterID, Period: time.Second, Metrics: metrics})).To(Succeed())

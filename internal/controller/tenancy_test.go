@@ -538,9 +538,14 @@ var _ = Describe("Status that names another team's key", func() {
 			return k8sClient.Status().Update(ctx, got)
 		})).To(Succeed())
 	}
-	api := iamv1alpha1.IssuerAPIIAMv3
+	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+		forgery(api, forge)
+	}
+})
 
-	It("as a retiring key: the other key stays alive and working, and the entry is dropped with a Warning", func() {
+// forgery names another team's key in an attacker's status, on api.
+func forgery(api iamv1alpha1.IssuerAPI, forge func(*iamv1alpha1.AccessKey, func(*iamv1alpha1.AccessKeyStatus))) {
+	It(fmt.Sprintf("as a retiring key: the other key stays alive and working, and the entry is dropped with a Warning (%s)", api), func() {
 		victim := waitReady(newAccessKey(newNamespace(nil), "victim", api))
 		attacker := waitReady(newAccessKey(newNamespace(nil), "attacker", api))
 		forge(attacker, func(s *iamv1alpha1.AccessKeyStatus) {
@@ -554,7 +559,18 @@ var _ = Describe("Status that names another team's key", func() {
 		Expect(allowed(secretOf(attacker), "get-sos-object", "backups")).To(BeTrue(), "the attacker's own key and role are untouched")
 	})
 
-	It("as the current key: deleting the AccessKey leaves the other key alive", func() {
+	It(fmt.Sprintf("as a pending create: recovery leaves the other key alive (%s)", api), func() {
+		victim := waitReady(newAccessKey(newNamespace(nil), "victim", api))
+		attacker := waitReady(newAccessKey(newNamespace(nil), "attacker", api))
+		forge(attacker, func(s *iamv1alpha1.AccessKeyStatus) {
+			s.Pending = &iamv1alpha1.PendingKey{KeyName: victim.Status.KeyName, StartedAt: metav1.Now(), Issuer: *attacker.Status.Issuer}
+		})
+		Eventually(func() *iamv1alpha1.PendingKey { return fetch(attacker).Status.Pending }, timeout, poll).Should(BeNil())
+		Consistently(func() bool { return allowed(secretOf(victim), "get-sos-object", "backups") }, 2*time.Second, poll).Should(BeTrue(),
+			"the victim's key survives the recovery of a forged pending record")
+	})
+
+	It(fmt.Sprintf("as the current key: deleting the AccessKey leaves the other key alive (%s)", api), func() {
 		victim := waitReady(newAccessKey(newNamespace(nil), "victim", api))
 		attacker := waitReady(newAccessKey(newNamespace(nil), "attacker", api))
 		own := attacker.Status.KeyID
@@ -571,4 +587,4 @@ var _ = Describe("Status that names another team's key", func() {
 		Expect(allowed(secretOf(victim), "get-sos-object", "backups")).To(BeTrue(), "the victim's key survives the attacker's deletion")
 		Expect(liveKeysOf(attacker)).To(BeEmpty(), "the attacker's own key, named as retiring, is revoked")
 	})
-})
+}

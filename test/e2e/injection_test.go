@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -121,21 +122,37 @@ var _ = Describe("The injection webhook", Ordered, func() {
 
 	It("serves on every replica: a standby serves the certificate and is Ready by its own state, beside the leader", func() {
 		m.kill()
-		leaderHealth, standbyPort, standbyHealth := freePort(), freePort(), freePort()
-		leader := webhookManager("manager-webhook-leader", true, port, leaderHealth)
-		DeferCleanup(leader.kill)
-		Eventually(func() error { return readyz(leaderHealth) }, timeout, poll).Should(Succeed(), describe(leader))
+		healths, ports := []int{freePort(), freePort()}, []int{port, freePort()}
 		started := time.Now()
-		standby := webhookManager("manager-webhook-standby", true, standbyPort, standbyHealth)
-		DeferCleanup(standby.kill)
-		Eventually(func() error { return readyz(standbyHealth) }, timeout, poll).Should(Succeed(), describe(standby))
-		Expect(servesCertificateOf(standbyPort, caBundle(configuration))).To(Succeed(), "the standby serves the leader's certificate")
-		AddReportEntry("standby Ready", time.Since(started).Round(100*time.Millisecond).String())
-		Expect(leader.logText()).To(ContainSubstring("Successfully acquired lease"), "the leader holds the lease")
-		Expect(standby.logText()).NotTo(ContainSubstring("Successfully acquired lease"), "the standby is a standby")
-		Expect(readyz(leaderHealth)).To(Succeed())
-		leader.kill()
-		standby.kill()
+		replicas := []*manager{
+			webhookManager("manager-webhook-replica-a", true, ports[0], healths[0]),
+			webhookManager("manager-webhook-replica-b", true, ports[1], healths[1]),
+		}
+		for i, r := range replicas {
+			DeferCleanup(r.kill)
+			Eventually(func() error { return readyz(healths[i]) }, timeout, poll).Should(Succeed(), describe(r))
+			Expect(servesCertificateOf(ports[i], caBundle(configuration))).To(Succeed(), "%s serves the certificate", describe(r))
+		}
+		AddReportEntry("both replicas Ready", time.Since(started).Round(100*time.Millisecond).String())
+		// A lease left by a killed manager is taken once it expires: one
+		// replica leads, the other stays a standby, Ready all along.
+		leaders := func() int {
+			n := 0
+			for _, r := range replicas {
+				if strings.Contains(r.logText(), "Successfully acquired lease") {
+					n++
+				}
+			}
+			return n
+		}
+		Eventually(leaders, timeout, poll).Should(Equal(1), "one replica leads")
+		Consistently(leaders, 2*time.Second, poll).Should(Equal(1), "the other is a standby")
+		for i := range replicas {
+			Expect(readyz(healths[i])).To(Succeed(), "leader or standby, each Ready")
+		}
+		for _, r := range replicas {
+			r.kill()
+		}
 		m = startWebhookManager("manager-webhook-after-replicas")
 		Eventually(func() error { return servesCertificateOf(port, caBundle(configuration)) }, timeout, poll).Should(Succeed())
 	})
