@@ -384,6 +384,22 @@ func (inv *Inventory) Owned(iss *issuer) ([]exoscale.Key, bool) {
 	return owned, ok
 }
 
+// listedOwner returns what the issuer's last listing says of a key: its
+// role and the UID label of that role; false when the listing does not
+// hold it (a key minted since, or not this cluster's). A key cannot change
+// role, and only the organisation's IAM admins can relabel one, so a
+// listing proves ownership as well as a lookup would.
+func (inv *Inventory) listedOwner(iss *issuer, keyID string) (roleID, uid string, ok bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, key := range inv.owned[issuerID(iss)] {
+		if key.ID == keyID {
+			return key.RoleID, key.Labels[LabelUID], true
+		}
+	}
+	return "", "", false
+}
+
 // listIssuers reads every KeyIssuer and ClusterKeyIssuer.
 func listIssuers(ctx context.Context, reader client.Reader) ([]*issuer, error) {
 	var out []*issuer

@@ -219,3 +219,30 @@ func TestListingsAreHeldWithAnEagerCollector(t *testing.T) {
 		})
 	}
 }
+
+func TestListedOwnerAnswersFromTheLastListing(t *testing.T) {
+	iss := &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: types.NamespacedName{Name: "i"}}
+	listing := exoscale.Listing{
+		Keys: map[string]string{"EXOmine": "r1", "EXOtheirs": "r2", "EXOelsewhere": "r3"},
+		Roles: map[string]exoscale.Role{
+			"r1": {Labels: map[string]string{LabelUID: "uid-a", LabelCluster: "c1"}},
+			"r2": {Labels: map[string]string{LabelUID: "uid-b", LabelCluster: "c1"}},
+			"r3": {Labels: map[string]string{LabelUID: "uid-a", LabelCluster: "another cluster"}},
+		},
+	}
+	inv := &Inventory{owned: map[string][]exoscale.Key{issuerID(iss): ownedBy(listing, "c1")}}
+	for keyID, want := range map[string]struct {
+		roleID, uid string
+		ok          bool
+	}{
+		"EXOmine":      {"r1", "uid-a", true},
+		"EXOtheirs":    {"r2", "uid-b", true},
+		"EXOelsewhere": {"", "", false}, // another cluster's role: not this inventory's to answer
+		"EXOunlisted":  {"", "", false},
+	} {
+		roleID, uid, ok := inv.listedOwner(iss, keyID)
+		if roleID != want.roleID || uid != want.uid || ok != want.ok {
+			t.Errorf("%s: %q %q %v, want %+v", keyID, roleID, uid, ok, want)
+		}
+	}
+}
