@@ -16,8 +16,9 @@ import (
 )
 
 // OrphanSweeper finds the keys this cluster's exokey minted whose AccessKey
-// is gone (a finalizer stripped, a record lost) and revokes them, or only
-// reports them. It knows its keys by their roles' labels: the cluster's
+// is gone (a finalizer stripped, a record lost), or whose AccessKey's
+// status no longer names them (a create forgotten), and revokes them, or
+// only reports them. It knows its keys by their roles' labels: the cluster's
 // identity and the AccessKey's namespace, name and UID, as the inventory
 // last listed them (it lists nothing itself but a candidate's role, again,
 // before revoking it). Legacy access keys carry no labels, so only IAM v3
@@ -143,7 +144,28 @@ func (s *OrphanSweeper) orphaned(ctx context.Context, key exoscale.Key) (bool, e
 	if err != nil {
 		return false, fmt.Errorf("read the AccessKey of role %s: %w", key.RoleID, err)
 	}
-	return string(ak.UID) != key.Labels[LabelUID], nil
+	if string(ak.UID) != key.Labels[LabelUID] {
+		return true, nil
+	}
+	return !holdsRole(ak, key), nil
+}
+
+// holdsRole reports whether an AccessKey's status names a role: its
+// current key's, a retiring key's, or a create in flight's (by name: the
+// record is written before the create, and cleared by the write that
+// records the key). A role minted for a live AccessKey that its status does
+// not name was forgotten: a lookup of a pending create that found nothing
+// while Exoscale's role operation was still running, say.
+func holdsRole(ak *iamv1alpha1.AccessKey, key exoscale.Key) bool {
+	if ak.Status.RoleID == key.RoleID {
+		return true
+	}
+	for _, old := range ak.Status.Retiring {
+		if old.RoleID == key.RoleID {
+			return true
+		}
+	}
+	return ak.Status.Pending != nil && ak.Status.Pending.KeyName == key.Name
 }
 
 // confirm reads a key's role again, for labels as they are now.
