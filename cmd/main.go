@@ -233,7 +233,7 @@ func main() {
 	if orphanSweep != "off" {
 		if err := mgr.Add(&controller.OrphanSweeper{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: inventory, Recorder: recorder,
-			ClusterID: clusterID, Period: orphanSweepPeriod, ReportOnly: orphanSweep == "report", Metrics: exokeyMetrics,
+			ClusterID: clusterID, Period: orphanSweepPeriod, ReportOnly: orphanSweep == "report", Metrics: exokeyMetrics, KeyNames: keyNames,
 		}); err != nil {
 			log.Error(err, "unable to set up the orphan sweep")
 			os.Exit(1)

@@ -37,6 +37,10 @@ type OrphanSweeper struct {
 	// ReportOnly reports orphaned keys (events, metric) without revoking.
 	ReportOnly bool
 	Metrics    *Metrics
+	// KeyNames proves that a role a live AccessKey's status does not name
+	// was minted for it (its name); nil sweeps only the keys of AccessKeys
+	// that are gone.
+	KeyNames *KeyNames
 }
 
 // SweepResult is what one sweep found and did.
@@ -147,7 +151,11 @@ func (s *OrphanSweeper) orphaned(ctx context.Context, key exoscale.Key) (bool, e
 	if string(ak.UID) != key.Labels[LabelUID] {
 		return true, nil
 	}
-	return !holdsRole(ak, key), nil
+	// A live AccessKey's: forgotten only when its status names it nowhere,
+	// and only a role whose name proves exokey minted it for this
+	// AccessKey; labels alone are anyone's with IAM rights to write.
+	owned, proving := s.KeyNames.proves(key.Name, ak.UID)
+	return owned && proving && !holdsRole(ak, key), nil
 }
 
 // holdsRole reports whether an AccessKey's status names a role: its

@@ -78,6 +78,8 @@ var (
 	testIssuers *IssuerClients
 	// testInventory is the manager's inventory.
 	testInventory *Inventory
+	// testKeyNames names the manager's keys.
+	testKeyNames *KeyNames
 )
 
 func TestControllers(t *testing.T) {
@@ -162,13 +164,14 @@ func startManager() {
 	testInventory = &Inventory{UnlistedLookupPeriod: driftCheckPeriod}
 	keyNames, err := LoadKeyNames(ctx, k8sClient, systemNamespace, "exokey-key-names")
 	Expect(err).NotTo(HaveOccurred())
+	testKeyNames = keyNames
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: recorder,
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
 		Inventory: testInventory, ResyncPeriod: driftCheckPeriod, KeyNames: keyNames,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: testInventory,
-		Recorder: recorder, ClusterID: clusterID, Period: time.Second, Metrics: metrics})).To(Succeed())
+		Recorder: recorder, ClusterID: clusterID, Period: time.Second, Metrics: metrics, KeyNames: keyNames})).To(Succeed())
 	for _, cluster := range []bool{false, true} {
 		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute,
 			CredentialsPollPeriod: 500 * time.Millisecond}).

@@ -327,11 +327,19 @@ var _ = Describe("Tenant boundary", func() {
 		// What a recovery leaves when its lookup ran before Exoscale's role
 		// operation finished: a role labelled for the AccessKey, named as
 		// its keys are, that no record names.
-		forgotten, err := rootKeys[api].Create(ctx, exoscale.KeySpec{Name: live.Status.KeyName + "-forgotten", Operations: []string{"get-sos-object"},
-			Labels: map[string]string{LabelNamespace: namespace, LabelName: live.Name, LabelUID: string(live.UID), LabelCluster: clusterID}})
+		labels := map[string]string{LabelNamespace: namespace, LabelName: live.Name, LabelUID: string(live.UID), LabelCluster: clusterID}
+		forgotten, err := rootKeys[api].Create(ctx, exoscale.KeySpec{Name: testKeyNames.name("k8s-"+namespace+"-live", live.UID),
+			Operations: []string{"get-sos-object"}, Labels: labels})
 		Expect(err).NotTo(HaveOccurred())
+		// Labels alone are anyone's with IAM rights: a role whose name does
+		// not prove the AccessKey is not exokey's to revoke.
+		unproven, err := rootKeys[api].Create(ctx, exoscale.KeySpec{Name: "k8s-" + namespace + "-live-0a0b0c0d0e0f",
+			Operations: []string{"get-sos-object"}, Labels: labels})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { Expect(rootKeys[api].Revoke(ctx, unproven.Key)).To(Succeed()) })
 		Eventually(func() bool { return authenticates(forgotten.ID, forgotten.Secret.Reveal()) }, timeout, poll).Should(BeFalse())
-		Expect(liveKeysOf(live)).To(ConsistOf(fetch(live).Status.KeyID), "the AccessKey's own key is not swept")
+		Expect(authenticates(unproven.ID, unproven.Secret.Reveal())).To(BeTrue(), "a role whose name proves nothing is left alone")
+		Expect(liveKeysOf(live)).To(ConsistOf(fetch(live).Status.KeyID, unproven.ID), "the AccessKey's own key is not swept")
 		Expect(allowed(secretOf(live), "get-sos-object", "backups")).To(BeTrue())
 	})
 
