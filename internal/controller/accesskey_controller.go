@@ -254,34 +254,33 @@ var issuerChanged = predicate.Or[client.Object](predicate.GenerationChangedPredi
 	},
 })
 
-func canAssume(o client.Object) bool {
+// issuerStatus is the status of a KeyIssuer or ClusterKeyIssuer; nil for
+// anything else.
+func issuerStatus(o client.Object) *iamv1alpha1.IssuerStatus {
 	switch o := o.(type) {
 	case *iamv1alpha1.ClusterKeyIssuer:
-		return o.Status.CanAssumeRoles
+		return &o.Status
 	case *iamv1alpha1.KeyIssuer:
-		return o.Status.CanAssumeRoles
+		return &o.Status
 	}
-	return false
+	return nil
+}
+
+func canAssume(o client.Object) bool {
+	status := issuerStatus(o)
+	return status != nil && status.CanAssumeRoles
 }
 
 func grantableCount(o client.Object) int {
-	switch o := o.(type) {
-	case *iamv1alpha1.ClusterKeyIssuer:
-		return o.Status.Grantable
-	case *iamv1alpha1.KeyIssuer:
-		return o.Status.Grantable
+	if status := issuerStatus(o); status != nil {
+		return status.Grantable
 	}
 	return 0
 }
 
 func issuerReady(o client.Object) metav1.ConditionStatus {
-	var status *iamv1alpha1.IssuerStatus
-	switch o := o.(type) {
-	case *iamv1alpha1.ClusterKeyIssuer:
-		status = &o.Status
-	case *iamv1alpha1.KeyIssuer:
-		status = &o.Status
-	default:
+	status := issuerStatus(o)
+	if status == nil {
 		return metav1.ConditionUnknown
 	}
 	if c := meta.FindStatusCondition(status.Conditions, ConditionReady); c != nil {

@@ -141,18 +141,9 @@ func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.Ac
 		}
 	}
 	for _, h := range live {
-		iss, keys, err := r.keysOf(ctx, ak, h.issuer)
-		if err == nil {
-			key, owned, proveErr := r.provenOwn(ctx, ak, iss, keys, h.key)
-			switch {
-			case proveErr != nil:
-				err = proveErr
-			case !owned:
-				r.disown(ctx, ak, iss, key, "keys")
-				continue
-			default:
-				err = keys.Revoke(ctx, key)
-			}
+		revoked, err := r.revokeOwn(ctx, ak, h.issuer, h.key, "keys")
+		if err == nil && !revoked {
+			continue // not this AccessKey's: left alone
 		}
 		if err != nil {
 			left = append(left, h)

@@ -78,6 +78,27 @@ func (r *AccessKeyReconciler) provenOwn(ctx context.Context, ak *iamv1alpha1.Acc
 	return key, owned, nil
 }
 
+// revokeOwn revokes a key status names through the issuer that minted it,
+// once Exoscale shows it was minted for this AccessKey. A key that is not
+// is left alone and reported: revoked is false, and so is err, for the
+// caller to drop it from status.
+func (r *AccessKeyReconciler) revokeOwn(ctx context.Context, ak *iamv1alpha1.AccessKey, minted *iamv1alpha1.MintingIssuer,
+	key exoscale.Key, where string) (revoked bool, err error) {
+	iss, keys, err := r.keysOf(ctx, ak, minted)
+	if err != nil {
+		return false, err
+	}
+	key, owned, err := r.provenOwn(ctx, ak, iss, keys, key)
+	switch {
+	case err != nil:
+		return false, err
+	case !owned:
+		r.disown(ctx, ak, iss, key, where)
+		return false, nil
+	}
+	return true, keys.Revoke(ctx, key)
+}
+
 // disown reports a key status named that was not minted for the AccessKey:
 // it is left alone, and the caller drops it from status.
 func (r *AccessKeyReconciler) disown(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, key exoscale.Key, where string) {

@@ -29,18 +29,9 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 			kept = append(kept, old)
 			continue
 		}
-		iss, keys, err := r.keysOf(ctx, ak, old.Issuer)
-		if err == nil {
-			key, owned, proveErr := r.provenOwn(ctx, ak, iss, keys, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID})
-			switch {
-			case proveErr != nil:
-				err = proveErr
-			case !owned:
-				r.disown(ctx, ak, iss, key, "retiring")
-				continue
-			default:
-				err = keys.Revoke(ctx, key)
-			}
+		revoked, err := r.revokeOwn(ctx, ak, old.Issuer, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, "retiring")
+		if err == nil && !revoked {
+			continue // not this AccessKey's: left alone and dropped
 		}
 		if err != nil {
 			kept = append(kept, old)
