@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"runtime/debug"
@@ -77,6 +78,7 @@ func main() {
 		exoscaleCallTimeout     time.Duration
 		pprofAddr               string
 		enableWebhook           bool
+		mode                    string
 		hook                    inject.ServeOptions
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
@@ -119,6 +121,10 @@ func main() {
 		"Deadline of one call to Exoscale, its retries and operation polls included.")
 	flag.BoolVar(&enableWebhook, "enable-injection-webhook", false,
 		"Serve the pod injection webhook (the chart enables it): pods labelled iam.exokey.io/inject=true get the Secrets of the AccessKeys they name.")
+	flag.StringVar(&mode, "mode", modeAll,
+		"What this process runs: all (the controllers, and the injection webhook with --enable-injection-webhook); "+
+			"controllers (the controllers; with --enable-injection-webhook they issue the webhook's certificate but do not serve it); "+
+			"webhook (the injection webhook alone, for its own Deployment: it reads AccessKeys and ServiceAccounts and writes nothing).")
 	flag.IntVar(&hook.Port, "webhook-port", 9443, "Port of the injection webhook's server.")
 	flag.StringVar(&hook.CertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory of the webhook's tls.crt and tls.key (its Secret, mounted).")
 	flag.StringVar(&hook.Namespace, "webhook-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the webhook's Service and certificate Secret (default: $POD_NAMESPACE).")
@@ -137,6 +143,15 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 	setMemoryLimit(log)
+	if mode != modeAll && mode != modeControllers && mode != modeWebhook {
+		log.Error(nil, "--mode takes all, controllers or webhook", "value", mode)
+		os.Exit(1)
+	}
+	if mode == modeWebhook {
+		// Nothing to lead: every replica serves, and the certificate comes
+		// mounted from the Secret the controllers (or cert-manager) write.
+		enableWebhook, leaderElect = true, false
+	}
 
 	var tlsOpts []func(*tls.Config)
 	if !enableHTTP2 {
@@ -182,69 +197,16 @@ func main() {
 		os.Exit(1)
 	}
 
-	recorder := controller.NewEventRecorder(mgr)
-
-	if orphanSweep != "revoke" && orphanSweep != "report" && orphanSweep != "off" {
-		log.Error(nil, "--orphan-sweep takes revoke, report or off", "value", orphanSweep)
-		os.Exit(1)
-	}
-	if clusterID == "" {
-		clusterID, err = controller.ClusterID(context.Background(), mgr.GetAPIReader())
-		if err != nil {
-			log.Error(err, "unable to read the cluster's identity (set --cluster-id)")
-			os.Exit(1)
-		}
-	}
-
-	keyNames, err := loadKeyNames(keyNameSecretNamespace, leaderElectionNamespace, keyNameSecret)
-	if err != nil {
-		log.Error(err, "unable to load the key-name secret")
-		os.Exit(1)
-	}
-
-	issuers := &controller.IssuerClients{
-		Reader: mgr.GetAPIReader(),
-		Base: exoscale.Config{
-			QPS: exoscaleQPS, Burst: exoscaleBurst, CallTimeout: exoscaleCallTimeout, Metrics: exoscale.NewMetrics(metrics.Registry),
-		},
-	}
-	opts := ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout}
-	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetCache())
-	exokeyMetrics.LeaderOnly(mgr.Elected())
-	// The reconciler completes and runs the inventory; the sweep reads it.
-	inventory := &controller.Inventory{}
-	if err := (&controller.AccessKeyReconciler{
-		Client:              mgr.GetClient(),
-		APIReader:           mgr.GetAPIReader(),
-		Recorder:            recorder,
-		Issuers:             issuers,
-		DriftCheckPeriod:    driftCheckPeriod,
-		Inventory:           inventory,
-		ResyncPeriod:        resyncPeriod,
-		Metrics:             exokeyMetrics,
-		ClusterID:           clusterID,
-		KeyNames:            keyNames,
-		MaxWorkersPerIssuer: maxWorkersPerIssuer,
-		RevokeTimeout:       revokeTimeout,
-	}).SetupWithManager(mgr, opts); err != nil {
-		log.Error(err, "unable to set up the controller", "controller", "AccessKey")
-		os.Exit(1)
-	}
-	if orphanSweep != "off" {
-		if err := mgr.Add(&controller.OrphanSweeper{
-			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: inventory, Recorder: recorder,
-			ClusterID: clusterID, Period: orphanSweepPeriod, ReportOnly: orphanSweep == "report", Metrics: exokeyMetrics, KeyNames: keyNames,
+	if mode != modeWebhook {
+		if err := setUpControllers(mgr, controllerOptions{
+			clusterID: clusterID, orphanSweep: orphanSweep, orphanSweepPeriod: orphanSweepPeriod,
+			keyNameSecret: keyNameSecret, keyNameSecretNamespace: keyNameSecretNamespace, leaderElectionNamespace: leaderElectionNamespace,
+			exoscale:         exoscale.Config{QPS: exoscaleQPS, Burst: exoscaleBurst, CallTimeout: exoscaleCallTimeout},
+			controller:       ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout},
+			driftCheckPeriod: driftCheckPeriod, resyncPeriod: resyncPeriod, issuerRecheckPeriod: issuerRecheckPeriod,
+			credentialsPollPeriod: credentialsPollPeriod, maxWorkersPerIssuer: maxWorkersPerIssuer, revokeTimeout: revokeTimeout,
 		}); err != nil {
-			log.Error(err, "unable to set up the orphan sweep")
-			os.Exit(1)
-		}
-	}
-	for _, cluster := range []bool{false, true} {
-		if err := (&controller.IssuerReconciler{
-			Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: issuerRecheckPeriod,
-			CredentialsPollPeriod: credentialsPollPeriod,
-		}).SetupWithManager(mgr, opts); err != nil {
-			log.Error(err, "unable to set up the controller", "controller", "issuer", "cluster", cluster)
+			log.Error(err, "unable to set up the controllers")
 			os.Exit(1)
 		}
 	}
@@ -255,9 +217,17 @@ func main() {
 			log.Error(nil, "the injection webhook needs --webhook-namespace (or $POD_NAMESPACE)")
 			os.Exit(1)
 		}
-		if err := inject.Serve(mgr, hook); err != nil {
-			log.Error(err, "unable to set up the injection webhook")
-			os.Exit(1)
+		if mode != modeWebhook && !hook.CertManager {
+			if err := inject.IssueCertificate(mgr, hook); err != nil {
+				log.Error(err, "unable to set up the webhook's certificate")
+				os.Exit(1)
+			}
+		}
+		if mode != modeControllers {
+			if err := inject.Serve(mgr, hook); err != nil {
+				log.Error(err, "unable to set up the injection webhook")
+				os.Exit(1)
+			}
 		}
 	}
 
@@ -275,6 +245,85 @@ func main() {
 		log.Error(err, "the manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// What a manager process runs (--mode).
+const (
+	modeAll         = "all"
+	modeControllers = "controllers"
+	modeWebhook     = "webhook"
+)
+
+// controllerOptions are the flags the controllers take.
+type controllerOptions struct {
+	clusterID, orphanSweep                                         string
+	orphanSweepPeriod                                              time.Duration
+	keyNameSecret, keyNameSecretNamespace, leaderElectionNamespace string
+	exoscale                                                       exoscale.Config
+	controller                                                     ctrlcontroller.Options
+	driftCheckPeriod, resyncPeriod, issuerRecheckPeriod            time.Duration
+	credentialsPollPeriod, revokeTimeout                           time.Duration
+	maxWorkersPerIssuer                                            int
+}
+
+// setUpControllers adds the AccessKey and issuer controllers, the orphan
+// sweep and exokey's metrics to the manager.
+func setUpControllers(mgr ctrl.Manager, o controllerOptions) error {
+	if o.orphanSweep != "revoke" && o.orphanSweep != "report" && o.orphanSweep != "off" {
+		return fmt.Errorf("--orphan-sweep takes revoke, report or off, not %q", o.orphanSweep)
+	}
+	clusterID := o.clusterID
+	if clusterID == "" {
+		var err error
+		if clusterID, err = controller.ClusterID(context.Background(), mgr.GetAPIReader()); err != nil {
+			return fmt.Errorf("reading the cluster's identity (set --cluster-id): %w", err)
+		}
+	}
+	keyNames, err := loadKeyNames(o.keyNameSecretNamespace, o.leaderElectionNamespace, o.keyNameSecret)
+	if err != nil {
+		return fmt.Errorf("loading the key-name secret: %w", err)
+	}
+	base := o.exoscale
+	base.Metrics = exoscale.NewMetrics(metrics.Registry)
+	issuers := &controller.IssuerClients{Reader: mgr.GetAPIReader(), Base: base}
+	recorder := controller.NewEventRecorder(mgr)
+	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetCache())
+	exokeyMetrics.LeaderOnly(mgr.Elected())
+	// The reconciler completes and runs the inventory; the sweep reads it.
+	inventory := &controller.Inventory{}
+	if err := (&controller.AccessKeyReconciler{
+		Client:              mgr.GetClient(),
+		APIReader:           mgr.GetAPIReader(),
+		Recorder:            recorder,
+		Issuers:             issuers,
+		DriftCheckPeriod:    o.driftCheckPeriod,
+		Inventory:           inventory,
+		ResyncPeriod:        o.resyncPeriod,
+		Metrics:             exokeyMetrics,
+		ClusterID:           clusterID,
+		KeyNames:            keyNames,
+		MaxWorkersPerIssuer: o.maxWorkersPerIssuer,
+		RevokeTimeout:       o.revokeTimeout,
+	}).SetupWithManager(mgr, o.controller); err != nil {
+		return fmt.Errorf("the AccessKey controller: %w", err)
+	}
+	if o.orphanSweep != "off" {
+		if err := mgr.Add(&controller.OrphanSweeper{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: inventory, Recorder: recorder,
+			ClusterID: clusterID, Period: o.orphanSweepPeriod, ReportOnly: o.orphanSweep == "report", Metrics: exokeyMetrics, KeyNames: keyNames,
+		}); err != nil {
+			return fmt.Errorf("the orphan sweep: %w", err)
+		}
+	}
+	for _, cluster := range []bool{false, true} {
+		if err := (&controller.IssuerReconciler{
+			Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: o.issuerRecheckPeriod,
+			CredentialsPollPeriod: o.credentialsPollPeriod,
+		}).SetupWithManager(mgr, o.controller); err != nil {
+			return fmt.Errorf("the issuer controller (cluster %t): %w", cluster, err)
+		}
+	}
+	return nil
 }
 
 // defaultGCPercent is the manager's GOGC unless the environment sets one.

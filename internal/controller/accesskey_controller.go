@@ -80,7 +80,7 @@ type AccessKeyReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=accesskeys,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=iam.exokey.io,resources=accesskeys/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=iam.exokey.io,resources=accesskeys/status,verbs=patch
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=accesskeys/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch

@@ -57,7 +57,7 @@ type issuerCheck struct {
 
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers;clusterkeyissuers,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers/finalizers;clusterkeyissuers/finalizers,verbs=update
-// +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers/status;clusterkeyissuers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers/status;clusterkeyissuers/status,verbs=patch
 
 // mintingOperations are what an issuer's key needs to mint and revoke keys.
 var mintingOperations = map[iamv1alpha1.IssuerAPI][]string{

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -24,7 +23,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update;patch
+// The rights of the certificate's issuer on the webhook configuration are
+// not markers: they name the configuration (resourceNames), whose name the
+// installer chooses (config/rbac/webhook_certificates_role.yaml, the chart's
+// templates/webhook-rbac.yaml).
 
 // ServeOptions say how the manager serves the webhook.
 type ServeOptions struct {
@@ -48,17 +50,20 @@ type ServeOptions struct {
 	// valid (its CA: ten times as long); it is renewed a fifth of it
 	// before it expires.
 	CertValidity time.Duration
-	// RequireLeaderElection: only the leader rotates the certificate; the
-	// other replicas serve what it wrote.
+	// RequireLeaderElection: only the leader rotates the certificate;
+	// every replica serves what it wrote.
 	RequireLeaderElection bool
 	// TLSOpts apply to the server's TLS configuration (HTTP/2 off).
 	TLSOpts []func(*tls.Config)
 }
 
-// Serve registers the webhook with the manager and sets up its serving
-// certificate. The server answers once a certificate is in CertDir; the
-// readiness check "webhook" fails until then, so a Service sends no
-// request to a replica that could not answer it.
+// Serve registers the webhook with the manager. The server answers once a
+// valid certificate is in CertDir (mounted from the Secret the issuer of the
+// certificate writes: IssueCertificate, or cert-manager); the readiness
+// check "webhook" fails until then, so a Service sends no request to a
+// replica that could not answer it. Serving needs read access to
+// AccessKeys and ServiceAccounts and nothing else: the webhook's own
+// Deployment runs with no other right (docs/guides/tenancy.md).
 func Serve(mgr ctrl.Manager, o ServeOptions) error {
 	certFile, keyFile := filepath.Join(o.CertDir, "tls.crt"), filepath.Join(o.CertDir, "tls.key")
 	var watcher atomic.Pointer[certwatcher.CertWatcher]
@@ -85,41 +90,13 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 		return err
 	}
 
-	ready := make(chan struct{})
-	if !o.CertManager {
-		validity := o.CertValidity
-		if validity <= 0 {
-			validity = 90 * 24 * time.Hour
-		}
-		service := o.ServiceName + "." + o.Namespace + ".svc"
-		if err := rotator.AddRotator(mgr, &rotator.CertRotator{
-			SecretKey: types.NamespacedName{Namespace: o.Namespace, Name: o.SecretName},
-			CertDir:   o.CertDir, CAName: "exokey-webhook-ca", CAOrganization: "exokey",
-			DNSName: service, ExtraDNSNames: append([]string{o.ServiceName, o.ServiceName + "." + o.Namespace, service + ".cluster.local"}, o.DNSNames...),
-			IsReady:               ready,
-			Webhooks:              []rotator.WebhookInfo{{Name: o.ConfigurationName, Type: rotator.Mutating}},
-			RequireLeaderElection: o.RequireLeaderElection,
-			ServerCertDuration:    validity, CaCertDuration: 10 * validity,
-			LookaheadInterval: validity / 5, RotationCheckFrequency: max(min(validity/20, time.Hour), time.Second),
-			EnableReadinessCheck: true,
-		}); err != nil {
-			return err
-		}
-	}
-	// Once a certificate is mounted, the server serves it, and follows it
-	// as it is renewed. Every replica does this, leader or not: the
-	// rotator runs on the leader alone and signals the leader alone, so a
-	// standby serves the certificate the leader wrote into the Secret as
-	// soon as it is mounted and valid.
+	// Once a valid certificate is mounted, the server serves it, and
+	// follows it as it is renewed. Every replica does this, leader or not:
+	// the certificate's issuer runs on the leader alone (or in another
+	// Deployment, or is cert-manager), so a replica serves the certificate
+	// written into the Secret as soon as the kubelet has mounted it.
 	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
-			select {
-			case <-ready: // the rotator wrote a fresh certificate
-				_, err := os.Stat(certFile)
-				return err == nil, nil
-			default:
-			}
-			// cert-manager's, or one another replica's rotator wrote.
 			return validNow(certFile, keyFile, time.Now()), nil
 		}); err != nil {
 			return nil // stopped before a certificate came
@@ -139,6 +116,30 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 			return errors.New("no serving certificate yet")
 		}
 		return nil
+	})
+}
+
+// IssueCertificate has the manager issue and rotate the webhook's serving
+// certificate and its CA (cert-controller's rotator, on the leader), write
+// them into the Secret SecretName, and keep the caBundle of the
+// configuration ConfigurationName current. It needs the Secret mounted in
+// CertDir, as the rotator waits to see it there.
+func IssueCertificate(mgr ctrl.Manager, o ServeOptions) error {
+	validity := o.CertValidity
+	if validity <= 0 {
+		validity = 90 * 24 * time.Hour
+	}
+	service := o.ServiceName + "." + o.Namespace + ".svc"
+	return rotator.AddRotator(mgr, &rotator.CertRotator{
+		SecretKey: types.NamespacedName{Namespace: o.Namespace, Name: o.SecretName},
+		CertDir:   o.CertDir, CAName: "exokey-webhook-ca", CAOrganization: "exokey",
+		DNSName: service, ExtraDNSNames: append([]string{o.ServiceName, o.ServiceName + "." + o.Namespace, service + ".cluster.local"}, o.DNSNames...),
+		IsReady:               make(chan struct{}),
+		Webhooks:              []rotator.WebhookInfo{{Name: o.ConfigurationName, Type: rotator.Mutating}},
+		RequireLeaderElection: o.RequireLeaderElection,
+		ServerCertDuration:    validity, CaCertDuration: 10 * validity,
+		LookaheadInterval: validity / 5, RotationCheckFrequency: max(min(validity/20, time.Hour), time.Second),
+		EnableReadinessCheck: true,
 	})
 }
 

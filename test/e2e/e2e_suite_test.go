@@ -40,8 +40,9 @@ import (
 )
 
 const (
-	releaseNamespace = "exokey-system"
-	serviceAccount   = "exokey"
+	releaseNamespace      = "exokey-system"
+	serviceAccount        = "exokey"
+	webhookServiceAccount = "exokey-webhook"
 )
 
 var (
@@ -56,6 +57,8 @@ var (
 	rootKey           string
 	rootSecret        string
 	managerKubeconfig string
+	// webhookKubeconfig authenticates as the webhook's ServiceAccount.
+	webhookKubeconfig string
 	// adminKubeconfig is a cluster admin's, for the tools a user runs:
 	// Helm, kubectl.
 	adminKubeconfig   string
@@ -116,13 +119,9 @@ var _ = BeforeSuite(func() {
 		return k8sClient.List(ctx, &iamv1alpha1.AccessKeyList{})
 	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
 
-	By("issuing a token for the chart's ServiceAccount (TokenRequest)")
-	request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))}}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount, Namespace: releaseNamespace}}
-	Expect(k8sClient.SubResource("token").Create(ctx, sa, request)).To(Succeed())
-	managerCfg := rest.AnonymousClientConfig(adminCfg)
-	managerCfg.BearerToken = request.Status.Token
-	managerKubeconfig = writeKubeconfig(managerCfg, "manager.kubeconfig")
+	By("issuing tokens for the chart's ServiceAccounts, the controllers' and the webhook's (TokenRequest)")
+	managerKubeconfig = serviceAccountKubeconfig(serviceAccount)
+	webhookKubeconfig = serviceAccountKubeconfig(webhookServiceAccount)
 
 	By("starting the emulator binary")
 	emulatorProcess, endpoint, rootKey, rootSecret = startEmulator()
@@ -182,6 +181,18 @@ func renderChart(args ...string) []*unstructured.Unstructured {
 		}
 		objects = append(objects, obj)
 	}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig with a token of a
+// ServiceAccount of the release namespace.
+func serviceAccountKubeconfig(name string) string {
+	GinkgoHelper()
+	request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: releaseNamespace}}
+	Expect(k8sClient.SubResource("token").Create(ctx, sa, request)).To(Succeed())
+	cfg := rest.AnonymousClientConfig(adminCfg)
+	cfg.BearerToken = request.Status.Token
+	return writeKubeconfig(cfg, name+".kubeconfig")
 }
 
 func writeKubeconfig(cfg *rest.Config, name string) string {

@@ -19,9 +19,11 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/exokey/exokey/internal/inject"
@@ -177,7 +179,69 @@ var _ = Describe("The injection webhook", Ordered, func() {
 			return nil
 		}, timeout, poll).Should(Succeed())
 	})
+
+	It("runs apart from the controllers, as a ServiceAccount that can touch no Secret", func() {
+		m.kill()
+		By("the controllers issuing the certificate, and the webhook alone serving it with its own token")
+		controllers := startManager("manager-controllers", "--drift-check-period=5s", "--mode=controllers", "--enable-injection-webhook",
+			"--webhook-cert-dir="+certDir, "--webhook-namespace="+releaseNamespace, "--webhook-service-name=exokey-webhook",
+			"--webhook-secret-name="+secretName, "--webhook-configuration-name="+configuration, "--webhook-dns-names=localhost")
+		DeferCleanup(controllers.kill)
+		health := freePort()
+		hook := startManager("webhook-only", "--kubeconfig="+webhookKubeconfig, "--mode=webhook", "--webhook-port="+strconv.Itoa(port),
+			"--webhook-cert-dir="+certDir, "--webhook-namespace="+releaseNamespace, "--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(health))
+		DeferCleanup(hook.kill)
+		Eventually(func() error { return readyz(health) }, timeout, poll).Should(Succeed(), describe(hook))
+		namespace := newNamespace()
+		newAccessKey(namespace, "creds")
+		Eventually(func() error {
+			pod := optedInPod(namespace, "from-the-webhook-deployment")
+			if err := k8sClient.Create(ctx, pod); err != nil {
+				return err
+			}
+			if len(pod.Spec.Containers[0].EnvFrom) != 1 {
+				return fmt.Errorf("not injected: %+v", pod.Spec.Containers[0])
+			}
+			return nil
+		}, timeout, poll).Should(Succeed())
+		Expect(hook.forbidden()).To(BeEmpty(), "the webhook needed nothing its role does not grant")
+		Expect(hook.logText()).NotTo(ContainSubstring("Successfully acquired lease"), "the webhook leads nothing")
+
+		By("asking the API server what each token may do (SelfSubjectAccessReview)")
+		webhookToken, managerToken := clientFor(webhookKubeconfig), clientFor(managerKubeconfig)
+		for _, verb := range []string{"get", "list", "watch", "create", "update", "patch", "delete"} {
+			Expect(mayDo(webhookToken, verb, "", "secrets", namespace)).To(BeFalse(), "the webhook's token may %s Secrets", verb)
+		}
+		for _, verb := range []string{"patch", "update"} {
+			Expect(mayDo(webhookToken, verb, "apps", "deployments", namespace)).To(BeFalse(), "the webhook's token may %s Deployments", verb)
+			Expect(mayDo(webhookToken, verb, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "")).To(BeFalse())
+		}
+		Expect(mayDo(webhookToken, "list", "iam.exokey.io", "accesskeys", namespace)).To(BeTrue(), "the review tells rights apart")
+		Expect(mayDo(managerToken, "create", "", "secrets", namespace)).To(BeTrue(), "the controllers' token writes Secrets")
+		AddReportEntry("webhook's token", "no verb on Secrets, no write on workloads or webhook configurations; reads AccessKeys")
+	})
 })
+
+// clientFor is a client authenticated by a kubeconfig the suite wrote.
+func clientFor(kubeconfig string) client.Client {
+	GinkgoHelper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	c, err := client.New(cfg, client.Options{})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+// mayDo asks the API server whether c's identity may do verb on a resource
+// (SelfSubjectAccessReview).
+func mayDo(c client.Client, verb, group, resource, namespace string) bool {
+	GinkgoHelper()
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Namespace: namespace},
+	}}
+	Expect(c.Create(ctx, review)).To(Succeed())
+	return review.Status.Allowed
+}
 
 func optedInPod(namespace, name string) *corev1.Pod {
 	return &corev1.Pod{
