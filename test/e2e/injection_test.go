@@ -180,6 +180,23 @@ var _ = Describe("The injection webhook", Ordered, func() {
 		}, timeout, poll).Should(Succeed())
 	})
 
+	It("admits opted-in pods at once while template bombs exist, served by the same process", func() {
+		namespace := newNamespace()
+		applyTemplateBombs(namespace, m)
+		newAccessKey(namespace, "creds")
+		// Admitted at all means answered within the configuration's
+		// timeoutSeconds (10): the bound is the API server's.
+		var slowest time.Duration
+		for i := range 5 {
+			started := time.Now()
+			pod := injectedPod(namespace, fmt.Sprintf("beside-the-bombs-%d", i))
+			slowest = max(slowest, time.Since(started))
+			Expect(pod.Spec.Containers[0].EnvFrom).To(ConsistOf(HaveField("SecretRef.Name", "creds")))
+		}
+		AddReportEntry("opted-in pods beside three template bombs", fmt.Sprintf("5 admitted and injected, the slowest in %s",
+			slowest.Round(time.Millisecond)))
+	})
+
 	It("runs apart from the controllers, as a ServiceAccount that can touch no Secret", func() {
 		m.kill()
 		By("the controllers issuing the certificate, and the webhook alone serving it with its own token")

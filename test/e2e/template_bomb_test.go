@@ -40,36 +40,7 @@ var _ = Describe("Template bombs", Ordered, func() {
 	AfterAll(func() { m.kill() })
 
 	It("cost the manager nothing while they exist, and another team's AccessKey is Ready", func() {
-		namespace := newNamespace()
-		annotations := map[string]string{}
-		for i := range 300 {
-			annotations[fmt.Sprintf("tenant.example/a%d", i)] = strings.Repeat("x", 100)
-		}
-		bombs := map[string]string{
-			"range-integer":     `{{range 9000000000000000000}}{{end}}`,
-			"range-annotations": `{{range .Annotations}}` + strings.Repeat(`{{if eq (printf "%s%s" . .) ""}}{{end}}`, 90) + `{{end}}`,
-			"escapers":          strings.Repeat(`{{if js (printf "%s%s%s" $.Annotations "" "")}}{{end}}`, 60),
-		}
-		for name, template := range bombs {
-			ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: annotations},
-				Spec: iamv1alpha1.AccessKeySpec{IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"},
-					Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
-					Secret: iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
-						Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{"value": template}}}}}
-			Expect(k8sClient.Create(ctx, ak)).To(Succeed())
-			Eventually(func() string {
-				got := &iamv1alpha1.AccessKey{}
-				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got); err != nil {
-					return err.Error()
-				}
-				for _, c := range got.Status.Conditions {
-					if c.Type == "Stalled" && c.Status == metav1.ConditionTrue {
-						return c.Reason
-					}
-				}
-				return "not stalled"
-			}, timeout, poll).Should(Equal("InvalidSpec"), "%s: %s", name, describe(m))
-		}
+		applyTemplateBombs(newNamespace(), m)
 
 		By("measuring the manager's CPU while the bombs exist")
 		const window = 10 * time.Second
@@ -86,3 +57,39 @@ var _ = Describe("Template bombs", Ordered, func() {
 		Expect(cores).To(BeNumerically("<", 0.25), "the bombs are refused unrun")
 	})
 })
+
+// applyTemplateBombs creates three AccessKeys whose templates would run
+// without end or grow without bound, and waits for each to be refused
+// (Stalled, InvalidSpec).
+func applyTemplateBombs(namespace string, m *manager) {
+	GinkgoHelper()
+	annotations := map[string]string{}
+	for i := range 300 {
+		annotations[fmt.Sprintf("tenant.example/a%d", i)] = strings.Repeat("x", 100)
+	}
+	bombs := map[string]string{
+		"range-integer":     `{{range 9000000000000000000}}{{end}}`,
+		"range-annotations": `{{range .Annotations}}` + strings.Repeat(`{{if eq (printf "%s%s" . .) ""}}{{end}}`, 90) + `{{end}}`,
+		"escapers":          strings.Repeat(`{{if js (printf "%s%s%s" $.Annotations "" "")}}{{end}}`, 60),
+	}
+	for name, template := range bombs {
+		ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: annotations},
+			Spec: iamv1alpha1.AccessKeySpec{IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"},
+				Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+				Secret: iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
+					Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{"value": template}}}}}
+		Expect(k8sClient.Create(ctx, ak)).To(Succeed())
+		Eventually(func() string {
+			got := &iamv1alpha1.AccessKey{}
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got); err != nil {
+				return err.Error()
+			}
+			for _, c := range got.Status.Conditions {
+				if c.Type == "Stalled" && c.Status == metav1.ConditionTrue {
+					return c.Reason
+				}
+			}
+			return "not stalled"
+		}, timeout, poll).Should(Equal("InvalidSpec"), "%s: %s", name, describe(m))
+	}
+}
