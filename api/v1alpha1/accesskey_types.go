@@ -12,6 +12,10 @@ const (
 	// InUseFinalizer holds an issuer while AccessKeys refer to it or hold
 	// keys it minted, so those keys can still be revoked through it.
 	InUseFinalizer = "iam.exokey.io/in-use"
+	// CredentialsFinalizer holds an issuer's credentials Secret, deleted
+	// with its namespace or its issuer, until the keys minted with it are
+	// revoked: what revocation needs outlives any manager process.
+	CredentialsFinalizer = "iam.exokey.io/revoke-with"
 	// RotateAnnotation asks for a rotation now whenever its value changes.
 	RotateAnnotation = "iam.exokey.io/rotate"
 	// KeyIDAnnotation, KeyNameAnnotation and ChecksumAnnotation on a Secret

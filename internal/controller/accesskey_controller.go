@@ -72,8 +72,15 @@ type AccessKeyReconciler struct {
 	// be revoked before its finalizer is released anyway, with a Warning
 	// and a metric naming the keys left live (default 15 minutes).
 	RevokeTimeout time.Duration
+	// PendingSettle is how long an interrupted create may still produce a
+	// key at Exoscale after it started (default DefaultPendingSettle): a
+	// pending record whose key is not found is kept until then.
+	PendingSettle time.Duration
 
 	slots *issuerSlots
+	// settled are the creates this process saw end, by AccessKey UID and
+	// key name: their pending records need not wait PendingSettle.
+	settled settledCreates
 	// own holds the writes made through Client, whose watch events are
 	// not reconciled again.
 	own *ownWrites
@@ -169,6 +176,9 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 	}
 	if r.ResyncPeriod <= 0 {
 		r.ResyncPeriod = DefaultResyncPeriod
+	}
+	if r.PendingSettle <= 0 {
+		r.PendingSettle = DefaultPendingSettle
 	}
 	if r.RevokeTimeout <= 0 {
 		r.RevokeTimeout = 15 * time.Minute

@@ -427,12 +427,55 @@ var _ = Describe("Issuers", func() {
 		// The parent key is replaced by one that may read SOS and nothing else.
 		weak, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "weak-parent", Operations: []string{"get-sos-object"}})
 		Expect(err).NotTo(HaveOccurred())
-		parent.StringData = map[string]string{"EXOSCALE_API_KEY": weak.ID, "EXOSCALE_API_SECRET": weak.Secret.Reveal()}
-		Expect(k8sClient.Update(ctx, parent)).To(Succeed())
+		// exokey's finalizer on the Secret moves its resourceVersion: update
+		// on the latest, as kubectl apply does.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(parent), parent)).To(Succeed())
+			parent.StringData = map[string]string{"EXOSCALE_API_KEY": weak.ID, "EXOSCALE_API_SECRET": weak.Secret.Reveal()}
+			return k8sClient.Update(ctx, parent)
+		})).To(Succeed())
 		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonCredentialsInvalid))
 
+		// Deleted while its issuer lives on (to be replaced): let go at once.
 		Expect(k8sClient.Delete(ctx, parent)).To(Succeed())
 		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonCredentialsMissing))
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(parent), parent) }, timeout, poll).
+			Should(Satisfy(apierrors.IsNotFound), "the Secret is gone, free to be created again")
+	})
+
+	It("keep the credentials Secret of a deleted issuer until the keys minted with it are revoked, with nothing held in memory", func() {
+		namespace := newNamespace(nil)
+		rootKey, rootSecret := emu.Root()
+		parent := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "parent", Namespace: namespace},
+			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}}
+		Expect(k8sClient.Create(ctx, parent)).To(Succeed())
+		iss := clusterIssuer("holds-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "parent", Namespace: namespace}
+		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
+		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonIssuerReady))
+		Eventually(func() []string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(parent), parent)).To(Succeed())
+			return parent.Finalizers
+		}, timeout, poll).Should(ContainElement(iamv1alpha1.CredentialsFinalizer))
+		ak := waitReady(newAccessKey(namespace, "held", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.IssuerRef.Name = iss.Name
+		}))
+
+		By("deleting the issuer and its Secret together, and forgetting the credentials this process read")
+		Expect(k8sClient.Delete(ctx, iss)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, parent)).To(Succeed())
+		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonInUse))
+		testIssuers.forget(clusterKeyIssuer(iss))
+		Consistently(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(parent), parent) }, time.Second, poll).
+			Should(Succeed(), "the Secret is kept while its keys live")
+		Expect(parent.DeletionTimestamp.IsZero()).To(BeFalse())
+
+		Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
+		Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(BeEmpty(), "revoked with the kept Secret's credentials")
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(parent), parent) }, timeout, poll).
+			Should(Satisfy(apierrors.IsNotFound), "let go once the keys are revoked")
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss) }, timeout, poll).
+			Should(Satisfy(apierrors.IsNotFound))
 	})
 
 	It("say when their key cannot hand out session credentials, and such AccessKeys are refused without leaving a role", func() {

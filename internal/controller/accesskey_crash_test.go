@@ -80,6 +80,28 @@ var _ = Describe("Recovering an interrupted create", func() {
 			Expect(authenticates(lost.ID, lost.Secret.Reveal())).To(BeFalse())
 		})
 
+		// The manager recorded a key name and stopped while Exoscale was
+		// still making the key (an IAMv3 role operation running): the first
+		// lookups find nothing, and the key appears later. The record is
+		// kept, and nothing else minted, until it does; then it is revoked.
+		It(fmt.Sprintf("keeps the record of a create still finishing at Exoscale, and revokes the key when it appears (%s)", api), func() {
+			namespace := newNamespace(nil)
+			ak := heldBack(namespace, "late", api)
+			name := fmt.Sprintf("k8s-%s-late-0a0b0c0d0e0f", namespace)
+			recordPendingAsTheManager(ak, api, name, "")
+			edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
+			Consistently(func() *iamv1alpha1.PendingKey { return fetch(ak).Status.Pending }, 2*time.Second, poll).
+				ShouldNot(BeNil(), "the record of a create that may still finish is kept")
+			Expect(liveKeysOf(ak)).To(BeEmpty(), "nothing else is minted meanwhile")
+
+			late := mintOutsideTheManager(api, name, ak)
+			got := waitReady(ak)
+			Expect(got.Status.KeyID).NotTo(Equal(late.ID))
+			Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(ConsistOf(got.Status.KeyID),
+				"the key that appeared late is revoked, not forgotten")
+			Expect(authenticates(late.ID, late.Secret.Reveal())).To(BeFalse())
+		})
+
 		// The manager published the key and stopped before status recorded
 		// it: the Secret is the key's durable home, so the key is adopted.
 		It(fmt.Sprintf("adopts a key published and not yet recorded (%s)", api), func() {
@@ -126,7 +148,7 @@ func heldBack(namespace, name string, api iamv1alpha1.IssuerAPI) *iamv1alpha1.Ac
 }
 
 // recordPendingAsTheManager writes what the manager writes before a create:
-// the finalizer and the pending record in status.
+// the finalizer and the pending record in status, timed by its clock.
 func recordPendingAsTheManager(ak *iamv1alpha1.AccessKey, api iamv1alpha1.IssuerAPI, keyName, restrictionHash string) {
 	iss := &iamv1alpha1.ClusterKeyIssuer{}
 	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Name: issuerName(api)}, iss)).To(Succeed())
@@ -134,7 +156,7 @@ func recordPendingAsTheManager(ak *iamv1alpha1.AccessKey, api iamv1alpha1.Issuer
 	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		got := fetch(ak)
 		got.Status.Pending = &iamv1alpha1.PendingKey{
-			KeyName: keyName, StartedAt: metav1.Now(), RestrictionHash: restrictionHash,
+			KeyName: keyName, StartedAt: metav1.NewTime(testClock.Now().UTC().Truncate(time.Second)), RestrictionHash: restrictionHash,
 			Issuer: iamv1alpha1.MintingIssuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Name: iss.Name, UID: iss.UID, API: api},
 		}
 		return k8sClient.Status().Update(ctx, got)

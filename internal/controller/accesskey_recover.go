@@ -3,10 +3,12 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -38,11 +40,27 @@ func (r *AccessKeyReconciler) recordPending(ctx context.Context, ak *iamv1alpha1
 	return nil
 }
 
+// DefaultPendingSettle bounds how long after it started an interrupted
+// create can still produce a key. Each call exokey makes ends within its
+// deadline (--exoscale-call-timeout, 30 s, operation polls included), and an
+// operation Exoscale accepted ends within the minute egoscale waits for one
+// (docs/reference/exoscale-facts.md, "Async operations"; how long Exoscale
+// itself lets an operation run is not published). Two minutes covers both.
+const DefaultPendingSettle = 2 * time.Minute
+
+// pendingLookupPeriod is how often a pending record kept for a create that
+// may still be finishing is looked up again.
+const pendingLookupPeriod = 5 * time.Second
+
 // recoverPending finishes a create a previous pass started and did not
 // record. The key is looked up by the name status recorded, through the
 // issuer status recorded, and only keys minted for this very AccessKey are
 // touched. One the Secret holds (by key ID) was published: it is adopted.
 // Anything else under that name lost its secret with the crash: revoked.
+// Nothing found is not proof that nothing was created while the create
+// may still be finishing at Exoscale (an IAMv3 role operation that is still
+// running): the record is kept, and no other key minted, until
+// PendingSettle after the create started; a deferral says how long.
 func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
 	current *corev1.Secret) error {
 	pending := status.Pending
@@ -59,6 +77,15 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 		return fmt.Errorf("look up pending key %s: %w", pending.KeyName, err)
 	}
 	found = mintedFor(ak, found, r.KeyNames)
+	if len(found) == 0 && !r.settled.ended(ak.UID, pending.KeyName) {
+		if age := r.Clock.Since(pending.StartedAt.Time); age >= 0 && age < r.PendingSettle {
+			log.V(1).Info("an interrupted create may still be finishing at Exoscale: its record is kept", "age", age.Round(time.Second))
+			// Looked up again every few seconds: a key that appears is
+			// revoked (or adopted) as soon as it does.
+			return &deferral{After: min(r.PendingSettle-age+time.Second, pendingLookupPeriod),
+				Message: fmt.Sprintf("the create of key %s may still be finishing at Exoscale", pending.KeyName)}
+		}
+	}
 	publishedID := ""
 	if current != nil && !conflictsWith(current, ak) {
 		publishedID = current.Annotations[iamv1alpha1.KeyIDAnnotation]
@@ -100,6 +127,44 @@ func mintedFor(ak *iamv1alpha1.AccessKey, keys []exoscale.Key, names *KeyNames) 
 		}
 	}
 	return out
+}
+
+// settledCreates remembers the creates whose call this process saw end
+// with a key: nothing of theirs is still under way at Exoscale, so a pending
+// record of one (its publication or status write failed) is settled by a
+// lookup at once. A process that did not make the call (after a crash or a
+// failover) waits PendingSettle instead.
+type settledCreates struct {
+	mu       sync.Mutex
+	at       map[string]time.Time
+	prunedAt time.Time
+}
+
+// end records that the create of name for uid returned a key at now, and
+// forgets those older than keep.
+func (s *settledCreates) end(uid types.UID, name string, now time.Time, keep time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.at == nil {
+		s.at = map[string]time.Time{}
+	}
+	if now.Sub(s.prunedAt) > keep/4 { // a flood of creates costs no scan each
+		for k, at := range s.at {
+			if now.Sub(at) > keep {
+				delete(s.at, k)
+			}
+		}
+		s.prunedAt = now
+	}
+	s.at[string(uid)+"/"+name] = now
+}
+
+// ended reports whether this process saw the create of name for uid end.
+func (s *settledCreates) ended(uid types.UID, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.at[string(uid)+"/"+name]
+	return ok
 }
 
 func keyLabel(key exoscale.Key) string {

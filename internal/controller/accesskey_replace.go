@@ -58,10 +58,16 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.recoverPending(ctx, ak, status, current); err != nil {
-		return ctrl.Result{}, err
+	pendingErr := r.recoverPending(ctx, ak, status, current)
+	var settling *deferral
+	if pendingErr != nil && !errors.As(pendingErr, &settling) {
+		return ctrl.Result{}, pendingErr
 	}
 	retireErr := r.revokeRetiring(ctx, ak, status)
+	if settling != nil {
+		// Retiring keys are revoked on time meanwhile; nothing is minted.
+		return ctrl.Result{}, settling
+	}
 	if resolveErr != nil {
 		var refused *refusal
 		if errors.As(resolveErr, &refused) && refused.BeyondCeiling {
@@ -176,6 +182,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 		// next pass looks the name up and revokes what it finds.
 		return fmt.Errorf("create key %s: %w", name, err)
 	}
+	r.settled.end(ak.UID, name, r.Clock.Now(), r.PendingSettle)
 	log := logf.FromContext(ctx).WithValues("keyID", cred.ID, "keyName", name, "reason", d.Reason)
 	log.Info("created key")
 

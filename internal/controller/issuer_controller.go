@@ -93,8 +93,11 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 	}
 	id := issuerID(iss)
-	fingerprint, err := r.Issuers.credentialsFingerprint(ctx, iss)
+	fingerprint, credentials, err := r.Issuers.credentialsFingerprint(ctx, iss)
 	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.holdCredentials(ctx, credentials); err != nil {
 		return ctrl.Result{}, err
 	}
 	if last, ok := r.checked.Load(id); ok && last.(issuerCheck).fingerprint == fingerprint &&
@@ -140,15 +143,18 @@ func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
 	if !controllerutil.ContainsFinalizer(iss.Object, iamv1alpha1.InUseFinalizer) {
 		return nil
 	}
-	candidates := &iamv1alpha1.AccessKeyList{} // the cache's own objects, only read
-	if err := r.List(ctx, candidates, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}, client.UnsafeDisableDeepCopy); err != nil {
+	users, err := r.holders(ctx, iss)
+	if err != nil {
 		return err
 	}
-	var users []string
-	for i := range candidates.Items {
-		if holdsKeysOf(&candidates.Items[i], iss) {
-			users = append(users, candidates.Items[i].Namespace+"/"+candidates.Items[i].Name)
-		}
+	// The credentials Secret is held while keys it minted are live, and
+	// let go once they are revoked, before the issuer itself.
+	_, credentials, err := r.Issuers.credentialsFingerprint(ctx, iss)
+	if err != nil {
+		return err
+	}
+	if err := r.holdCredentials(ctx, credentials); err != nil {
+		return err
 	}
 	if len(users) > 0 {
 		message := fmt.Sprintf("deletion waits for %d AccessKeys that hold keys it minted (%s): delete them, or point them at another issuer",
@@ -281,6 +287,21 @@ func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Op
 		// on, may free an issuer waiting on its in-use finalizer.
 		Watches(&iamv1alpha1.AccessKey{}, handler.EnqueueRequestsFromMapFunc(r.deletingIssuersOf(kind))).
 		WithOptions(opts).Named(name).Complete(r)
+}
+
+// holders are the AccessKeys whose status records a key the issuer minted.
+func (r *IssuerReconciler) holders(ctx context.Context, iss *issuer) ([]string, error) {
+	candidates := &iamv1alpha1.AccessKeyList{} // the cache's own objects, only read
+	if err := r.List(ctx, candidates, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	var users []string
+	for i := range candidates.Items {
+		if holdsKeysOf(&candidates.Items[i], iss) {
+			users = append(users, candidates.Items[i].Namespace+"/"+candidates.Items[i].Name)
+		}
+	}
+	return users, nil
 }
 
 // holdsKeysOf reports whether an AccessKey's status records a key the

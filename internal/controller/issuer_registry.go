@@ -278,14 +278,17 @@ func (c *IssuerClients) refresh(ctx context.Context, i *issuer) (exoscale.Keys, 
 // credentialsFingerprint changes when the issuer's spec or its credentials
 // Secret does: the generation and the Secret's resourceVersion ("" while it
 // is missing).
-func (c *IssuerClients) credentialsFingerprint(ctx context.Context, i *issuer) (string, error) {
+func (c *IssuerClients) credentialsFingerprint(ctx context.Context, i *issuer) (string, *metav1.PartialObjectMetadata, error) {
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	err := c.Reader.Get(ctx, i.credentialsKey(), meta)
-	if client.IgnoreNotFound(err) != nil {
-		return "", fmt.Errorf("read credentials Secret %s: %w", i.credentialsKey(), err)
+	if apierrors.IsNotFound(err) {
+		return fmt.Sprintf("%d/", i.Generation), nil, nil
 	}
-	return fmt.Sprintf("%d/%s", i.Generation, meta.ResourceVersion), nil
+	if err != nil {
+		return "", nil, fmt.Errorf("read credentials Secret %s: %w", i.credentialsKey(), err)
+	}
+	return fmt.Sprintf("%d/%s", i.Generation, meta.ResourceVersion), meta, nil
 }
 
 // asCredentialsError returns err's CredentialsError, if it is one.

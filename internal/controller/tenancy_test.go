@@ -585,7 +585,10 @@ func forgery(api iamv1alpha1.IssuerAPI, forge func(*iamv1alpha1.AccessKey, func(
 		victim := waitReady(newAccessKey(newNamespace(nil), "victim", api))
 		attacker := waitReady(newAccessKey(newNamespace(nil), "attacker", api))
 		forge(attacker, func(s *iamv1alpha1.AccessKeyStatus) {
-			s.Pending = &iamv1alpha1.PendingKey{KeyName: victim.Status.KeyName, StartedAt: metav1.Now(), Issuer: *attacker.Status.Issuer}
+			// Started long ago: a create that could still be finishing keeps
+			// its record without touching anything; this one is settled.
+			s.Pending = &iamv1alpha1.PendingKey{KeyName: victim.Status.KeyName, StartedAt: metav1.NewTime(time.Now().Add(-time.Hour)),
+				Issuer: *attacker.Status.Issuer}
 		})
 		Eventually(func() *iamv1alpha1.PendingKey { return fetch(attacker).Status.Pending }, timeout, poll).Should(BeNil())
 		Consistently(func() bool { return allowed(secretOf(victim), "get-sos-object", "backups") }, 2*time.Second, poll).Should(BeTrue(),

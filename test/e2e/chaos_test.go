@@ -442,37 +442,59 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			time.Since(started).Round(100*time.Millisecond)))
 	})
 
-	It("deletes a whole namespace (AccessKeys, KeyIssuer, credentials Secret at once) and revokes every key", func() {
-		namespace := newNamespace()
-		Expect(k8sClient.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "own-credentials", Namespace: namespace},
-			StringData: map[string]string{"EXOSCALE_API_KEY": healthy.key, "EXOSCALE_API_SECRET": healthy.secret},
-		})).To(Succeed())
-		prefix := "chaos-ns-" + namespace
-		Expect(k8sClient.Create(ctx, &iamv1alpha1.KeyIssuer{
-			ObjectMeta: metav1.ObjectMeta{Name: "own", Namespace: namespace},
-			Spec: iamv1alpha1.IssuerSpec{
-				API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: healthy.endpoint(), KeyNamePrefix: prefix,
-				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "own-credentials"},
-				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
-			},
-		})).To(Succeed())
-		for i := range 5 {
-			ak := accessKeyOn(namespace, fmt.Sprintf("team-%d", i), "own", func(ak *iamv1alpha1.AccessKey) {
-				ak.Spec.IssuerRef.Kind = iamv1alpha1.KeyIssuerKind
-			})
-			waitReady(ak, timeout)
-		}
-		Expect(healthy.liveKeys(prefix)).To(HaveLen(5))
+	// With a failover, the manager that revokes never saw the credentials:
+	// it is started after the namespace's deletion took the Secret, and
+	// reads them from the Secret its finalizer kept.
+	DescribeTable("deletes a whole namespace (AccessKeys, KeyIssuer, credentials Secret at once) and revokes every key",
+		func(failover bool) {
+			namespace := newNamespace()
+			Expect(k8sClient.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: "own-credentials", Namespace: namespace},
+				StringData: map[string]string{"EXOSCALE_API_KEY": healthy.key, "EXOSCALE_API_SECRET": healthy.secret},
+			})).To(Succeed())
+			prefix := "chaos-ns-" + namespace
+			Expect(k8sClient.Create(ctx, &iamv1alpha1.KeyIssuer{
+				ObjectMeta: metav1.ObjectMeta{Name: "own", Namespace: namespace},
+				Spec: iamv1alpha1.IssuerSpec{
+					API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: healthy.endpoint(), KeyNamePrefix: prefix,
+					CredentialsRef: iamv1alpha1.CredentialsReference{Name: "own-credentials"},
+					Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+				},
+			})).To(Succeed())
+			for i := range 5 {
+				ak := accessKeyOn(namespace, fmt.Sprintf("team-%d", i), "own", func(ak *iamv1alpha1.AccessKey) {
+					ak.Spec.IssuerRef.Kind = iamv1alpha1.KeyIssuerKind
+				})
+				waitReady(ak, timeout)
+			}
+			Expect(healthy.liveKeys(prefix)).To(HaveLen(5))
+			credentials := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "own-credentials", Namespace: namespace}}
+			Eventually(func() []string {
+				_ = k8sClient.Get(ctx, client.ObjectKeyFromObject(credentials), credentials)
+				return credentials.Finalizers
+			}, timeout, poll).Should(ContainElement(iamv1alpha1.CredentialsFinalizer), "the Secret is held while its keys live")
 
-		started := time.Now()
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
-		Expect(k8sClient.Delete(ctx, ns)).To(Succeed())
-		Eventually(func() bool { return gone(ns) }, timeout, poll).Should(BeTrue(), "the namespace is deleted: "+describe(mgr))
-		Expect(healthy.liveKeys(prefix)).To(BeEmpty(), "every key was revoked")
-		AddReportEntry("namespace deletion", fmt.Sprintf("5 AccessKeys, their KeyIssuer and credentials: namespace gone in %s, 0 keys left",
-			time.Since(started).Round(100*time.Millisecond)))
-	})
+			if failover {
+				By("killing the manager, deleting the namespace while none runs, and starting another")
+				mgr.kill()
+			}
+			started := time.Now()
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+			Expect(k8sClient.Delete(ctx, ns)).To(Succeed())
+			if failover {
+				Eventually(func() bool {
+					return k8sClient.Get(ctx, client.ObjectKeyFromObject(credentials), credentials) == nil && !credentials.DeletionTimestamp.IsZero()
+				}, timeout, poll).Should(BeTrue(), "the namespace's deletion reached the Secret")
+				startChaosManager("chaos-manager-after-teardown")
+			}
+			Eventually(func() bool { return gone(ns) }, timeout, poll).Should(BeTrue(), "the namespace is deleted: "+describe(mgr))
+			Expect(healthy.liveKeys(prefix)).To(BeEmpty(), "every key was revoked")
+			AddReportEntry("namespace deletion", fmt.Sprintf("5 AccessKeys, their KeyIssuer and credentials (failover: %t): namespace gone in %s, 0 keys left",
+				failover, time.Since(started).Round(100*time.Millisecond)))
+		},
+		Entry("by the manager that minted them", false),
+		Entry("by a manager started after the deletion began, which never held the credentials in memory", true),
+	)
 
 	It("releases an AccessKey whose keys cannot be revoked after --revoke-timeout, naming the keys left live", func() {
 		namespace := newNamespace()
