@@ -19,6 +19,8 @@ ACTIONLINT  := $(BIN)/actionlint
 KREW_VALIDATE := $(BIN)/validate-krew-manifest
 CRD_REF_DOCS := $(BIN)/crd-ref-docs
 KUSTOMIZE   := $(BIN)/kustomize
+PROMTOOL    := $(BIN)/promtool
+METRICNAMES := $(BIN)/metricnames
 IMG         ?= exokey:dev
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -63,7 +65,7 @@ $(K8S_BIN)/kubectl:
 FUZZ_TIME ?= 10s
 
 .PHONY: test
-test: verify-generated vet control-plane helm-lint release-lint ## Everything: unit, emulator and envtest suites, chart, workflow and krew checks, a short fuzz, end-to-end.
+test: verify-generated vet control-plane helm-lint release-lint $(PROMTOOL) $(METRICNAMES) ## Everything: unit, emulator and envtest suites, chart, workflow and krew checks, a short fuzz, end-to-end.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-e2e
@@ -93,7 +95,8 @@ helm-lint: $(HELM) $(HELM4) ## helm lint and helm template of dist/chart with He
 		$$helm lint --strict --kube-version $(K8S_VERSION) dist/chart; \
 		$$helm template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system >/dev/null; \
 		$$helm template exokey dist/chart --kube-version $(K8S_VERSION) --namespace exokey-system --set clusterKeyIssuer.create=true \
-			--set metrics.serviceMonitor.enabled=true --set replicaCount=2 --set manager.logLevel=debug >/dev/null; \
+			--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true \
+			--set replicaCount=2 --set manager.logLevel=debug >/dev/null; \
 		if $$helm template exokey dist/chart --kube-version $(K8S_VERSION) --set replicaCount=-1 >/dev/null 2>&1; then \
 			echo "values.schema.json accepted replicaCount=-1 ($$helm)"; exit 1; fi; \
 	done
@@ -195,6 +198,16 @@ $(ACTIONLINT): hack/tools/actionlint/go.mod
 $(KREW_VALIDATE): hack/tools/krew/go.mod
 	mkdir -p $(BIN)
 	cd hack/tools/krew && go build -o $(KREW_VALIDATE) sigs.k8s.io/krew/cmd/validate-krew-manifest
+
+# Prometheus's promtool, and metricnames (PromQL parsed by Prometheus's own
+# parser), for test/monitoring's checks of the shipped alerts and dashboard.
+$(PROMTOOL): hack/tools/promtool/go.mod
+	mkdir -p $(BIN)
+	cd hack/tools/promtool && go build -o $(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
+
+$(METRICNAMES): hack/tools/promtool/go.mod hack/tools/promtool/metricnames/main.go
+	mkdir -p $(BIN)
+	cd hack/tools/promtool && go build -o $(METRICNAMES) ./metricnames
 
 $(HELM4): hack/tools/helm4/go.mod
 	mkdir -p $(BIN)

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/inject"
+	"github.com/exokey/exokey/internal/servingcert"
 
 	// Trusted CA roots compiled in, used where the system has none: the
 	// image holds nothing but the manager, and must reach
@@ -79,11 +81,14 @@ func main() {
 		pprofAddr               string
 		enableWebhook           bool
 		mode                    string
+		metricsCertDir          string
 		hook                    inject.ServeOptions
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorised by the API server.")
+	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "",
+		"Directory of a tls.crt and tls.key the secure metrics endpoint serves once they are there (a mounted Secret; the chart mounts the certificate the controllers issue, which names the metrics Service); until then, and without it, a self-signed one.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve metrics over HTTP/2 as well (off by default: HTTP/2 rapid-reset exposure).")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles at a time.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader lease; defaults to the manager's own namespace.")
@@ -165,6 +170,15 @@ func main() {
 	if secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	var metricsCert *servingcert.Loader
+	if secureMetrics && metricsCertDir != "" {
+		var err error
+		if metricsCert, err = servingcert.New(metricsCertDir).WithSelfSigned("localhost"); err != nil {
+			log.Error(err, "unable to make the metrics endpoint's interim certificate")
+			os.Exit(1)
+		}
+		metricsOpts.TLSOpts = append(slices.Clone(tlsOpts), func(c *tls.Config) { c.GetCertificate = metricsCert.GetCertificate })
+	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
@@ -195,6 +209,13 @@ func main() {
 	if err != nil {
 		log.Error(err, "unable to create the manager")
 		os.Exit(1)
+	}
+
+	if metricsCert != nil {
+		if err := mgr.Add(metricsCert); err != nil {
+			log.Error(err, "unable to set up the metrics endpoint's certificate")
+			os.Exit(1)
+		}
 	}
 
 	if mode != modeWebhook {

@@ -29,9 +29,12 @@ var _ = Describe("Rotation", func() {
 		Expect(ak.Status.NextRotationAt).NotTo(BeNil())
 		Expect(ak.Status.NextRotationAt.Sub(ak.Status.CreatedAt.Time)).To(Equal(time.Hour))
 		// The per-key gauges are read from the cache: this namespace holds
-		// this AccessKey alone, and its ceiling is every plus the grace.
-		Eventually(func() float64 { return counter("exokey_key_max_age_seconds", "namespace", namespace) }, timeout, poll).
-			Should(Equal((70 * time.Minute).Seconds()))
+		// this AccessKey alone; it is overdue every plus the grace after
+		// its creation.
+		Eventually(func() float64 { return counter("exokey_key_created_timestamp_seconds", "namespace", namespace) }, timeout, poll).
+			Should(Equal(float64(ak.Status.CreatedAt.Unix())))
+		Expect(counter("exokey_key_overdue_timestamp_seconds", "namespace", namespace)).
+			To(Equal(float64(ak.Status.CreatedAt.Add(70 * time.Minute).Unix())))
 		Consistently(func() string { return fetch(ak).Status.KeyID }, 3*time.Second, poll).Should(Equal(firstKey), "not due yet")
 
 		testClock.advance(time.Hour)

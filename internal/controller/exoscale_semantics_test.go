@@ -273,8 +273,8 @@ var _ = Describe("Gauges read off the cache", func() {
 			}
 			return names
 		}
-		Expect(series()).NotTo(ContainElements("exokey_key_age_seconds", "exokey_access_keys"), "a standby reports none")
+		Expect(series()).NotTo(ContainElements("exokey_key_created_timestamp_seconds", "exokey_access_keys"), "a standby reports none")
 		close(leading)
-		Expect(series()).To(ContainElements("exokey_key_age_seconds", "exokey_access_keys", "exokey_revocations_pending"))
+		Expect(series()).To(ContainElements("exokey_key_created_timestamp_seconds", "exokey_access_keys", "exokey_revocations_pending"))
 	})
 })

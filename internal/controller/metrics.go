@@ -29,10 +29,10 @@ type Metrics struct {
 	leading <-chan struct{}
 
 	accessKeys         *prometheus.Desc
-	keyAge             *prometheus.Desc
-	keyMaxAge          *prometheus.Desc
+	keyCreated         *prometheus.Desc
+	keyOverdue         *prometheus.Desc
 	revocationsPending *prometheus.Desc
-	sessionExpiry      *prometheus.Desc
+	sessionExpiration  *prometheus.Desc
 	sessionTTL         *prometheus.Desc
 }
 
@@ -64,14 +64,15 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 		cache: c,
 		accessKeys: prometheus.NewDesc("exokey_access_keys",
 			"AccessKeys by issuer and readiness.", []string{"issuer", "ready"}, nil),
-		keyAge: prometheus.NewDesc("exokey_key_age_seconds",
-			"Age of each AccessKey's current key.", []string{"namespace", "name"}, nil),
-		keyMaxAge: prometheus.NewDesc("exokey_key_max_age_seconds",
-			"rotation.every plus rotation.gracePeriod of AccessKeys that rotate on a schedule.", []string{"namespace", "name"}, nil),
+		keyCreated: prometheus.NewDesc("exokey_key_created_timestamp_seconds",
+			"When each AccessKey's current key was created (Unix time).", []string{"namespace", "name"}, nil),
+		keyOverdue: prometheus.NewDesc("exokey_key_overdue_timestamp_seconds",
+			"When each current key of an AccessKey that rotates on a schedule is overdue: created plus rotation.every plus rotation.gracePeriod (Unix time).",
+			[]string{"namespace", "name"}, nil),
 		revocationsPending: prometheus.NewDesc("exokey_revocations_pending",
 			"Replaced keys waiting for their grace period to end.", nil, nil),
-		sessionExpiry: prometheus.NewDesc("exokey_session_expiry_seconds",
-			"Time until the current session credential of each AccessKey with spec.ttl expires (negative once expired).", []string{"namespace", "name"}, nil),
+		sessionExpiration: prometheus.NewDesc("exokey_session_expiration_timestamp_seconds",
+			"When the current session credential of each AccessKey with spec.ttl expires (Unix time).", []string{"namespace", "name"}, nil),
 		sessionTTL: prometheus.NewDesc("exokey_session_ttl_seconds",
 			"spec.ttl of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
 	}
@@ -117,10 +118,10 @@ func (m *Metrics) abandoned(ak *iamv1alpha1.AccessKey, key heldKey) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.accessKeys
-	ch <- m.keyAge
-	ch <- m.keyMaxAge
+	ch <- m.keyCreated
+	ch <- m.keyOverdue
 	ch <- m.revocationsPending
-	ch <- m.sessionExpiry
+	ch <- m.sessionExpiration
 	ch <- m.sessionTTL
 }
 
@@ -144,7 +145,6 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	type issuerReady struct{ issuer, ready string }
 	counts := map[issuerReady]int{}
 	pending := 0
-	now := time.Now()
 	err := m.eachAccessKey(ctx, func(ak *iamv1alpha1.AccessKey) {
 		ready := "false"
 		if meta.IsStatusConditionTrue(ak.Status.Conditions, ConditionReady) {
@@ -152,18 +152,20 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		counts[issuerReady{string(kindOf(ak.Spec.IssuerRef)) + "/" + ak.Spec.IssuerRef.Name, ready}]++
 		pending += len(ak.Status.Retiring)
-		if ak.Status.CreatedAt != nil {
-			ch <- prometheus.MustNewConstMetric(m.keyAge, prometheus.GaugeValue, now.Sub(ak.Status.CreatedAt.Time).Seconds(), ak.Namespace, ak.Name)
+		// Times, not ages, as cert-manager exports them: a series that
+		// does not change with the clock, compared with time() in the rules.
+		if created := ak.Status.CreatedAt; created != nil {
+			ch <- prometheus.MustNewConstMetric(m.keyCreated, prometheus.GaugeValue, unixSeconds(created.Time), ak.Namespace, ak.Name)
+			if ak.Spec.Rotation != nil && ak.Spec.Rotation.Every != nil {
+				overdue := created.Add(ak.Spec.Rotation.Every.Duration + specGrace(ak))
+				ch <- prometheus.MustNewConstMetric(m.keyOverdue, prometheus.GaugeValue, unixSeconds(overdue), ak.Namespace, ak.Name)
+			}
 		}
 		if ttl := ttlOf(ak); ttl > 0 {
 			ch <- prometheus.MustNewConstMetric(m.sessionTTL, prometheus.GaugeValue, ttl.Seconds(), ak.Namespace, ak.Name)
 			if ak.Status.ExpiresAt != nil {
-				ch <- prometheus.MustNewConstMetric(m.sessionExpiry, prometheus.GaugeValue, ak.Status.ExpiresAt.Sub(now).Seconds(), ak.Namespace, ak.Name)
+				ch <- prometheus.MustNewConstMetric(m.sessionExpiration, prometheus.GaugeValue, unixSeconds(ak.Status.ExpiresAt.Time), ak.Namespace, ak.Name)
 			}
-		}
-		if ak.Spec.Rotation != nil && ak.Spec.Rotation.Every != nil {
-			ch <- prometheus.MustNewConstMetric(m.keyMaxAge, prometheus.GaugeValue,
-				(ak.Spec.Rotation.Every.Duration + specGrace(ak)).Seconds(), ak.Namespace, ak.Name)
 		}
 	})
 	if err != nil {
@@ -174,6 +176,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.revocationsPending, prometheus.GaugeValue, float64(pending))
 }
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // eachAccessKey calls fn with every cached AccessKey, which fn must not
 // change. It reads the informer's store in place: a List, even one that

@@ -3,24 +3,20 @@ package inject
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net/http"
-	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/exokey/exokey/internal/servingcert"
 )
 
 // The rights of the certificate's issuer on the webhook configuration are
@@ -65,17 +61,20 @@ type ServeOptions struct {
 // AccessKeys and ServiceAccounts and nothing else: the webhook's own
 // Deployment runs with no other right (docs/guides/tenancy.md).
 func Serve(mgr ctrl.Manager, o ServeOptions) error {
-	certFile, keyFile := filepath.Join(o.CertDir, "tls.crt"), filepath.Join(o.CertDir, "tls.key")
-	var watcher atomic.Pointer[certwatcher.CertWatcher]
-	getCertificate := func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		w := watcher.Load()
-		if w == nil {
-			return nil, errors.New("the webhook's serving certificate is not ready yet")
-		}
-		return w.GetCertificate(hello)
+	// Once a valid certificate is mounted, the server serves it, and
+	// follows it as it is renewed. Every replica does this, leader or not:
+	// the certificate's issuer runs on the leader alone (or in another
+	// Deployment, or is cert-manager), so a replica serves the certificate
+	// written into the Secret as soon as the kubelet has mounted it.
+	certificate := servingcert.New(o.CertDir)
+	certificate.OnServing = func(certFile string) {
+		ctrl.Log.WithName("webhook").Info("serving the injection webhook", "certificate", certFile)
+	}
+	if err := mgr.Add(certificate); err != nil {
+		return err
 	}
 	server := webhook.NewServer(webhook.Options{Port: o.Port, TLSOpts: append(o.TLSOpts, func(c *tls.Config) {
-		c.GetCertificate = getCertificate
+		c.GetCertificate = certificate.GetCertificate
 		c.MinVersion = tls.VersionTLS12
 	})})
 	if err := mgr.Add(server); err != nil {
@@ -89,30 +88,8 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 	if _, err := mgr.GetCache().GetInformer(context.Background(), sa, cache.BlockUntilSynced(false)); err != nil {
 		return err
 	}
-
-	// Once a valid certificate is mounted, the server serves it, and
-	// follows it as it is renewed. Every replica does this, leader or not:
-	// the certificate's issuer runs on the leader alone (or in another
-	// Deployment, or is cert-manager), so a replica serves the certificate
-	// written into the Secret as soon as the kubelet has mounted it.
-	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
-		if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
-			return validNow(certFile, keyFile, time.Now()), nil
-		}); err != nil {
-			return nil // stopped before a certificate came
-		}
-		w, err := certwatcher.New(certFile, keyFile)
-		if err != nil {
-			return err
-		}
-		watcher.Store(w)
-		ctrl.Log.WithName("webhook").Info("serving the injection webhook", "certificate", certFile)
-		return w.Start(ctx)
-	})); err != nil {
-		return err
-	}
 	return mgr.AddReadyzCheck("webhook", func(*http.Request) error {
-		if watcher.Load() == nil {
+		if !certificate.Serving() {
 			return errors.New("no serving certificate yet")
 		}
 		return nil
@@ -141,26 +118,4 @@ func IssueCertificate(mgr ctrl.Manager, o ServeOptions) error {
 		LookaheadInterval: validity / 5, RotationCheckFrequency: max(min(validity/20, time.Hour), time.Second),
 		EnableReadinessCheck: true,
 	})
-}
-
-// everyReplica is a runnable that runs whether or not this replica holds
-// the lease.
-type everyReplica func(context.Context) error
-
-func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
-
-// NeedLeaderElection says it runs on every replica.
-func (everyReplica) NeedLeaderElection() bool { return false }
-
-var _ manager.LeaderElectionRunnable = everyReplica(nil)
-
-// validNow reports whether the mounted certificate and key form a pair
-// whose certificate is valid at now.
-func validNow(certFile, keyFile string, now time.Time) bool {
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil || len(pair.Certificate) == 0 {
-		return false
-	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	return err == nil && now.After(leaf.NotBefore) && now.Before(leaf.NotAfter)
 }

@@ -200,9 +200,12 @@ var _ = Describe("The injection webhook", Ordered, func() {
 	It("runs apart from the controllers, as a ServiceAccount that can touch no Secret", func() {
 		m.kill()
 		By("the controllers issuing the certificate, and the webhook alone serving it with its own token")
+		metricsPort := freePort()
 		controllers := startManager("manager-controllers", "--drift-check-period=5s", "--mode=controllers", "--enable-injection-webhook",
 			"--webhook-cert-dir="+certDir, "--webhook-namespace="+releaseNamespace, "--webhook-service-name=exokey-webhook",
-			"--webhook-secret-name="+secretName, "--webhook-configuration-name="+configuration, "--webhook-dns-names=localhost")
+			"--webhook-secret-name="+secretName, "--webhook-configuration-name="+configuration,
+			"--webhook-dns-names=localhost,"+metricsService, "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort),
+			"--metrics-cert-dir="+certDir)
 		DeferCleanup(controllers.kill)
 		health := freePort()
 		hook := startManager("webhook-only", "--kubeconfig="+webhookKubeconfig, "--mode=webhook", "--webhook-port="+strconv.Itoa(port),
@@ -222,6 +225,10 @@ var _ = Describe("The injection webhook", Ordered, func() {
 			return nil
 		}, timeout, poll).Should(Succeed())
 		Expect(hook.forbidden()).To(BeEmpty(), "the webhook needed nothing its role does not grant")
+
+		By("the controllers' metrics endpoint serving the issued certificate, as the chart's ServiceMonitor verifies it")
+		Eventually(func() error { return servesCertificateFor(metricsPort, caBundle(configuration), metricsService) }, timeout, poll).
+			Should(Succeed(), describe(controllers))
 		Expect(hook.logText()).NotTo(ContainSubstring("Successfully acquired lease"), "the webhook leads nothing")
 
 		By("asking the API server what each token may do (SelfSubjectAccessReview)")
@@ -293,11 +300,21 @@ func servingCertificate(port int) *x509.Certificate {
 // servesCertificateOf checks the webhook's certificate against a CA bundle,
 // for the name the API server dials.
 func servesCertificateOf(port int, bundle []byte) error {
+	return servesCertificateFor(port, bundle, "localhost")
+}
+
+// metricsService is the name the chart's ServiceMonitor verifies the
+// controllers' metrics certificate for.
+const metricsService = "exokey-metrics.exokey-system.svc"
+
+// servesCertificateFor checks the certificate served on port against a CA
+// bundle, for a server name.
+func servesCertificateFor(port int, bundle []byte, serverName string) error {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(bundle) {
 		return fmt.Errorf("no CA in the caBundle")
 	}
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool, ServerName: serverName})
 	if err != nil {
 		return err
 	}
