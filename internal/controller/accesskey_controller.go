@@ -32,7 +32,8 @@ import (
 )
 
 // AccessKeyReconciler turns AccessKeys into restricted Exoscale keys
-// published in Secrets, following the protocol of DESIGN.md section 3.
+// published in Secrets, following the reconcile protocol of
+// docs/architecture.md.
 type AccessKeyReconciler struct {
 	client.Client
 	// APIReader reads what the cache does not hold: Secrets exokey has not

@@ -155,8 +155,8 @@ func (w *ownWrites) notOwn(kind string) predicate.Predicate {
 }
 
 // statusOnly reports whether an AccessKey changed in its status alone.
-// Only exokey writes an AccessKey's status (tenants may not: DESIGN.md
-// section 9), and each pass ends with the next wake of the status it
+// Only exokey writes an AccessKey's status (tenants may not:
+// docs/guides/tenancy.md), and each pass ends with the next wake of the status it
 // wrote, so such a change is never news, even when its event arrives
 // before the write is recorded. Anything a tenant can write (spec,
 // labels, annotations, finalizers, owners, deletion) is not status.

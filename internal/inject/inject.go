@@ -1,5 +1,6 @@
 // Package inject is the mutating admission webhook that wires AccessKeys'
-// Secrets into the pods that ask for them (DESIGN.md section 10).
+// Secrets into the pods that ask for them (docs/architecture.md, "The
+// webhook"; docs/guides/delivering.md).
 //
 // A pod opts in with the label iam.exokey.io/inject: "true", which is the
 // webhook's objectSelector, so no other pod ever reaches it. It names
