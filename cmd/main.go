@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
@@ -268,6 +269,10 @@ func main() {
 	}
 }
 
+// leftLiveConfigMap records the keys deletions left live, in the manager's
+// namespace (docs/operations/metrics.md, ExokeyKeysLeftLive).
+const leftLiveConfigMap = "exokey-keys-left-live"
+
 // What a manager process runs (--mode).
 const (
 	modeAll         = "all"
@@ -310,6 +315,15 @@ func setUpControllers(mgr ctrl.Manager, o controllerOptions) error {
 	recorder := controller.NewEventRecorder(mgr)
 	exokeyMetrics := controller.NewMetrics(metrics.Registry, mgr.GetCache())
 	exokeyMetrics.LeaderOnly(mgr.Elected())
+	// Keys deletions leave live are recorded in the manager's namespace.
+	leftLive := &controller.LeftLive{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient()}
+	if namespace := cmp.Or(o.keyNameSecretNamespace, os.Getenv("POD_NAMESPACE"), o.leaderElectionNamespace); namespace != "" {
+		leftLive.Key = types.NamespacedName{Namespace: namespace, Name: leftLiveConfigMap}
+	}
+	if err := mgr.Add(leftLive); err != nil {
+		return err
+	}
+	exokeyMetrics.LeftLive(leftLive)
 	// The reconciler completes and runs the inventory; the sweep reads it.
 	inventory := &controller.Inventory{}
 	if err := (&controller.AccessKeyReconciler{
@@ -325,6 +339,7 @@ func setUpControllers(mgr ctrl.Manager, o controllerOptions) error {
 		KeyNames:            keyNames,
 		MaxWorkersPerIssuer: o.maxWorkersPerIssuer,
 		RevokeTimeout:       o.revokeTimeout,
+		LeftLive:            leftLive,
 	}).SetupWithManager(mgr, o.controller); err != nil {
 		return fmt.Errorf("the AccessKey controller: %w", err)
 	}
@@ -332,6 +347,7 @@ func setUpControllers(mgr ctrl.Manager, o controllerOptions) error {
 		if err := mgr.Add(&controller.OrphanSweeper{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: inventory, Recorder: recorder,
 			ClusterID: clusterID, Period: o.orphanSweepPeriod, ReportOnly: o.orphanSweep == "report", Metrics: exokeyMetrics, KeyNames: keyNames,
+			LeftLive: leftLive,
 		}); err != nil {
 			return fmt.Errorf("the orphan sweep: %w", err)
 		}

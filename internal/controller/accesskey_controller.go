@@ -77,6 +77,9 @@ type AccessKeyReconciler struct {
 	// key at Exoscale after it started (default DefaultPendingSettle): a
 	// pending record whose key is not found is kept until then.
 	PendingSettle time.Duration
+	// LeftLive records the keys a deletion leaves live (nil: events and
+	// logs only).
+	LeftLive *LeftLive
 
 	slots *issuerSlots
 	// settled are the creates this process saw end, by AccessKey UID and

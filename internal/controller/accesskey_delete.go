@@ -68,10 +68,15 @@ func (r *AccessKeyReconciler) abandon(ctx context.Context, ak *iamv1alpha1.Acces
 	labels := make([]string, 0, len(left))
 	for _, key := range left {
 		labels = append(labels, key.label()+" ("+key.issuerName(ak)+")")
-		r.Metrics.abandoned(ak, key)
 	}
-	logf.FromContext(ctx).Error(err, "released a deleted AccessKey whose keys could not be revoked: revoke them by hand",
+	log := logf.FromContext(ctx)
+	log.Error(err, "released a deleted AccessKey whose keys could not be revoked: revoke them by hand",
 		"keys", labels, "waited", waited.Round(time.Second))
+	if r.LeftLive != nil {
+		if err := r.LeftLive.Add(ctx, leftLiveKeys(ak, left, r.Clock.Now())...); err != nil {
+			log.Error(err, "record the keys left live (the event and this log name them)", "keys", labels)
+		}
+	}
 	r.event(ak, corev1.EventTypeWarning, EventKeysLeftLive, "Delete",
 		"released after %s without revoking %s: %v. Revoke them by hand at Exoscale",
 		waited.Round(time.Second), strings.Join(labels, ", "), err)

@@ -48,8 +48,8 @@ func (r *AccessKeyReconciler) recordPending(ctx context.Context, ak *iamv1alpha1
 // itself lets an operation run is not published). Two minutes covers both.
 const DefaultPendingSettle = 2 * time.Minute
 
-// pendingLookupPeriod is how often a pending record kept for a create that
-// may still be finishing is looked up again.
+// pendingLookupPeriod is the first wait before a pending record kept for a
+// create that may still be finishing is looked up again.
 const pendingLookupPeriod = 5 * time.Second
 
 // recoverPending finishes a create a previous pass started and did not
@@ -80,9 +80,10 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 	if len(found) == 0 && !r.settled.ended(ak.UID, pending.KeyName) {
 		if age := r.Clock.Since(pending.StartedAt.Time); age >= 0 && age < r.PendingSettle {
 			log.V(1).Info("an interrupted create may still be finishing at Exoscale: its record is kept", "age", age.Round(time.Second))
-			// Looked up again every few seconds: a key that appears is
-			// revoked (or adopted) as soon as it does.
-			return &deferral{After: min(r.PendingSettle-age+time.Second, pendingLookupPeriod),
+			// Looked up again as the age doubles (5 s, 10 s, 20 s, ...): a
+			// key that appears soon is revoked (or adopted) soon, and a
+			// create that made nothing costs a handful of lookups.
+			return &deferral{After: min(r.PendingSettle-age+time.Second, max(pendingLookupPeriod, age)),
 				Message: fmt.Sprintf("the create of key %s may still be finishing at Exoscale", pending.KeyName)}
 		}
 	}

@@ -93,6 +93,9 @@ const (
 	// EventKeysLeftLive: a deleted AccessKey was released after
 	// RevokeTimeout with keys that could not be revoked.
 	EventKeysLeftLive = "KeysLeftLive"
+	// EventLeftLiveKeyGone: a key left live is no longer at Exoscale, and
+	// is dropped from the record.
+	EventLeftLiveKeyGone = "LeftLiveKeyGone"
 )
 
 // stalledReasons are the refusals only an edit fixes (of the object, or of

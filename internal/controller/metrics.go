@@ -22,8 +22,9 @@ type Metrics struct {
 	orphans   *prometheus.CounterVec
 	drift     *prometheus.CounterVec
 	unproven  *prometheus.CounterVec
-	unrevoked *prometheus.GaugeVec
 	cache     cache.Cache
+	// leftLive is the record of keys deletions left live (nil: none).
+	leftLive *LeftLive
 	// leading is closed once this replica leads; the gauges read off the
 	// cache are reported by the leader alone (nil: always).
 	leading <-chan struct{}
@@ -34,6 +35,7 @@ type Metrics struct {
 	revocationsPending *prometheus.Desc
 	sessionExpiration  *prometheus.Desc
 	sessionTTL         *prometheus.Desc
+	unrevoked          *prometheus.Desc
 }
 
 // NewMetrics registers exokey's metrics with reg; the gauges are read off
@@ -56,11 +58,6 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 			Name: "exokey_unproven_keys_total",
 			Help: "Keys named in an AccessKey's status that Exoscale does not show as minted for it, by issuer: left alone and dropped from status.",
 		}, []string{"issuer"}),
-		unrevoked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "exokey_unrevoked_keys",
-			Help: "Keys of deleted AccessKeys that could not be revoked before the finalizer was released: revoke them by hand. " +
-				"Set to 1 per key until the manager restarts.",
-		}, []string{"namespace", "name", "issuer", "key"}),
 		cache: c,
 		accessKeys: prometheus.NewDesc("exokey_access_keys",
 			"AccessKeys by issuer and readiness.", []string{"issuer", "ready"}, nil),
@@ -73,10 +70,14 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 			"Replaced keys waiting for their grace period to end.", nil, nil),
 		sessionExpiration: prometheus.NewDesc("exokey_session_expiration_timestamp_seconds",
 			"When the current session credential of each AccessKey with spec.ttl expires (Unix time).", []string{"namespace", "name"}, nil),
+		unrevoked: prometheus.NewDesc("exokey_unrevoked_keys",
+			"Keys of deleted AccessKeys that could not be revoked before the finalizer was released: revoke them by hand. "+
+				"1 per key, from the record the manager keeps (ConfigMap exokey-keys-left-live).",
+			[]string{"namespace", "name", "issuer", "key"}, nil),
 		sessionTTL: prometheus.NewDesc("exokey_session_ttl_seconds",
 			"spec.ttl of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
 	}
-	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unproven, m.unrevoked, m)
+	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unproven, m)
 	return m
 }
 
@@ -108,12 +109,8 @@ func (m *Metrics) unprovenKey(iss *issuer) {
 	}
 }
 
-// abandoned records a key left live by a deleted AccessKey.
-func (m *Metrics) abandoned(ak *iamv1alpha1.AccessKey, key heldKey) {
-	if m != nil {
-		m.unrevoked.WithLabelValues(ak.Namespace, ak.Name, key.issuerName(ak), key.label()).Set(1)
-	}
-}
+// LeftLive has the metrics report the keys in l's record.
+func (m *Metrics) LeftLive(l *LeftLive) { m.leftLive = l }
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
@@ -123,6 +120,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.revocationsPending
 	ch <- m.sessionExpiration
 	ch <- m.sessionTTL
+	ch <- m.unrevoked
 }
 
 // LeaderOnly reports the gauges read off the cache only once leading is
@@ -175,6 +173,11 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.accessKeys, prometheus.GaugeValue, float64(n), key.issuer, key.ready)
 	}
 	ch <- prometheus.MustNewConstMetric(m.revocationsPending, prometheus.GaugeValue, float64(pending))
+	if m.leftLive != nil {
+		for _, k := range m.leftLive.List() {
+			ch <- prometheus.MustNewConstMetric(m.unrevoked, prometheus.GaugeValue, 1, k.Namespace, k.Name, k.Issuer, k.Key)
+		}
+	}
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

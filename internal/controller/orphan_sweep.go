@@ -41,6 +41,9 @@ type OrphanSweeper struct {
 	// was minted for it (its name); nil sweeps only the keys of AccessKeys
 	// that are gone.
 	KeyNames *KeyNames
+	// LeftLive is the record of keys deletions left live: an IAM v3 key
+	// gone from its issuer's listing is dropped from it.
+	LeftLive *LeftLive
 }
 
 // SweepResult is what one sweep found and did.
@@ -95,6 +98,7 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 		if !listed {
 			continue // not listed yet, or its key may not list: swept once it is
 		}
+		s.settleLeftLive(ctx, iss, found)
 		keys, err := s.Issuers.Keys(ctx, iss)
 		if err != nil {
 			continue // an issuer that cannot be used now is swept next time
@@ -133,6 +137,36 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	return result, errors.Join(errs...)
+}
+
+// settleLeftLive drops from the record of keys left live those the issuer
+// minted that its listing no longer holds: revoked by hand, or by an
+// earlier sweep once the credentials worked again.
+func (s *OrphanSweeper) settleLeftLive(ctx context.Context, iss *issuer, listed []exoscale.Key) {
+	if s.LeftLive == nil {
+		return
+	}
+	live := map[string]bool{}
+	for _, key := range listed {
+		live[key.ID] = true
+	}
+	var gone []LeftLiveKey
+	for _, k := range s.LeftLive.List() {
+		if k.mintedBy(iss) && k.KeyID != "" && !live[k.KeyID] {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if err := s.LeftLive.Remove(ctx, gone...); err != nil {
+		logf.FromContext(ctx).Error(err, "drop revoked keys from the record of keys left live")
+		return
+	}
+	for _, k := range gone {
+		s.event(iss, corev1.EventTypeNormal, EventLeftLiveKeyGone, "Sweep", "key %s, left live by the deletion of AccessKey %s/%s, is no longer live",
+			k.Key, k.Namespace, k.Name)
+	}
 }
 
 // orphaned reports whether a key exokey minted has lost its AccessKey.

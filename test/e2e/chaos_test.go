@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
@@ -307,7 +308,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		healthy.issuer("chaos")
 		// Default flags, but a short revoke timeout and one process (no
 		// leader election), so kills are followed at once by a new leader.
-		managerFlags = []string{"--revoke-timeout=20s"}
+		managerFlags = []string{"--revoke-timeout=20s", "--leader-election-namespace=" + releaseNamespace}
 		startChaosManager("chaos-manager")
 		DeferCleanup(func() {
 			mgr.kill()
@@ -503,10 +504,13 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		waitReady(ak, timeout)
 		keyID := string(secretOf(ak).Data["EXOSCALE_API_KEY"])
 
-		// The credentials go while the manager is down: nothing is left in
-		// memory to revoke with, and they never come back.
+		// The credentials go while the manager is down, for good: an admin
+		// strips the finalizer that would keep them and deletes them. Nothing
+		// is left in memory or in the cluster to revoke with.
 		mgr.kill()
-		Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chaos-lost-credentials", Namespace: releaseNamespace}})).To(Succeed())
+		credentials := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chaos-lost-credentials", Namespace: releaseNamespace}}
+		Expect(k8sClient.Patch(ctx, credentials, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, credentials)).To(Succeed())
 		Expect(k8sClient.Delete(ctx, lost)).To(Succeed())
 		startChaosManager("chaos-manager-lost")
 		started := time.Now()
@@ -524,6 +528,13 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		}
 		Expect(warned).To(BeTrue(), "a KeysLeftLive Warning names the key")
 		Expect(sum(managerMetrics(metricsAddr), "exokey_unrevoked_keys", keyID)).To(Equal(1.0))
+		By("restarting the manager: the record of the key left live outlives it")
+		mgr.kill()
+		startChaosManager("chaos-manager-after-release")
+		Eventually(func() float64 { return sum(managerMetrics(metricsAddr), "exokey_unrevoked_keys", keyID) }, timeout, poll).Should(Equal(1.0))
+		record := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: "exokey-keys-left-live"}, record)).To(Succeed())
+		Expect(record.Data).To(ContainElement(ContainSubstring(keyID)))
 		Expect(healthy.liveKeys("chaos-lost-")).To(HaveKey(keyID), "the key is indeed still live, for an admin to revoke")
 		Eventually(func() bool { return gone(lost) }, timeout, poll).Should(BeTrue(), "and its issuer is free to go")
 		// As an admin would, from the event.
@@ -531,6 +542,8 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			Secret: exoscale.Secret(healthy.secret)})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(root.Revoke(ctx, exoscale.Key{ID: keyID})).To(Succeed())
+		delete(record.Data, configMapEntry(record.Data, keyID))
+		Expect(k8sClient.Update(ctx, record)).To(Succeed())
 		AddReportEntry("unrevokable key", fmt.Sprintf("released after %s with a KeysLeftLive Warning naming %s", released.Round(time.Second), keyID))
 	})
 
@@ -789,3 +802,13 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			size.churn, before/(1<<20), peak/(1<<20), after/(1<<20)))
 	})
 })
+
+// configMapEntry is the key of the record's entry that names keyID.
+func configMapEntry(data map[string]string, keyID string) string {
+	for k, v := range data {
+		if strings.Contains(v, keyID) {
+			return k
+		}
+	}
+	return ""
+}
