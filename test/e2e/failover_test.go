@@ -126,7 +126,7 @@ var _ = Describe("Failover in a flood", Label("chaos"), func() {
 		for _, ak := range aks {
 			Eventually(func() bool { return gone(ak) }, 2*timeout, poll).Should(BeTrue(), ak.Name)
 		}
-		Expect(cloud.liveKeys("failover-" + namespace + "-")).To(BeEmpty(), "0 leaked")
+		Expect(cloud.liveKeys("failover-"+namespace+"-")).To(BeEmpty(), "0 leaked")
 		Expect(replicas[other].forbidden()).To(BeEmpty())
 		AddReportEntry("failover in a flood", fmt.Sprintf(
 			"%d AccessKeys, leader killed after %s: the standby led %s later (lease 4s), all Ready %s after the flood began; "+
