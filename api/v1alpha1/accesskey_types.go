@@ -127,6 +127,7 @@ type SecretSpec struct {
 
 // RotationSpec says when a key is replaced and how long the old one lives on.
 // +kubebuilder:validation:XValidation:rule="!has(self.every) || !has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",message="rotation.gracePeriod must be shorter than rotation.every"
+// +kubebuilder:validation:XValidation:rule="!has(self.minGracePeriod) || duration(self.minGracePeriod) <= (has(self.gracePeriod) ? duration(self.gracePeriod) : duration('10m'))",message="rotation.minGracePeriod must not exceed rotation.gracePeriod"
 type RotationSpec struct {
 	// Every replaces keys older than this, e.g. 720h.
 	// +kubebuilder:validation:Type=string
@@ -135,14 +136,28 @@ type RotationSpec struct {
 	// +optional
 	Every *metav1.Duration `json:"every,omitempty"`
 
-	// GracePeriod keeps a replaced key valid this long after its successor
-	// is published, so workloads can pick up the new one.
+	// GracePeriod is the longest a replaced key stays valid after its
+	// successor is published. When the AccessKey has consumers (restart
+	// targets, workloads the webhook injected), the old key is revoked as
+	// soon as every one of them has rolled onto the new key, and at the
+	// latest after GracePeriod (with a Warning naming a consumer that had
+	// not finished); without consumers, after GracePeriod.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.gracePeriod must be a positive duration such as 10m"
 	// +kubebuilder:default="10m"
 	// +optional
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+
+	// MinGracePeriod keeps a replaced key valid at least this long after
+	// its successor is published, even once every consumer has rolled
+	// (for consumers exokey cannot see, such as a process outside the
+	// cluster). It is at most GracePeriod.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="rotation.minGracePeriod must be a duration such as 30s"
+	// +optional
+	MinGracePeriod *metav1.Duration `json:"minGracePeriod,omitempty"`
 
 	// RenewBefore, with spec.ttl, publishes a fresh session credential this
 	// long before the current one expires; by default a third of the ttl.
@@ -279,6 +294,33 @@ type RetiringKey struct {
 	// Issuer minted the key and revokes it.
 	// +optional
 	Issuer *MintingIssuer `json:"issuer,omitempty"`
+	// Consumers are the workloads rolled onto the key's successor: the key
+	// is revoked once each has finished rolling (and not before
+	// RevokeAfter), or at RevokeAt.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Consumers []RolledConsumer `json:"consumers,omitempty"`
+	// RevokeAfter is the earliest the key is revoked: minGracePeriod after
+	// its successor was published.
+	// +optional
+	RevokeAfter *metav1.Time `json:"revokeAfter,omitempty"`
+	// WaitingFor says which consumer the key still waits for, and how far
+	// its rollout is.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	WaitingFor string `json:"waitingFor,omitempty"`
+}
+
+// RolledConsumer is a workload rolled onto a new key, at the generation the
+// roll gave it.
+type RolledConsumer struct {
+	// +kubebuilder:validation:MaxLength=64
+	Kind string `json:"kind"`
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Generation is the workload's metadata.generation after the roll.
+	Generation int64 `json:"generation"`
 }
 
 // PendingKey is the intent record of a create in flight, written before the

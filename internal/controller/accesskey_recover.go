@@ -93,8 +93,9 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 	}
 	for _, key := range found {
 		if key.ID != "" && key.ID == publishedID {
-			r.rollTargets(ctx, ak, current.Annotations[iamv1alpha1.ChecksumAnnotation])
-			r.promote(ak, status, key, pending.Issuer, pending.StartedAt.Time, retireAfterGrace, limitsOf(iss))
+			consumers := r.rollTargets(ctx, ak, current.Annotations[iamv1alpha1.ChecksumAnnotation])
+			retired := r.promote(ak, status, key, pending.Issuer, pending.StartedAt.Time, retireAfterGrace, limitsOf(iss))
+			awaitConsumers(ak, status, retired, consumers, r.Clock.Now())
 			status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
 			log.Info("adopted a key published before an interruption", "keyID", key.ID)
 			r.event(ak, corev1.EventTypeNormal, EventKeyAdopted, "Adopt", "adopted key %s, published before an interruption", key.ID)

@@ -202,8 +202,8 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	// not be published has its KeyRevoked event instead.
 	r.event(ak, corev1.EventTypeNormal, EventKeyPublished, "Publish", "created key %s and published it in Secret %s: %s", cred.ID, secretName(ak), d.Message)
 
-	r.rollTargets(ctx, ak, checksum)
-	r.promote(ak, status, cred.Key, pending.Issuer, now, old, limits)
+	consumers := r.rollTargets(ctx, ak, checksum)
+	awaitConsumers(ak, status, r.promote(ak, status, cred.Key, pending.Issuer, now, old, limits), consumers, now)
 	if !expiresAt.IsZero() {
 		sessionTimes(ak, status, now, expiresAt)
 	}
@@ -236,9 +236,11 @@ const (
 	retireNothing
 )
 
-// promote makes key the current key; the old one retires as old says.
+// promote makes key the current key; the old one retires as old says. It
+// returns the index of the key it retired in status.Retiring, or -1.
 func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, key exoscale.Key,
-	minted iamv1alpha1.MintingIssuer, createdAt time.Time, old retirement, limits issuerLimits) {
+	minted iamv1alpha1.MintingIssuer, createdAt time.Time, old retirement, limits issuerLimits) int {
+	retired := -1
 	if status.KeyID != "" && status.KeyID != key.ID && old != retireNothing {
 		grace := graceFor(ak, limits)
 		if old == retireNow {
@@ -248,8 +250,11 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 		status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
 			KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
 		})
-		r.event(ak, corev1.EventTypeNormal, EventKeyRetiring, "Retire", "key %s stays valid until %s, then is revoked",
+		r.event(ak, corev1.EventTypeNormal, EventKeyRetiring, "Retire", "key %s stays valid until %s at the latest, then is revoked",
 			status.KeyID, revokeAt.UTC().Format(time.RFC3339))
+		if old == retireAfterGrace {
+			retired = len(status.Retiring) - 1
+		}
 	}
 	created := metav1.NewTime(createdAt)
 	status.KeyID, status.KeyName, status.RoleID, status.CreatedAt = key.ID, key.Name, key.RoleID, &created
@@ -259,6 +264,7 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 		next := metav1.NewTime(createdAt.Add(every))
 		status.NextRotationAt = &next
 	}
+	return retired
 }
 
 // specGrace is the grace period the AccessKey asks for.

@@ -24,8 +24,10 @@ const RestartAnnotation = "iam.exokey.io/secret-checksum"
 // workloads are not cached) and rolled only if its pods consume the
 // Secret, so a rotation cannot be used to restart an unrelated workload. A
 // missing or unrelated target is a warning, not a failure: the key is
-// published either way.
-func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.AccessKey, checksum string) {
+// published either way. It returns the workloads it rolled, at the
+// generation the roll gave each: the old key waits for them.
+func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.AccessKey, checksum string) []iamv1alpha1.RolledConsumer {
+	var consumers []iamv1alpha1.RolledConsumer
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
 		"metadata": map[string]any{"annotations": map[string]string{RestartAnnotation: checksum}},
 	}}})
@@ -60,6 +62,8 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 			r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", target.Kind, target.Name, err)
 		default:
 			logf.FromContext(ctx).Info("rolled restart target", "kind", target.Kind, "name", target.Name)
+			consumers = append(consumers, iamv1alpha1.RolledConsumer{Kind: string(target.Kind), Name: target.Name, Generation: workload.GetGeneration()})
+			r.Metrics.restarted(string(target.Kind))
 		}
 	}
 	for _, workload := range r.consumers(ctx, ak) {
@@ -72,7 +76,10 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 			continue
 		}
 		logf.FromContext(ctx).Info("rolled a consumer injected with the AccessKey", "kind", kind, "name", workload.GetName())
+		consumers = append(consumers, iamv1alpha1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: workload.GetGeneration()})
+		r.Metrics.restarted(kind)
 	}
+	return consumers
 }
 
 func podSpecOf(workload client.Object) *corev1.PodSpec {

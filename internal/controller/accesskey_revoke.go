@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,9 +26,31 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 	var kept []iamv1alpha1.RetiringKey
 	var errs []error
 	for _, old := range status.Retiring {
-		if now.Before(old.RevokeAt.Time) {
+		why := "after its grace period"
+		forced := false
+		switch {
+		case now.Before(old.RevokeAt.Time) && len(old.Consumers) == 0:
 			kept = append(kept, old)
 			continue
+		case now.Before(old.RevokeAt.Time):
+			if old.RevokeAfter != nil && now.Before(old.RevokeAfter.Time) {
+				kept = append(kept, old)
+				continue
+			}
+			done, progress, err := r.consumersDone(ctx, ak, old)
+			if err != nil || !done {
+				old.WaitingFor = truncate(progress, 1024)
+				kept = append(kept, old)
+				continue
+			}
+			why = "once every consumer had rolled onto its successor"
+		case len(old.Consumers) > 0:
+			if done, progress, err := r.consumersDone(ctx, ak, old); err != nil || !done {
+				forced = true
+				why = "at the end of its grace period, before every consumer had rolled onto its successor (" + cmp.Or(progress, "unknown") + ")"
+			} else {
+				why = "once every consumer had rolled onto its successor"
+			}
 		}
 		revoked, err := r.revokeOwn(ctx, ak, old.Issuer, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, "retiring")
 		if err == nil && !revoked {
@@ -38,8 +61,17 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 			errs = append(errs, fmt.Errorf("revoke retired key %s: %w", old.KeyID, err))
 			continue
 		}
-		logf.FromContext(ctx).Info("revoked retired key", "keyID", old.KeyID)
-		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s after its grace period", old.KeyID)
+		logf.FromContext(ctx).Info("revoked retired key", "keyID", old.KeyID, "when", why)
+		if forced {
+			r.event(ak, corev1.EventTypeWarning, EventKeyRevokedBeforeRollout, "Revoke", "revoked key %s %s", old.KeyID, why)
+			r.Metrics.forcedRevocation()
+		} else {
+			r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s %s", old.KeyID, why)
+		}
+		if old.RevokeAfter != nil {
+			// Published minGracePeriod before RevokeAfter.
+			r.Metrics.publishToRevoke(now.Sub(old.RevokeAfter.Add(-minGraceOf(ak))))
+		}
 	}
 	status.Retiring = kept
 	return errors.Join(errs...)

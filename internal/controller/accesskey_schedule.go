@@ -43,6 +43,13 @@ func (r *AccessKeyReconciler) nextWake(status *iamv1alpha1.AccessKeyStatus) time
 	}
 	for _, old := range status.Retiring {
 		consider(old.RevokeAt.Time)
+		if len(old.Consumers) > 0 { // waiting for consumers: look again soon
+			if old.RevokeAfter != nil && now.Before(old.RevokeAfter.Time) {
+				consider(old.RevokeAfter.Time)
+			} else {
+				consider(now.Add(rolloutPoll))
+			}
+		}
 	}
 	if status.NextRotationAt != nil {
 		consider(status.NextRotationAt.Time)

@@ -96,6 +96,9 @@ const (
 	// EventLeftLiveKeyGone: a key left live is no longer at Exoscale, and
 	// is dropped from the record.
 	EventLeftLiveKeyGone = "LeftLiveKeyGone"
+	// EventKeyRevokedBeforeRollout: a retiring key reached its grace period
+	// before every consumer had rolled onto its successor.
+	EventKeyRevokedBeforeRollout = "KeyRevokedBeforeRollout"
 )
 
 // stalledReasons are the refusals only an edit fixes (of the object, or of

@@ -22,6 +22,9 @@ type Metrics struct {
 	orphans   *prometheus.CounterVec
 	drift     *prometheus.CounterVec
 	unproven  *prometheus.CounterVec
+	restarts  *prometheus.CounterVec
+	forced    prometheus.Counter
+	toRevoke  prometheus.Histogram
 	cache     cache.Cache
 	// leftLive is the record of keys deletions left live (nil: none).
 	leftLive *LeftLive
@@ -58,6 +61,19 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 			Name: "exokey_unproven_keys_total",
 			Help: "Keys named in an AccessKey's status that Exoscale does not show as minted for it, by issuer: left alone and dropped from status.",
 		}, []string{"issuer"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exokey_restarts_total",
+			Help: "Workloads rolled onto a new key, by kind.",
+		}, []string{"kind"}),
+		forced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "exokey_revocations_forced_total",
+			Help: "Replaced keys revoked at the end of their grace period before every consumer had rolled onto the new key.",
+		}),
+		toRevoke: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "exokey_publish_to_revoke_seconds",
+			Help:    "Time from a new key's publish to the revocation of the key it replaced, for keys that waited for their consumers.",
+			Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
 		cache: c,
 		accessKeys: prometheus.NewDesc("exokey_access_keys",
 			"AccessKeys by issuer and readiness.", []string{"issuer", "ready"}, nil),
@@ -77,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 		sessionTTL: prometheus.NewDesc("exokey_session_ttl_seconds",
 			"spec.ttl of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
 	}
-	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unproven, m)
+	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unproven, m.restarts, m.forced, m.toRevoke, m)
 	return m
 }
 
@@ -106,6 +122,27 @@ func (m *Metrics) driftCorrected(iss *issuer, kind string) {
 func (m *Metrics) unprovenKey(iss *issuer) {
 	if m != nil {
 		m.unproven.WithLabelValues(issuerID(iss)).Inc()
+	}
+}
+
+// restarted counts a workload rolled onto a new key.
+func (m *Metrics) restarted(kind string) {
+	if m != nil {
+		m.restarts.WithLabelValues(kind).Inc()
+	}
+}
+
+// forcedRevocation counts a key revoked at gracePeriod before its consumers rolled.
+func (m *Metrics) forcedRevocation() {
+	if m != nil {
+		m.forced.Inc()
+	}
+}
+
+// publishToRevoke observes how long a key outlived its successor's publish.
+func (m *Metrics) publishToRevoke(d time.Duration) {
+	if m != nil {
+		m.toRevoke.Observe(d.Seconds())
 	}
 }
 

@@ -1,0 +1,127 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+// Revoking on evidence: a replaced key whose successor was rolled out to
+// consumers waits for them, not for a guess. Each consumer reports, in its
+// own status, whether a pod that started before the roll is left: the
+// workload controller has seen the roll (observedGeneration) and every
+// replica is updated and available. The key is revoked once all have,
+// never before minGracePeriod, and at gracePeriod whatever they say.
+
+// rolloutPoll is how often a key waiting for its consumers looks at them:
+// workloads are not cached, so this is one GET per consumer.
+const rolloutPoll = 2 * time.Second
+
+// rolloutDone reads a consumer and says whether it has finished rolling
+// onto the key published at its rolled generation; if not, how far it is.
+// A consumer that is gone has nothing left to roll.
+func (r *AccessKeyReconciler) rolloutDone(ctx context.Context, namespace string, c iamv1alpha1.RolledConsumer) (bool, string, error) {
+	var workload client.Object
+	switch c.Kind {
+	case "Deployment":
+		workload = &appsv1.Deployment{}
+	case "StatefulSet":
+		workload = &appsv1.StatefulSet{}
+	case "DaemonSet":
+		workload = &appsv1.DaemonSet{}
+	default:
+		return true, "", nil
+	}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: c.Name}, workload); isNotFound(err) {
+		return true, "", nil
+	} else if err != nil {
+		return false, "", err
+	}
+	done, progress := rolledOut(workload, c.Generation)
+	return done, fmt.Sprintf("%s %s: %s", c.Kind, c.Name, progress), nil
+}
+
+// rolledOut reports whether a workload at or past generation has no pod
+// left from before it, with a word on its progress.
+func rolledOut(workload client.Object, generation int64) (bool, string) {
+	switch w := workload.(type) {
+	case *appsv1.Deployment:
+		want := ptr.Deref(w.Spec.Replicas, 1)
+		s := w.Status
+		if s.ObservedGeneration < generation {
+			return false, "the roll is not yet observed"
+		}
+		// Replicas counts every pod, old and new: equal to the updated
+		// ones, nothing from before the roll is left.
+		done := s.UpdatedReplicas == want && s.Replicas == want && s.AvailableReplicas == want
+		return done, fmt.Sprintf("%d of %d pods updated, %d pods in all, %d available", s.UpdatedReplicas, want, s.Replicas, s.AvailableReplicas)
+	case *appsv1.StatefulSet:
+		want := ptr.Deref(w.Spec.Replicas, 1)
+		s := w.Status
+		if s.ObservedGeneration < generation {
+			return false, "the roll is not yet observed"
+		}
+		done := s.UpdatedReplicas == want && s.CurrentRevision == s.UpdateRevision && s.ReadyReplicas == want
+		return done, fmt.Sprintf("%d of %d pods updated, %d ready", s.UpdatedReplicas, want, s.ReadyReplicas)
+	case *appsv1.DaemonSet:
+		s := w.Status
+		if s.ObservedGeneration < generation {
+			return false, "the roll is not yet observed"
+		}
+		done := s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled && s.NumberUnavailable == 0
+		return done, fmt.Sprintf("%d of %d pods updated, %d available", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable)
+	}
+	return true, ""
+}
+
+// awaitConsumers has the retiring key at index i wait for the consumers its
+// successor was rolled out to, from minGracePeriod after now.
+func awaitConsumers(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, i int, consumers []iamv1alpha1.RolledConsumer, now time.Time) {
+	if i < 0 || len(consumers) == 0 {
+		return
+	}
+	old := &status.Retiring[i]
+	old.Consumers = consumers[:min(len(consumers), 64)]
+	after := metav1.NewTime(now.Add(minGraceOf(ak)))
+	old.RevokeAfter = &after
+	var names []string
+	for _, c := range old.Consumers {
+		names = append(names, c.Kind+" "+c.Name)
+	}
+	old.WaitingFor = truncate("rollout of "+strings.Join(names, ", "), 1024)
+}
+
+// minGraceOf is spec.rotation.minGracePeriod, or 0.
+func minGraceOf(ak *iamv1alpha1.AccessKey) time.Duration {
+	if ak.Spec.Rotation == nil || ak.Spec.Rotation.MinGracePeriod == nil {
+		return 0
+	}
+	return ak.Spec.Rotation.MinGracePeriod.Duration
+}
+
+// consumersDone looks at a retiring key's consumers: true when every one
+// has finished; otherwise what the first unfinished one reports.
+func (r *AccessKeyReconciler) consumersDone(ctx context.Context, ak *iamv1alpha1.AccessKey, old iamv1alpha1.RetiringKey) (bool, string, error) {
+	for _, c := range old.Consumers {
+		done, progress, err := r.rolloutDone(ctx, ak.Namespace, c)
+		if err != nil || !done {
+			return false, progress, err
+		}
+	}
+	return true, "", nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

@@ -1,0 +1,89 @@
+package controller
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+)
+
+// Revoking on evidence. envtest runs no Deployment controller: the test
+// plays it, writing the Deployment's status as the controller would once
+// its rollout completes. The end-to-end suite runs the real one.
+var _ = Describe("A replaced key with consumers", func() {
+	var namespace string
+	BeforeEach(func() { namespace = newNamespace(nil) })
+	api := iamv1alpha1.IssuerAPIIAMv3
+
+	// rotated makes an AccessKey consumed by the Deployment "api" (two
+	// replicas), replaces its key, and returns it with the old key's
+	// credentials.
+	rotated := func(rotation *iamv1alpha1.RotationSpec) (*iamv1alpha1.AccessKey, string, string) {
+		d := deployment(namespace, "api", "consumed")
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+			d.Spec.Replicas = ptr.To[int32](2)
+			return k8sClient.Update(ctx, d)
+		})).To(Succeed())
+		ak := waitReady(newAccessKey(namespace, "consumed", api, func(ak *iamv1alpha1.AccessKey) {
+			ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "api"}}
+			ak.Spec.Rotation = rotation
+		}))
+		old := secretOf(ak)
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
+		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(HaveLen(1))
+		return ak, string(old.Data["EXOSCALE_API_KEY"]), string(old.Data["EXOSCALE_API_SECRET"])
+	}
+	// rolloutCompletes writes the status the Deployment controller writes
+	// once every replica runs the rolled template.
+	rolloutCompletes := func(name string) {
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := &appsv1.Deployment{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, d)).To(Succeed())
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
+			return k8sClient.Status().Update(ctx, d)
+		})).To(Succeed())
+	}
+
+	It("is revoked once the consumer has rolled, not at its grace period, and status says what it waits for", func() {
+		ak, oldKey, oldSecret := rotated(&iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: time.Hour}})
+		retiring := fetch(ak).Status.Retiring[0]
+		Expect(retiring.Consumers).To(ConsistOf(HaveField("Name", "api")))
+		Eventually(func() string { return fetch(ak).Status.Retiring[0].WaitingFor }, timeout, poll).
+			Should(Equal("Deployment api: the roll is not yet observed"))
+		Consistently(func() bool { return authenticates(oldKey, oldSecret) }, 2*time.Second, poll).Should(BeTrue(), "the rollout has not finished")
+
+		rolloutCompletes("api")
+		Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse(), "revoked on the evidence")
+		Expect(fetch(ak).Status.Retiring).To(BeEmpty())
+		Expect(eventsOf(ak, EventKeyRevoked)).To(ContainSubstring("once every consumer had rolled onto its successor"))
+	})
+
+	It("waits out minGracePeriod even when the consumer has rolled", func() {
+		ak, oldKey, oldSecret := rotated(&iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: time.Hour},
+			MinGracePeriod: &metav1.Duration{Duration: 30 * time.Minute}})
+		rolloutCompletes("api")
+		Consistently(func() bool { return authenticates(oldKey, oldSecret) }, 2*time.Second, poll).Should(BeTrue(), "minGracePeriod holds it")
+		testClock.advance(31 * time.Minute)
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{"look": "again"} })
+		Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse())
+	})
+
+	It("is revoked at its grace period with a Warning naming the consumer that had not finished", func() {
+		ak, oldKey, oldSecret := rotated(&iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: time.Hour}})
+		before := counter("exokey_revocations_forced_total", "", "")
+		testClock.advance(61 * time.Minute)
+		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{"look": "again"} })
+		Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse())
+		Eventually(func() string { return eventsOf(ak, EventKeyRevokedBeforeRollout) }, timeout, poll).
+			Should(ContainSubstring("Deployment api: the roll is not yet observed"))
+		Expect(counter("exokey_revocations_forced_total", "", "")).To(Equal(before + 1))
+	})
+})
