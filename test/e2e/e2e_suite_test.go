@@ -93,12 +93,12 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(adminCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	By("starting kube-controller-manager for garbage collection and the aggregated roles")
+	By("starting kube-controller-manager for garbage collection, the aggregated roles, and Deployments (the tests play the kubelet)")
 	admin, err := env.AddUser(envtest.User{Name: "controller-manager", Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	adminKubeconfig = writeKubeconfig(admin.Config(), "admin.kubeconfig")
 	controllerManager = start("kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),
-		"--kubeconfig="+adminKubeconfig, "--controllers=garbagecollector,namespace,clusterrole-aggregation",
+		"--kubeconfig="+adminKubeconfig, "--controllers=garbagecollector,namespace,clusterrole-aggregation,deployment,replicaset",
 		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false")
 
 	By("applying the chart's CRDs and RBAC (helm template)")
