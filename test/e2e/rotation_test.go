@@ -166,7 +166,7 @@ type kubelet struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 
-	mu      sync.Mutex
+	mu   sync.Mutex
 	pods map[string]string    // pod name: checksum, of the pods it runs
 	gone map[string]time.Time // checksum: when its last pod went
 }
