@@ -168,8 +168,11 @@ type RotationSpec struct {
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }
 
-// RestartTargetKind is a kind of workload exokey can roll.
-// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+// RestartTargetKind is a kind of workload exokey can roll: the apps/v1
+// kinds (their pod template is stamped with the Secret's checksum) and Argo
+// Rollouts' Rollout (argoproj.io/v1alpha1, restarted through
+// spec.restartAt).
+// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet;Rollout
 type RestartTargetKind string
 
 // RestartTarget is a workload in the AccessKey's namespace that is rolled

@@ -8,7 +8,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -115,12 +117,18 @@ func (r *AccessKeyReconciler) workloadOf(ctx context.Context, namespace string, 
 		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, rs); err != nil {
 			return nil
 		}
-		deployment := metav1.GetControllerOf(rs)
-		if deployment == nil || deployment.Kind != "Deployment" || deployment.APIVersion != appsv1.SchemeGroupVersion.String() {
+		controller := metav1.GetControllerOf(rs)
+		switch {
+		case controller == nil:
+			return nil
+		case controller.Kind == "Deployment" && controller.APIVersion == appsv1.SchemeGroupVersion.String():
+			workload = &appsv1.Deployment{}
+		case controller.Kind == RolloutGVK.Kind && controller.APIVersion == RolloutGVK.GroupVersion().String():
+			workload = newWorkload(RolloutGVK.Kind)
+		default:
 			return nil
 		}
-		workload = &appsv1.Deployment{}
-		owner = deployment
+		owner = controller
 	case "StatefulSet":
 		workload = &appsv1.StatefulSet{}
 	case "DaemonSet":
@@ -131,7 +139,9 @@ func (r *AccessKeyReconciler) workloadOf(ctx context.Context, namespace string, 
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, workload); err != nil || workload.GetUID() != owner.UID {
 		return nil
 	}
-	workload.GetObjectKind().SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind(owner.Kind))
+	if owner.Kind != RolloutGVK.Kind {
+		workload.GetObjectKind().SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind(owner.Kind))
+	}
 	return workload
 }
 
@@ -165,6 +175,16 @@ func templateOf(workload client.Object) *corev1.PodTemplateSpec {
 		return &w.Spec.Template
 	case *appsv1.DaemonSet:
 		return &w.Spec.Template
+	case *unstructured.Unstructured: // a Rollout
+		raw, ok, err := unstructured.NestedMap(w.Object, "spec", "template")
+		if !ok || err != nil {
+			return nil // a Rollout of a workloadRef: exokey does not follow it
+		}
+		template := &corev1.PodTemplateSpec{}
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(raw, template) != nil {
+			return nil
+		}
+		return template
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -33,18 +35,12 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 	}}})
 	rolled := map[string]bool{}
 	for _, target := range ak.Spec.RestartTargets {
-		var workload client.Object
-		meta := metav1.ObjectMeta{Namespace: ak.Namespace, Name: target.Name}
-		switch target.Kind {
-		case "Deployment":
-			workload = &appsv1.Deployment{ObjectMeta: meta}
-		case "StatefulSet":
-			workload = &appsv1.StatefulSet{ObjectMeta: meta}
-		case "DaemonSet":
-			workload = &appsv1.DaemonSet{ObjectMeta: meta}
-		default:
+		workload := newWorkload(string(target.Kind))
+		if workload == nil {
 			continue
 		}
+		workload.SetNamespace(ak.Namespace)
+		workload.SetName(target.Name)
 		err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(workload), workload)
 		if err == nil && !consumesSecret(podSpecOf(workload), secretName(ak)) && !r.asksFor(ctx, workload, ak.Name) {
 			r.event(ak, corev1.EventTypeWarning, "RestartTargetUnrelated", "Restart",
@@ -52,7 +48,7 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 			continue
 		}
 		if err == nil {
-			err = r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, patch))
+			err = r.roll(ctx, workload, patch)
 		}
 		rolled[string(target.Kind)+"/"+target.Name] = true
 		switch {
@@ -71,7 +67,7 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 		if rolled[kind+"/"+workload.GetName()] {
 			continue
 		}
-		if err := r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		if err := r.roll(ctx, workload, patch); err != nil {
 			r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", kind, workload.GetName(), err)
 			continue
 		}
@@ -82,14 +78,41 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 	return consumers
 }
 
+// roll restarts a workload: an apps/v1 kind by stamping the checksum patch
+// on its pod template, a Rollout through spec.restartAt (a change of its
+// template would start a canary or blue-green rollout with its steps).
+func (r *AccessKeyReconciler) roll(ctx context.Context, workload client.Object, checksumPatch []byte) error {
+	if _, ok := workload.(*unstructured.Unstructured); ok {
+		restart, _ := json.Marshal(map[string]any{"spec": map[string]any{"restartAt": r.Clock.Now().UTC().Format(time.RFC3339)}})
+		return r.Patch(ctx, workload, client.RawPatch(types.MergePatchType, restart))
+	}
+	return r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, checksumPatch))
+}
+
+// RolloutGVK is Argo Rollouts' Rollout.
+var RolloutGVK = schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "Rollout"}
+
+// newWorkload returns an empty workload of a kind exokey rolls, or nil. A
+// Rollout is read unstructured: exokey does not depend on Argo's types.
+func newWorkload(kind string) client.Object {
+	switch kind {
+	case "Deployment":
+		return &appsv1.Deployment{}
+	case "StatefulSet":
+		return &appsv1.StatefulSet{}
+	case "DaemonSet":
+		return &appsv1.DaemonSet{}
+	case RolloutGVK.Kind:
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(RolloutGVK)
+		return u
+	}
+	return nil
+}
+
 func podSpecOf(workload client.Object) *corev1.PodSpec {
-	switch w := workload.(type) {
-	case *appsv1.Deployment:
-		return &w.Spec.Template.Spec
-	case *appsv1.StatefulSet:
-		return &w.Spec.Template.Spec
-	case *appsv1.DaemonSet:
-		return &w.Spec.Template.Spec
+	if template := templateOf(workload); template != nil {
+		return &template.Spec
 	}
 	return nil
 }

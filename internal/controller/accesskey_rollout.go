@@ -1,13 +1,16 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -29,15 +32,8 @@ const rolloutPoll = 2 * time.Second
 // onto the key published at its rolled generation; if not, how far it is.
 // A consumer that is gone has nothing left to roll.
 func (r *AccessKeyReconciler) rolloutDone(ctx context.Context, namespace string, c iamv1alpha1.RolledConsumer) (bool, string, error) {
-	var workload client.Object
-	switch c.Kind {
-	case "Deployment":
-		workload = &appsv1.Deployment{}
-	case "StatefulSet":
-		workload = &appsv1.StatefulSet{}
-	case "DaemonSet":
-		workload = &appsv1.DaemonSet{}
-	default:
+	workload := newWorkload(c.Kind)
+	if workload == nil {
 		return true, "", nil
 	}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: c.Name}, workload); isNotFound(err) {
@@ -78,8 +74,32 @@ func rolledOut(workload client.Object, generation int64) (bool, string) {
 		}
 		done := s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled && s.NumberUnavailable == 0
 		return done, fmt.Sprintf("%d of %d pods updated, %d available", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable)
+	case *unstructured.Unstructured: // an Argo Rollout, restarted through spec.restartAt
+		return rolloutRestarted(w, generation)
 	}
 	return true, ""
+}
+
+// rolloutRestarted reports whether Argo Rollouts has restarted every pod of
+// a Rollout since the restartAt the roll set, and is healthy at it: its
+// controller sets status.restartedAt once no pod from before is left.
+func rolloutRestarted(rollout *unstructured.Unstructured, generation int64) (bool, string) {
+	observed, _, _ := unstructured.NestedString(rollout.Object, "status", "observedGeneration")
+	if g, err := strconv.ParseInt(observed, 10, 64); err != nil || g < generation {
+		return false, "the restart is not yet observed"
+	}
+	restartAt, _, _ := unstructured.NestedString(rollout.Object, "spec", "restartAt")
+	restartedAt, _, _ := unstructured.NestedString(rollout.Object, "status", "restartedAt")
+	phase, _, _ := unstructured.NestedString(rollout.Object, "status", "phase")
+	want, ok, _ := unstructured.NestedInt64(rollout.Object, "spec", "replicas")
+	if !ok {
+		want = 1
+	}
+	updated, _, _ := unstructured.NestedInt64(rollout.Object, "status", "updatedReplicas")
+	available, _, _ := unstructured.NestedInt64(rollout.Object, "status", "availableReplicas")
+	done := restartAt != "" && restartedAt == restartAt && phase == "Healthy" && updated == want && available == want
+	return done, fmt.Sprintf("phase %s, restarted at %s of %s, %d of %d pods updated, %d available",
+		cmp.Or(phase, "unknown"), cmp.Or(restartedAt, "never"), restartAt, updated, want, available)
 }
 
 // awaitConsumers has the retiring key at index i wait for the consumers its

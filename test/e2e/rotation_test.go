@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,9 +15,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
 	"github.com/exokey/exokey/internal/controller"
@@ -252,3 +256,86 @@ func podReady(pod *corev1.Pod) bool {
 	}
 	return false
 }
+
+// Argo Rollouts: its CRD from the upstream manifest, a Rollout restarted
+// through spec.restartAt, and the test playing Argo's controller.
+var _ = Describe("An Argo Rollout as a restart target", Ordered, func() {
+	var m *manager
+	BeforeAll(func() {
+		crd := &unstructured.Unstructured{}
+		raw, err := os.ReadFile(filepath.Join(root, "test", "e2e", "testdata", "argo-rollouts", "rollout-crd.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(yaml.Unmarshal(raw, &crd.Object)).To(Succeed())
+		Expect(k8sClient.Create(ctx, crd)).To(Succeed())
+		Eventually(func() error {
+			return k8sClient.List(ctx, &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "RolloutList"}})
+		}, timeout, poll).Should(Succeed())
+		m = startManager("manager-argo-rollouts")
+	})
+	AfterAll(func() { m.kill() })
+
+	It("is restarted through spec.restartAt, and the old key waits for it", func() {
+		namespace := newNamespace()
+		rollout := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+			"metadata": map[string]any{"name": "api", "namespace": namespace},
+			"spec": map[string]any{
+				"replicas": int64(2),
+				"selector": map[string]any{"matchLabels": map[string]any{"app": "api"}},
+				"strategy": map[string]any{"canary": map[string]any{}},
+				"template": map[string]any{
+					"metadata": map[string]any{"labels": map[string]any{"app": "api"}},
+					"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "app:1",
+						"envFrom": []any{map[string]any{"secretRef": map[string]any{"name": "api"}}}}}},
+				},
+			},
+		}}
+		Expect(k8sClient.Create(ctx, rollout)).To(Succeed())
+		ak := &iamv1alpha1.AccessKey{
+			ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: namespace},
+			Spec: iamv1alpha1.AccessKeySpec{
+				IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+				RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "Rollout", Name: "api"}},
+				Rotation:       &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 10 * time.Minute}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, ak)).To(Succeed())
+		Eventually(func() bool { return ready(ak) }, timeout, poll).Should(BeTrue(), describe(m))
+		restartAt := func() string {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(rollout), rollout)).To(Succeed())
+			at, _, _ := unstructured.NestedString(rollout.Object, "spec", "restartAt")
+			return at
+		}
+		Eventually(restartAt, timeout, poll).ShouldNot(BeEmpty(), "the first key restarts the Rollout")
+		first := restartAt()
+		oldKey := string(secretOf(ak).Data["EXOSCALE_API_KEY"])
+
+		time.Sleep(time.Second) // restartAt has a resolution of a second
+		Expect(k8sClient.Patch(ctx, ak, client.RawPatch("application/merge-patch+json",
+			[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"again"}}}`, iamv1alpha1.RotateAnnotation))))).To(Succeed())
+		Eventually(restartAt, timeout, poll).ShouldNot(Equal(first), "the new key restarts it again")
+		Consistently(func() bool { return liveKeys(namespace)[oldKey] }, 2*time.Second, poll).Should(BeTrue(), "the old key waits for the restart")
+
+		By("playing Argo's controller: every pod restarted, the Rollout healthy")
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(rollout), rollout)).To(Succeed())
+		status := map[string]any{"observedGeneration": fmt.Sprint(rollout.GetGeneration()), "restartedAt": restartAt(), "phase": "Healthy",
+			"replicas": int64(2), "updatedReplicas": int64(2), "readyReplicas": int64(2), "availableReplicas": int64(2)}
+		Expect(unstructured.SetNestedMap(rollout.Object, status, "status")).To(Succeed())
+		Expect(k8sClient.Status().Update(ctx, rollout)).To(Succeed())
+		Eventually(func() bool { return liveKeys(namespace)[oldKey] }, timeout, poll).Should(BeFalse(), "revoked once the Rollout restarted: %s", describe(m))
+		Expect(eventsNamed(ak, controller.EventKeyRevoked)).To(ContainElement(ContainSubstring("once every consumer had rolled")))
+	})
+
+	It("refuses a restart target of a kind exokey cannot roll, naming the kinds it can", func() {
+		ak := &iamv1alpha1.AccessKey{
+			ObjectMeta: metav1.ObjectMeta{Name: "cron", Namespace: newNamespace()},
+			Spec: iamv1alpha1.AccessKeySpec{
+				IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+				RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "CronJob", Name: "nightly"}},
+			},
+		}
+		err := k8sClient.Create(ctx, ak)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring(`supported values: "Deployment", "StatefulSet", "DaemonSet", "Rollout"`))
+	})
+})
