@@ -83,6 +83,7 @@ func main() {
 		enableWebhook           bool
 		mode                    string
 		metricsCertDir          string
+		restartBatchWindow      time.Duration
 		hook                    inject.ServeOptions
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, e.g. :8443 (secure) or :8080; 0 disables it.")
@@ -123,6 +124,8 @@ func main() {
 		"How many workers the AccessKeys of one issuer may hold at once, so a hanging endpoint cannot take them all; 0 is half of --max-concurrent-reconciles.")
 	flag.DurationVar(&revokeTimeout, "revoke-timeout", 15*time.Minute,
 		"How long a deleted AccessKey waits for its keys to be revoked before it is released anyway, with a Warning event and the exokey_unrevoked_keys metric naming the keys left live.")
+	flag.DurationVar(&restartBatchWindow, "restart-batch-window", 5*time.Second,
+		"A workload that consumes several AccessKeys rotated within this window is rolled once, this long after the first of them; 0 rolls at once.")
 	flag.DurationVar(&exoscaleCallTimeout, "exoscale-call-timeout", 30*time.Second,
 		"Deadline of one call to Exoscale, its retries and operation polls included.")
 	flag.BoolVar(&enableWebhook, "enable-injection-webhook", false,
@@ -227,6 +230,7 @@ func main() {
 			controller:       ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout},
 			driftCheckPeriod: driftCheckPeriod, resyncPeriod: resyncPeriod, issuerRecheckPeriod: issuerRecheckPeriod,
 			credentialsPollPeriod: credentialsPollPeriod, maxWorkersPerIssuer: maxWorkersPerIssuer, revokeTimeout: revokeTimeout,
+			restartBatchWindow: restartBatchWindow,
 		}); err != nil {
 			log.Error(err, "unable to set up the controllers")
 			os.Exit(1)
@@ -288,7 +292,7 @@ type controllerOptions struct {
 	exoscale                                                       exoscale.Config
 	controller                                                     ctrlcontroller.Options
 	driftCheckPeriod, resyncPeriod, issuerRecheckPeriod            time.Duration
-	credentialsPollPeriod, revokeTimeout                           time.Duration
+	credentialsPollPeriod, revokeTimeout, restartBatchWindow       time.Duration
 	maxWorkersPerIssuer                                            int
 }
 
@@ -340,6 +344,7 @@ func setUpControllers(mgr ctrl.Manager, o controllerOptions) error {
 		MaxWorkersPerIssuer: o.maxWorkersPerIssuer,
 		RevokeTimeout:       o.revokeTimeout,
 		LeftLive:            leftLive,
+		RestartBatchWindow:  o.restartBatchWindow,
 	}).SetupWithManager(mgr, o.controller); err != nil {
 		return fmt.Errorf("the AccessKey controller: %w", err)
 	}

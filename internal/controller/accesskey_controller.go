@@ -80,6 +80,11 @@ type AccessKeyReconciler struct {
 	// LeftLive records the keys a deletion leaves live (nil: events and
 	// logs only).
 	LeftLive *LeftLive
+	// RestartBatchWindow gathers the rolls of a workload that consumes
+	// several AccessKeys into one: a roll is made this long after the first
+	// request for the workload (0: at once).
+	RestartBatchWindow time.Duration
+	rolls              *rollBatcher
 
 	slots *issuerSlots
 	// settled are the creates this process saw end, by AccessKey UID and
@@ -193,6 +198,7 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 		r.MaxWorkersPerIssuer = max(1, workers/2)
 	}
 	r.slots = newIssuerSlots(workers, r.MaxWorkersPerIssuer)
+	r.rolls = &rollBatcher{window: r.RestartBatchWindow, roll: r.rollNow, onDone: r.rolledInBatch}
 	// Every pass ends with its own next wake (nextWake), so the watch
 	// events of its own writes would only repeat it.
 	r.own = newOwnWrites()

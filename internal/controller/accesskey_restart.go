@@ -2,14 +2,11 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -30,9 +27,6 @@ const RestartAnnotation = "iam.exokey.io/secret-checksum"
 // generation the roll gave each: the old key waits for them.
 func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.AccessKey, checksum string) []iamv1alpha1.RolledConsumer {
 	var consumers []iamv1alpha1.RolledConsumer
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
-		"metadata": map[string]any{"annotations": map[string]string{RestartAnnotation: checksum}},
-	}}})
 	rolled := map[string]bool{}
 	for _, target := range ak.Spec.RestartTargets {
 		workload := newWorkload(string(target.Kind))
@@ -47,9 +41,6 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 				"%s %s does not consume Secret %s: it was not restarted", target.Kind, target.Name, secretName(ak))
 			continue
 		}
-		if err == nil {
-			err = r.roll(ctx, workload, patch)
-		}
 		rolled[string(target.Kind)+"/"+target.Name] = true
 		switch {
 		case isNotFound(err):
@@ -57,9 +48,9 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 		case err != nil:
 			r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", target.Kind, target.Name, err)
 		default:
-			logf.FromContext(ctx).Info("rolled restart target", "kind", target.Kind, "name", target.Name)
-			consumers = append(consumers, iamv1alpha1.RolledConsumer{Kind: string(target.Kind), Name: target.Name, Generation: workload.GetGeneration()})
-			r.Metrics.restarted(string(target.Kind))
+			if consumer, ok := r.requestRoll(ctx, ak, workload, string(target.Kind), checksum); ok {
+				consumers = append(consumers, consumer)
+			}
 		}
 	}
 	for _, workload := range r.consumers(ctx, ak) {
@@ -67,26 +58,44 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 		if rolled[kind+"/"+workload.GetName()] {
 			continue
 		}
-		if err := r.roll(ctx, workload, patch); err != nil {
-			r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", kind, workload.GetName(), err)
-			continue
+		if consumer, ok := r.requestRoll(ctx, ak, workload, kind, checksum); ok {
+			consumers = append(consumers, consumer)
 		}
-		logf.FromContext(ctx).Info("rolled a consumer injected with the AccessKey", "kind", kind, "name", workload.GetName())
-		consumers = append(consumers, iamv1alpha1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: workload.GetGeneration()})
-		r.Metrics.restarted(kind)
 	}
 	return consumers
 }
 
-// roll restarts a workload: an apps/v1 kind by stamping the checksum patch
-// on its pod template, a Rollout through spec.restartAt (a change of its
-// template would start a canary or blue-green rollout with its steps).
-func (r *AccessKeyReconciler) roll(ctx context.Context, workload client.Object, checksumPatch []byte) error {
-	if _, ok := workload.(*unstructured.Unstructured); ok {
-		restart, _ := json.Marshal(map[string]any{"spec": map[string]any{"restartAt": r.Clock.Now().UTC().Format(time.RFC3339)}})
-		return r.Patch(ctx, workload, client.RawPatch(types.MergePatchType, restart))
+// requestRoll rolls a workload onto the AccessKey's new key, at once or
+// with the other AccessKeys it consumes (RestartBatchWindow), and returns
+// it as a consumer at the generation the roll gives it.
+func (r *AccessKeyReconciler) requestRoll(ctx context.Context, ak *iamv1alpha1.AccessKey, workload client.Object, kind, checksum string) (iamv1alpha1.RolledConsumer, bool) {
+	workload.GetObjectKind().SetGroupVersionKind(workloadGVK(kind))
+	if template := templateOf(workload); template != nil && !isRollout(workload) && template.Annotations[RestartAnnotation] == checksum {
+		// Already rolled onto this key (an adoption after an interruption).
+		return iamv1alpha1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: workload.GetGeneration()}, true
 	}
-	return r.Patch(ctx, workload, client.RawPatch(types.StrategicMergePatchType, checksumPatch))
+	generation := workload.GetGeneration() + 1 // what the roll makes it
+	now, err := r.rolls.request(ctx, workload, ak.Name, checksum)
+	if err != nil {
+		r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", kind, workload.GetName(), err)
+		return iamv1alpha1.RolledConsumer{}, false
+	}
+	if now {
+		generation = workload.GetGeneration() // as the patch left it
+		logf.FromContext(ctx).Info("rolled a consumer onto the new key", "kind", kind, "name", workload.GetName())
+		r.Metrics.restarted(kind)
+	} else {
+		logf.FromContext(ctx).Info("a roll onto the new key is scheduled", "kind", kind, "name", workload.GetName(), "within", r.RestartBatchWindow)
+	}
+	return iamv1alpha1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: generation}, true
+}
+
+// workloadGVK is the group, version and kind of a kind exokey rolls.
+func workloadGVK(kind string) schema.GroupVersionKind {
+	if kind == RolloutGVK.Kind {
+		return RolloutGVK
+	}
+	return appsv1.SchemeGroupVersion.WithKind(kind)
 }
 
 // RolloutGVK is Argo Rollouts' Rollout.
@@ -108,6 +117,11 @@ func newWorkload(kind string) client.Object {
 		return u
 	}
 	return nil
+}
+
+func isRollout(workload client.Object) bool {
+	_, ok := workload.(*unstructured.Unstructured)
+	return ok
 }
 
 func podSpecOf(workload client.Object) *corev1.PodSpec {

@@ -31,18 +31,35 @@ const rolloutPoll = 2 * time.Second
 // rolloutDone reads a consumer and says whether it has finished rolling
 // onto the key published at its rolled generation; if not, how far it is.
 // A consumer that is gone has nothing left to roll.
-func (r *AccessKeyReconciler) rolloutDone(ctx context.Context, namespace string, c iamv1alpha1.RolledConsumer) (bool, string, error) {
+func (r *AccessKeyReconciler) rolloutDone(ctx context.Context, ak *iamv1alpha1.AccessKey, c iamv1alpha1.RolledConsumer) (bool, string, error) {
 	workload := newWorkload(c.Kind)
 	if workload == nil {
 		return true, "", nil
 	}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: c.Name}, workload); isNotFound(err) {
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ak.Namespace, Name: c.Name}, workload); isNotFound(err) {
 		return true, "", nil
 	} else if err != nil {
 		return false, "", err
 	}
+	if workload.GetGeneration() < c.Generation {
+		r.rollAgain(ctx, ak, workload, c.Kind)
+	}
 	done, progress := rolledOut(workload, c.Generation)
 	return done, fmt.Sprintf("%s %s: %s", c.Kind, c.Name, progress), nil
+}
+
+// rollAgain requests again a roll that has not happened (a batched roll
+// this process was to make when it stopped), unless one is waiting.
+func (r *AccessKeyReconciler) rollAgain(ctx context.Context, ak *iamv1alpha1.AccessKey, workload client.Object, kind string) {
+	workload.GetObjectKind().SetGroupVersionKind(workloadGVK(kind))
+	if r.rolls.scheduled(workload) {
+		return
+	}
+	current, err := r.getSecret(ctx, ak)
+	if err != nil || current == nil || conflictsWith(current, ak) {
+		return
+	}
+	_, _ = r.rolls.request(ctx, workload, ak.Name, current.Annotations[iamv1alpha1.ChecksumAnnotation])
 }
 
 // rolledOut reports whether a workload at or past generation has no pod
@@ -131,7 +148,7 @@ func minGraceOf(ak *iamv1alpha1.AccessKey) time.Duration {
 // has finished; otherwise what the first unfinished one reports.
 func (r *AccessKeyReconciler) consumersDone(ctx context.Context, ak *iamv1alpha1.AccessKey, old iamv1alpha1.RetiringKey) (bool, string, error) {
 	for _, c := range old.Consumers {
-		done, progress, err := r.rolloutDone(ctx, ak.Namespace, c)
+		done, progress, err := r.rolloutDone(ctx, ak, c)
 		if err != nil || !done {
 			return false, progress, err
 		}

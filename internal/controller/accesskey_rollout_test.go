@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -43,7 +44,14 @@ var _ = Describe("A replaced key with consumers", func() {
 	}
 	// rolloutCompletes writes the status the Deployment controller writes
 	// once every replica runs the rolled template.
-	rolloutCompletes := func(name string) {
+	rolloutCompletes := func(name string, ak *iamv1alpha1.AccessKey) {
+		// The roll is made within the batch window: the controller sees it first.
+		rolledTo := fetch(ak).Status.Retiring[0].Consumers[0].Generation
+		Eventually(func() int64 {
+			d := &appsv1.Deployment{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, d)).To(Succeed())
+			return d.Generation
+		}, timeout, poll).Should(BeNumerically(">=", rolledTo))
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			d := &appsv1.Deployment{}
 			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, d)).To(Succeed())
@@ -60,16 +68,16 @@ var _ = Describe("A replaced key with consumers", func() {
 			Should(Equal("Deployment api: the roll is not yet observed"))
 		Consistently(func() bool { return authenticates(oldKey, oldSecret) }, 2*time.Second, poll).Should(BeTrue(), "the rollout has not finished")
 
-		rolloutCompletes("api")
+		rolloutCompletes("api", ak)
 		Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse(), "revoked on the evidence")
-		Expect(fetch(ak).Status.Retiring).To(BeEmpty())
+		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
 		Expect(eventsOf(ak, EventKeyRevoked)).To(ContainSubstring("once every consumer had rolled onto its successor"))
 	})
 
 	It("waits out minGracePeriod even when the consumer has rolled", func() {
 		ak, oldKey, oldSecret := rotated(&iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: time.Hour},
 			MinGracePeriod: &metav1.Duration{Duration: 30 * time.Minute}})
-		rolloutCompletes("api")
+		rolloutCompletes("api", ak)
 		Consistently(func() bool { return authenticates(oldKey, oldSecret) }, 2*time.Second, poll).Should(BeTrue(), "minGracePeriod holds it")
 		testClock.advance(31 * time.Minute)
 		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{"look": "again"} })
@@ -87,3 +95,59 @@ var _ = Describe("A replaced key with consumers", func() {
 		Expect(counter("exokey_revocations_forced_total", "", "")).To(Equal(before + 1))
 	})
 })
+
+var _ = Describe("A workload consuming several AccessKeys", func() {
+	It("is rolled once when they are rotated together", func() {
+		namespace := newNamespace(nil)
+		names := []string{"alpha", "beta", "gamma"}
+		d := deploymentConsuming(namespace, "api", names[0])
+		for _, name := range names[1:] {
+			d.Spec.Template.Spec.Containers[0].EnvFrom = append(d.Spec.Template.Spec.Containers[0].EnvFrom,
+				corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}})
+		}
+		Expect(k8sClient.Create(ctx, d)).To(Succeed())
+		var aks []*iamv1alpha1.AccessKey
+		for _, name := range names {
+			aks = append(aks, waitReady(newAccessKey(namespace, name, iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+				ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "api"}}
+			})))
+		}
+		generation := func() int64 {
+			got := &appsv1.Deployment{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), got)).To(Succeed())
+			return got.Generation
+		}
+		// The first keys' rolls settle (within the batch window).
+		Eventually(generation, timeout, poll).Should(BeNumerically(">", 1))
+		Consistently(generation, 2*time.Second, poll).Should(Equal(generation()))
+		before := generation()
+
+		olds := map[string]string{}
+		for _, ak := range aks {
+			olds[ak.Name] = fetch(ak).Status.KeyID
+			edit(ak, func(ak *iamv1alpha1.AccessKey) {
+				ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "together"}
+			})
+		}
+		for _, ak := range aks {
+			Eventually(func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(olds[ak.Name]))
+		}
+		Eventually(generation, timeout, poll).Should(Equal(before + 1))
+		Consistently(generation, 2*time.Second, poll).Should(Equal(before+1), "one roll for three rotations")
+		Eventually(func() []string { return eventMessages(namespace, "Restarted") }, timeout, poll).
+			Should(ContainElement("rolled onto the new keys of AccessKeys alpha, beta, gamma"), "one roll, for the three")
+	})
+})
+
+// eventMessages returns the messages of a namespace's events of a reason.
+func eventMessages(namespace, reason string) []string {
+	events := &corev1.EventList{}
+	Expect(k8sClient.List(ctx, events, client.InNamespace(namespace))).To(Succeed())
+	var messages []string
+	for _, e := range events.Items {
+		if e.Reason == reason {
+			messages = append(messages, e.Message)
+		}
+	}
+	return messages
+}

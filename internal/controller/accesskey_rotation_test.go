@@ -94,7 +94,7 @@ var _ = Describe("Rotation", func() {
 			ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "backup"}, {Kind: "StatefulSet", Name: "absent"}}
 		}))
 		first := secretOf(ak).Annotations[iamv1alpha1.ChecksumAnnotation]
-		Expect(stamp()).To(Equal(first))
+		Eventually(stamp, timeout, poll).Should(Equal(first), "rolled within the batch window")
 		Eventually(func() []string { return eventReasons(namespace) }, timeout, poll).Should(ContainElement("RestartTargetMissing"))
 
 		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Labels = map[string]string{"touched": "yes"} })

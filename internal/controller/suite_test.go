@@ -168,7 +168,7 @@ func startManager() {
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: recorder,
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
-		Inventory: testInventory, ResyncPeriod: driftCheckPeriod, KeyNames: keyNames,
+		Inventory: testInventory, ResyncPeriod: driftCheckPeriod, KeyNames: keyNames, RestartBatchWindow: time.Second,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: testInventory,
 		Recorder: recorder, ClusterID: clusterID, Period: time.Second, Metrics: metrics, KeyNames: keyNames})).To(Succeed())

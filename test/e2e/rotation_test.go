@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -104,6 +105,64 @@ var _ = Describe("Rotation that waits for its consumers", Ordered, func() {
 		Expect(eventsNamed(ak, controller.EventKeyRevoked)).To(ContainElement(ContainSubstring("once every consumer had rolled")))
 		AddReportEntry("rotation with 5 replicas", fmt.Sprintf("old key revoked %s after the rotation, %s after the last pod that started with it went; gracePeriod 10m",
 			revoked.Sub(rotated).Round(100*time.Millisecond), revoked.Sub(lastOldGone).Round(100*time.Millisecond)))
+	})
+
+	It("rolls a workload that consumes three AccessKeys rotated together once", func() {
+		namespace := newNamespace()
+		kubelet := startKubelet(namespace, time.Second)
+		DeferCleanup(kubelet.stop)
+		ak, d := consumed(namespace, "alpha", 2, 10*time.Minute, kubelet)
+		aks := []*iamv1alpha1.AccessKey{ak}
+		for _, name := range []string{"beta", "gamma"} {
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+				d.Spec.Template.Spec.Containers[0].EnvFrom = append(d.Spec.Template.Spec.Containers[0].EnvFrom,
+					corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}})
+				return k8sClient.Update(ctx, d)
+			})).To(Succeed())
+			other := &iamv1alpha1.AccessKey{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+				Spec: iamv1alpha1.AccessKeySpec{
+					IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+					RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "alpha"}},
+					Rotation:       &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 10 * time.Minute}},
+				},
+			}
+			Expect(k8sClient.Create(ctx, other)).To(Succeed())
+			aks = append(aks, other)
+		}
+		for _, ak := range aks {
+			Eventually(func() bool { return ready(ak) }, timeout, poll).Should(BeTrue(), describe(m))
+		}
+		Eventually(func() bool { return deploymentDone(d) }, 2*timeout, poll).Should(BeTrue())
+		replicaSets := func() int {
+			list := &appsv1.ReplicaSetList{}
+			Expect(k8sClient.List(ctx, list, client.InNamespace(namespace))).To(Succeed())
+			return len(list.Items)
+		}
+		Eventually(func(g Gomega) { // the first keys' rolls, and the template's edits, have settled
+			n := replicaSets()
+			g.Consistently(replicaSets, 7*time.Second, poll).Should(Equal(n))
+		}, 3*timeout, poll).Should(Succeed())
+		Eventually(func() bool { return deploymentDone(d) }, 2*timeout, poll).Should(BeTrue())
+		before := replicaSets()
+
+		olds := map[string]bool{}
+		for _, ak := range aks {
+			olds[string(secretOf(ak).Data["EXOSCALE_API_KEY"])] = true
+			rotate(ak)
+		}
+		Eventually(func() bool {
+			live := liveKeys(namespace)
+			for k := range olds {
+				if live[k] {
+					return false
+				}
+			}
+			return true
+		}, 3*timeout, poll).Should(BeTrue(), "the three old keys are revoked once the one roll is done: %s", describe(m))
+		Expect(replicaSets()).To(Equal(before+1), "one new ReplicaSet: one roll for three rotations")
+		AddReportEntry("three AccessKeys rotated together", fmt.Sprintf("the Deployment consuming them rolled once (%d ReplicaSets before, %d after)", before, replicaSets()))
 	})
 
 	It("revokes the old key at gracePeriod with a Warning when the rollout never completes", func() {
