@@ -113,6 +113,7 @@ type Results struct {
 	Renewal     map[string]any    `json:"renewal"`
 	Churn       map[string]any    `json:"churn,omitempty"`
 	Injection   map[string]any    `json:"injection,omitempty"`
+	Consumers   map[string]any    `json:"rotationWithConsumers,omitempty"`
 	Scale       map[string]any    `json:"scale,omitempty"`
 }
 
@@ -310,8 +311,18 @@ func run() error {
 		}
 	}
 
+	// One kube-controller-manager for the phases that need one: garbage
+	// collection and namespaces for churn, Deployments for consumers.
+	var controllersStarted bool
+	startControllers := func() error {
+		if controllersStarted {
+			return nil
+		}
+		controllersStarted = true
+		return cluster.StartControllerManager("garbagecollector", "namespace", "deployment", "replicaset")
+	}
 	if runs["churn"] {
-		if err := cluster.StartControllerManager("garbagecollector", "namespace"); err != nil {
+		if err := startControllers(); err != nil {
 			return err
 		}
 		if res.Churn, err = b.churn(ctx, m, n, min(n/2, 500), w); err != nil {
@@ -330,6 +341,23 @@ func run() error {
 		}
 	}
 
+	if runs["consumers"] {
+		if m != nil {
+			m.stop()
+		}
+		if err := startControllers(); err != nil {
+			return err
+		}
+		consumers := 100
+		if quick {
+			consumers = 20
+		}
+		if res.Consumers, err = b.consumers(ctx, consumers); err != nil {
+			return err
+		}
+		fmt.Printf("rotation with consumers: %v\n", res.Consumers)
+	}
+
 	fmt.Printf("\nsteady state over one drift period (%s): %v\n", o.driftPeriod, res.Steady)
 	fmt.Printf("drift: %v\n", res.Drift)
 	fmt.Printf("memory: %v\n", res.Memory)
@@ -342,7 +370,7 @@ func run() error {
 
 // allPhases are the default run's phases, in the order they run; rotation
 // rotates the keys of the faults phase.
-var allPhases = []string{"flat", "realistic", "steady", "drift", "memory", "faults", "rotation", "renewals", "churn", "injection"}
+var allPhases = []string{"flat", "realistic", "steady", "drift", "memory", "faults", "rotation", "renewals", "churn", "injection", "consumers"}
 
 // current is the running bench, for the interrupt handler.
 var current atomic.Pointer[bench]
