@@ -168,16 +168,7 @@ var _ = Describe("The injection webhook", Ordered, func() {
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("pods.inject.iam.exokey.io"))
 		m = startWebhookManager("manager-webhook-restarted")
-		Eventually(func() error {
-			pod := optedInPod(namespace, "after-restart")
-			if err := k8sClient.Create(ctx, pod); err != nil {
-				return err
-			}
-			if len(pod.Spec.Containers[0].EnvFrom) != 1 {
-				return fmt.Errorf("not injected: %+v", pod.Spec.Containers[0])
-			}
-			return nil
-		}, timeout, poll).Should(Succeed())
+		Eventually(func() error { return admitsInjected(namespace, "after-restart") }, timeout, poll).Should(Succeed())
 	})
 
 	It("admits opted-in pods at once while template bombs exist, served by the same process", func() {
@@ -214,16 +205,7 @@ var _ = Describe("The injection webhook", Ordered, func() {
 		Eventually(func() error { return readyz(health) }, timeout, poll).Should(Succeed(), describe(hook))
 		namespace := newNamespace()
 		newAccessKey(namespace, "creds")
-		Eventually(func() error {
-			pod := optedInPod(namespace, "from-the-webhook-deployment")
-			if err := k8sClient.Create(ctx, pod); err != nil {
-				return err
-			}
-			if len(pod.Spec.Containers[0].EnvFrom) != 1 {
-				return fmt.Errorf("not injected: %+v", pod.Spec.Containers[0])
-			}
-			return nil
-		}, timeout, poll).Should(Succeed())
+		Eventually(func() error { return admitsInjected(namespace, "from-the-webhook-deployment") }, timeout, poll).Should(Succeed())
 		Expect(hook.forbidden()).To(BeEmpty(), "the webhook needed nothing its role does not grant")
 
 		By("the controllers' metrics endpoint serving the issued certificate, as the chart's ServiceMonitor verifies it")
@@ -273,6 +255,18 @@ func optedInPod(namespace, name string) *corev1.Pod {
 			Annotations: map[string]string{inject.AnnotationAccessKeys: "creds"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
 	}
+}
+
+// admitsInjected creates an opted-in pod and checks it was injected.
+func admitsInjected(namespace, name string) error {
+	pod := optedInPod(namespace, name)
+	if err := k8sClient.Create(ctx, pod); err != nil {
+		return err
+	}
+	if len(pod.Spec.Containers[0].EnvFrom) != 1 {
+		return fmt.Errorf("not injected: %+v", pod.Spec.Containers[0])
+	}
+	return nil
 }
 
 func injectedPod(namespace, name string) *corev1.Pod {
