@@ -29,11 +29,15 @@ var _ = Describe("A burst of AccessKeys", func() {
 		}
 		elapsed := time.Since(started)
 		stats := emu.Stats()
-		Expect(stats.ByOperationStatus["create-iam-role 200"]).To(Equal(n), "one role per key")
-		Expect(stats.ByOperationStatus["create-api-key 200"]).To(Equal(n), "one API key per key")
+		// The emulator's counts are of every caller: AccessKeys of earlier
+		// specs (whose clock this suite moves) may mint meanwhile. What is
+		// this namespace's: one live key per AccessKey, and no key of its
+		// minted and revoked (an unpublished duplicate is revoked).
+		Expect(stats.ByOperationStatus["create-iam-role 200"]).To(BeNumerically(">=", n))
 		for _, ak := range aks {
 			Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
 		}
+		Expect(eventReasons(namespace)).NotTo(ContainElement(EventKeyRevoked), "no second key was minted and revoked")
 		AddReportEntry("burst", fmt.Sprintf("%d AccessKeys Ready in %s; emulator calls %d (%.2f per key): %v",
 			n, elapsed.Round(time.Millisecond), stats.Total, float64(stats.Total)/n, stats.Operations))
 	})
