@@ -55,6 +55,12 @@ func (r *AccessKeyReconciler) rollAgain(ctx context.Context, ak *iamv1alpha1.Acc
 	if r.rolls.scheduled(workload) {
 		return
 	}
+	// The consumer comes from status, which a tenant may write where the
+	// status policy is not installed: roll it only if its pods consume the
+	// Secret, as rollTargets checks.
+	if !consumesSecret(podSpecOf(workload), secretName(ak)) && !r.asksFor(ctx, workload, ak.Name) {
+		return
+	}
 	current, err := r.getSecret(ctx, ak)
 	if err != nil || current == nil || conflictsWith(current, ak) {
 		return

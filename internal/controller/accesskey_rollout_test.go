@@ -151,3 +151,27 @@ func eventMessages(namespace, reason string) []string {
 	}
 	return messages
 }
+
+var _ = Describe("A consumer named in forged status", func() {
+	It("is not rolled unless its pods consume the AccessKey's Secret", func() {
+		namespace := newNamespace(nil)
+		bystander := newDeployment(namespace, "bystander", func(*corev1.PodTemplateSpec) {}) // reads no Secret of exokey's
+		ak := waitReady(newAccessKey(namespace, "forger", iamv1alpha1.IssuerAPIIAMv3))
+		generation := func() int64 {
+			d := &appsv1.Deployment{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bystander), d)).To(Succeed())
+			return d.Generation
+		}
+		before := generation()
+		// As a tenant who may write status would, where the status policy is not installed.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			got := fetch(ak)
+			got.Status.Retiring = append(got.Status.Retiring, iamv1alpha1.RetiringKey{
+				KeyID: "EXOforged", RevokeAt: metav1.NewTime(testClock.Now().Add(time.Hour)), Issuer: got.Status.Issuer,
+				Consumers: []iamv1alpha1.RolledConsumer{{Kind: "Deployment", Name: "bystander", Generation: before + 5}},
+			})
+			return k8sClient.Status().Update(ctx, got)
+		})).To(Succeed())
+		Consistently(generation, 4*time.Second, poll).Should(Equal(before), "the bystander is not rolled")
+	})
+})
