@@ -17,6 +17,7 @@ import (
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -33,7 +34,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
+	"github.com/exokey/exokey/internal/crds"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/inject"
 	"github.com/exokey/exokey/internal/servingcert"
@@ -48,7 +51,10 @@ var scheme = runtime.NewScheme()
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(iamv1beta1.AddToScheme(scheme))
+	// v1alpha1 is served and converted through v1beta1 by the webhook.
 	utilruntime.Must(iamv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
 }
 
 func main() {
@@ -82,6 +88,9 @@ func main() {
 		pprofAddr               string
 		enableWebhook           bool
 		mode                    string
+		enableConversion        bool
+		crdCheckPeriod          time.Duration
+		migrateStorage          bool
 		metricsCertDir          string
 		restartBatchWindow      time.Duration
 		hook                    inject.ServeOptions
@@ -130,6 +139,12 @@ func main() {
 		"Deadline of one call to Exoscale, its retries and operation polls included.")
 	flag.BoolVar(&enableWebhook, "enable-injection-webhook", false,
 		"Serve the pod injection webhook (the chart enables it): pods labelled iam.exokey.io/inject=true get the Secrets of the AccessKeys they name.")
+	flag.BoolVar(&enableConversion, "enable-conversion-webhook", false,
+		"Serve the CRDs' conversion webhook (iam.exokey.io/v1alpha1 to and from v1beta1, the stored version) on the webhook server, and keep the CRDs' caBundle current with the webhook's certificate. --mode=webhook always serves it.")
+	flag.DurationVar(&crdCheckPeriod, "crd-check-period", 30*time.Second,
+		"How often the controllers check that the installed CRDs hold every field they write; until they do, nothing is reconciled (condition CRDOutdated).")
+	flag.BoolVar(&migrateStorage, "migrate-storage", true,
+		"Have the leader rewrite every stored AccessKey and issuer at the storage version (v1beta1) and trim the CRDs' status.storedVersions, once the installed CRDs are current.")
 	flag.StringVar(&mode, "mode", modeAll,
 		"What this process runs: all (the controllers, and the injection webhook with --enable-injection-webhook); "+
 			"controllers (the controllers; with --enable-injection-webhook they issue the webhook's certificate but do not serve it); "+
@@ -159,7 +174,12 @@ func main() {
 	if mode == modeWebhook {
 		// Nothing to lead: every replica serves, and the certificate comes
 		// mounted from the Secret the controllers (or cert-manager) write.
-		enableWebhook, leaderElect = true, false
+		enableWebhook, enableConversion, leaderElect = true, true, false
+	}
+	builtin, err := crds.Builtin()
+	if err != nil {
+		log.Error(err, "reading the built-in CRDs")
+		os.Exit(1)
 	}
 
 	var tlsOpts []func(*tls.Config)
@@ -222,7 +242,23 @@ func main() {
 		}
 	}
 
+	var gate *controller.CRDGate
 	if mode != modeWebhook {
+		gate = &controller.CRDGate{Reader: mgr.GetAPIReader(), Builtin: builtin, Period: crdCheckPeriod}
+		if err := checkCRDs(gate, builtin); err != nil {
+			log.Error(err, "the installed CRDs cannot be used: apply this release's CRDs (helm upgrade, or kubectl apply of the installer)")
+			os.Exit(1)
+		}
+		if err := mgr.Add(gate); err != nil {
+			log.Error(err, "unable to set up the CRD check")
+			os.Exit(1)
+		}
+		if migrateStorage {
+			if err := mgr.Add(&storageMigration{reader: mgr.GetAPIReader(), writer: mgr.GetClient(), gate: gate, crds: builtin}); err != nil {
+				log.Error(err, "unable to set up the storage migration")
+				os.Exit(1)
+			}
+		}
 		if err := setUpControllers(mgr, controllerOptions{
 			clusterID: clusterID, orphanSweep: orphanSweep, orphanSweepPeriod: orphanSweepPeriod,
 			keyNameSecret: keyNameSecret, keyNameSecretNamespace: keyNameSecretNamespace, leaderElectionNamespace: leaderElectionNamespace,
@@ -230,17 +266,22 @@ func main() {
 			controller:       ctrlcontroller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, ReconciliationTimeout: reconcileTimeout},
 			driftCheckPeriod: driftCheckPeriod, resyncPeriod: resyncPeriod, issuerRecheckPeriod: issuerRecheckPeriod,
 			credentialsPollPeriod: credentialsPollPeriod, maxWorkersPerIssuer: maxWorkersPerIssuer, revokeTimeout: revokeTimeout,
-			restartBatchWindow: restartBatchWindow,
+			restartBatchWindow: restartBatchWindow, crds: gate,
 		}); err != nil {
 			log.Error(err, "unable to set up the controllers")
 			os.Exit(1)
 		}
 	}
 
-	if enableWebhook {
-		hook.TLSOpts, hook.RequireLeaderElection = tlsOpts, leaderElect
+	if enableWebhook || enableConversion {
+		hook.TLSOpts, hook.RequireLeaderElection, hook.Injection = tlsOpts, leaderElect, enableWebhook
+		if enableConversion {
+			for _, c := range builtin {
+				hook.ConversionCRDs = append(hook.ConversionCRDs, c.Name)
+			}
+		}
 		if hook.Namespace == "" {
-			log.Error(nil, "the injection webhook needs --webhook-namespace (or $POD_NAMESPACE)")
+			log.Error(nil, "the webhook server needs --webhook-namespace (or $POD_NAMESPACE)")
 			os.Exit(1)
 		}
 		if mode != modeWebhook && !hook.CertManager {
@@ -251,7 +292,7 @@ func main() {
 		}
 		if mode != modeControllers {
 			if err := inject.Serve(mgr, hook); err != nil {
-				log.Error(err, "unable to set up the injection webhook")
+				log.Error(err, "unable to set up the webhook server")
 				os.Exit(1)
 			}
 		}
@@ -294,6 +335,8 @@ type controllerOptions struct {
 	driftCheckPeriod, resyncPeriod, issuerRecheckPeriod            time.Duration
 	credentialsPollPeriod, revokeTimeout, restartBatchWindow       time.Duration
 	maxWorkersPerIssuer                                            int
+	// crds holds the controllers while the installed CRDs are outdated.
+	crds *controller.CRDGate
 }
 
 // setUpControllers adds the AccessKey and issuer controllers, the orphan
@@ -345,6 +388,7 @@ func setUpControllers(mgr ctrl.Manager, o controllerOptions) error {
 		RevokeTimeout:       o.revokeTimeout,
 		LeftLive:            leftLive,
 		RestartBatchWindow:  o.restartBatchWindow,
+		CRDs:                o.crds,
 	}).SetupWithManager(mgr, o.controller); err != nil {
 		return fmt.Errorf("the AccessKey controller: %w", err)
 	}
@@ -360,7 +404,7 @@ func setUpControllers(mgr ctrl.Manager, o controllerOptions) error {
 	for _, cluster := range []bool{false, true} {
 		if err := (&controller.IssuerReconciler{
 			Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: o.issuerRecheckPeriod,
-			CredentialsPollPeriod: o.credentialsPollPeriod,
+			CredentialsPollPeriod: o.credentialsPollPeriod, CRDs: o.crds,
 		}).SetupWithManager(mgr, o.controller); err != nil {
 			return fmt.Errorf("the issuer controller (cluster %t): %w", cluster, err)
 		}
@@ -409,3 +453,67 @@ func loadKeyNames(namespace, leaderElectionNamespace, name string) (*controller.
 	defer cancel()
 	return controller.LoadKeyNames(ctx, c, namespace, name)
 }
+
+// checkCRDs checks the installed CRDs before the controllers start. A CRD
+// that does not serve a version the manager reads cannot be watched at
+// all: that ends the process, with what to do. One that lacks fields holds
+// the controllers (the gate's condition, CRDOutdated) until it is applied.
+func checkCRDs(gate *controller.CRDGate, builtin []*apiextensionsv1.CustomResourceDefinition) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, want := range builtin {
+		installed := &apiextensionsv1.CustomResourceDefinition{}
+		if err := gate.Reader.Get(ctx, client.ObjectKey{Name: want.Name}, installed); err != nil {
+			return fmt.Errorf("reading CRD %s: %w", want.Name, err)
+		}
+		for _, missing := range crds.Missing(want, installed) {
+			if strings.HasSuffix(missing, " is not served") {
+				return fmt.Errorf("CRD %s: %s", want.Name, missing)
+			}
+		}
+	}
+	return gate.Check(ctrl.LoggerInto(ctx, ctrl.Log))
+}
+
+// storageMigration has the leader rewrite every stored object at the
+// storage version once the CRDs are current, and trim storedVersions
+// (internal/crds.Migrate), retrying until it has.
+type storageMigration struct {
+	reader client.Reader
+	writer client.Client
+	gate   *controller.CRDGate
+	crds   []*apiextensionsv1.CustomResourceDefinition
+}
+
+func (m *storageMigration) Start(ctx context.Context) error {
+	log := ctrl.Log.WithName("storage-migration")
+	left := slices.Clone(m.crds)
+	for len(left) > 0 {
+		if m.gate.Refusal() == "" {
+			for i := 0; i < len(left); {
+				done, err := crds.Migrate(ctx, m.reader, m.writer, left[i].Name)
+				if err != nil {
+					log.Error(err, "moving stored objects to the storage version; retrying", "crd", left[i].Name)
+					i++
+					continue
+				}
+				if done.Objects > 0 || !slices.Equal(done.From, []string{done.To}) {
+					log.Info("stored objects moved to the storage version", "crd", done.CRD, "from", done.From, "to", done.To, "objects", done.Objects)
+				}
+				left = slices.Delete(left, i, i+1)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return nil
+}
+
+// NeedLeaderElection: one replica rewrites.
+func (m *storageMigration) NeedLeaderElection() bool { return true }

@@ -22,9 +22,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/inject"
 	"github.com/exokey/exokey/internal/localcluster"
@@ -38,10 +39,10 @@ func main() {
 }
 
 // waitFor polls an AccessKey until done says so, for at most a minute.
-func waitFor(ctx context.Context, c client.Client, ak *iamv1alpha1.AccessKey, done func(*iamv1alpha1.AccessKey) bool) (*iamv1alpha1.AccessKey, error) {
+func waitFor(ctx context.Context, c client.Client, ak *iamv1beta1.AccessKey, done func(*iamv1beta1.AccessKey) bool) (*iamv1beta1.AccessKey, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		got := &iamv1alpha1.AccessKey{}
+		got := &iamv1beta1.AccessKey{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(ak), got); err != nil {
 			return nil, err
 		}
@@ -170,19 +171,19 @@ func run() error {
 	objects := []client.Object{
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "exoscale-root", Namespace: "exokey-system"},
 			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}},
-		&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "exoscale"}, Spec: iamv1alpha1.ClusterKeyIssuerSpec{
-			IssuerSpec: iamv1alpha1.IssuerSpec{
-				API: iamv1alpha1.IssuerAPIIAMv3, Zone: "ch-gva-2", Endpoint: endpoint, SOSEndpoint: sosEndpoint, KeyNamePrefix: "k8s",
-				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
-				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:backups-*"}},
+		&iamv1beta1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "exoscale"}, Spec: iamv1beta1.ClusterKeyIssuerSpec{
+			IssuerSpec: iamv1beta1.IssuerSpec{
+				API: iamv1beta1.IssuerAPIIAMv3, Zone: "ch-gva-2", Endpoint: endpoint, SOSEndpoint: sosEndpoint, KeyNamePrefix: "k8s",
+				CredentialsRef: iamv1beta1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
+				Allowed:        iamv1beta1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:backups-*"}},
 				// The demo's short-lived key lives 30s; the default floor is 15m.
-				Limits: iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: 30 * time.Second}},
+				Limits: iamv1beta1.IssuerLimits{MinSessionTTLSeconds: ptr.To[int64](30)},
 			},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"exokey.io/team": "backups"}},
 		}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backups", Labels: map[string]string{"exokey.io/team": "backups"}}},
-		&iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "backup-writer", Namespace: "backups"}, Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+		&iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "backup-writer", Namespace: "backups"}, Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef:  iamv1beta1.IssuerReference{Name: "exoscale"},
 			Operations: []string{"get-sos-object", "put-sos-object", "list-sos-bucket"},
 			Resources:  []string{"sos/bucket:backups-prod"},
 		}},
@@ -196,7 +197,7 @@ func run() error {
 	fmt.Println("    AccessKey backups/backup-writer: get-sos-object, put-sos-object, list-sos-bucket on sos/bucket:backups-prod")
 
 	step("waiting for the AccessKey to be Ready")
-	ak, err := waitFor(ctx, c, objects[len(objects)-1].(*iamv1alpha1.AccessKey), func(ak *iamv1alpha1.AccessKey) bool {
+	ak, err := waitFor(ctx, c, objects[len(objects)-1].(*iamv1beta1.AccessKey), func(ak *iamv1beta1.AccessKey) bool {
 		return meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready")
 	})
 	if err != nil {
@@ -274,16 +275,16 @@ func run() error {
 	fmt.Printf("    recorded: iam.exokey.io/injected=%s (a new key rolls the pod's workload)\n", pod.Annotations[inject.AnnotationInjected])
 
 	step("a short-lived AccessKey beside it: session credentials that expire after 30s, renewed before they do")
-	short := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "backup-reader", Namespace: "backups"}, Spec: iamv1alpha1.AccessKeySpec{
-		IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+	short := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "backup-reader", Namespace: "backups"}, Spec: iamv1beta1.AccessKeySpec{
+		IssuerRef:  iamv1beta1.IssuerReference{Name: "exoscale"},
 		Operations: []string{"get-sos-object", "list-sos-bucket"},
 		Resources:  []string{"sos/bucket:backups-prod"},
-		TTL:        &metav1.Duration{Duration: 30 * time.Second},
+		TTLSeconds: 30,
 	}}
 	if err := c.Create(ctx, short); err != nil {
 		return fmt.Errorf("create the short-lived AccessKey: %w", err)
 	}
-	first, err := waitFor(ctx, c, short, func(ak *iamv1alpha1.AccessKey) bool {
+	first, err := waitFor(ctx, c, short, func(ak *iamv1beta1.AccessKey) bool {
 		return meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready")
 	})
 	if err != nil {
@@ -291,7 +292,7 @@ func run() error {
 	}
 	fmt.Printf("    %-14s key %s of role %s\n", short.Name, first.Status.KeyID, first.Status.RoleID)
 	fmt.Printf("    %-14s expires %s, renewed at %s\n", "", first.Status.ExpiresAt.Format(time.TimeOnly), first.Status.NextRotationAt.Format(time.TimeOnly))
-	renewed, err := waitFor(ctx, c, short, func(ak *iamv1alpha1.AccessKey) bool {
+	renewed, err := waitFor(ctx, c, short, func(ak *iamv1beta1.AccessKey) bool {
 		return ak.Status.KeyID != first.Status.KeyID && meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready")
 	})
 	if err != nil {

@@ -9,9 +9,10 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 var _ = Describe("A burst of AccessKeys", func() {
@@ -20,9 +21,9 @@ var _ = Describe("A burst of AccessKeys", func() {
 		namespace := newNamespace(nil)
 		emu.ResetStats()
 		started := time.Now()
-		aks := make([]*iamv1alpha1.AccessKey, n)
+		aks := make([]*iamv1beta1.AccessKey, n)
 		for i := range n {
-			aks[i] = newAccessKey(namespace, fmt.Sprintf("burst-%03d", i), iamv1alpha1.IssuerAPIIAMv3)
+			aks[i] = newAccessKey(namespace, fmt.Sprintf("burst-%03d", i), iamv1beta1.IssuerAPIIAMv3)
 		}
 		for i := range aks {
 			aks[i] = waitReadyWithin(aks[i], 3*time.Minute)
@@ -46,7 +47,7 @@ var _ = Describe("A burst of AccessKeys", func() {
 var _ = Describe("AccessKeys over their namespace's share of the issuer", func() {
 	It("wait without a status write, then mint in turn", func() {
 		const n, rate = 6, 2.0 // mints a second, a burst of 1
-		iss := clusterIssuer("share-"+newNamespace(nil), iamv1alpha1.IssuerAPIAccessKeyV2, nil)
+		iss := clusterIssuer("share-"+newNamespace(nil), iamv1beta1.IssuerAPIAccessKeyV2, nil)
 		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
 		setShare(iss.Name, rate, 1)
 		namespace := newNamespace(nil)
@@ -54,14 +55,14 @@ var _ = Describe("AccessKeys over their namespace's share of the issuer", func()
 		// Every status an AccessKey is written with, from a watch.
 		watcher, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 		Expect(err).NotTo(HaveOccurred())
-		w, err := watcher.Watch(ctx, &iamv1alpha1.AccessKeyList{}, client.InNamespace(namespace))
+		w, err := watcher.Watch(ctx, &iamv1beta1.AccessKeyList{}, client.InNamespace(namespace))
 		Expect(err).NotTo(HaveOccurred())
 		var mu sync.Mutex
-		written := map[string][]iamv1alpha1.AccessKeyStatus{}
+		written := map[string][]iamv1beta1.AccessKeyStatus{}
 		go func() {
 			defer GinkgoRecover()
 			for ev := range w.ResultChan() {
-				if ak, ok := ev.Object.(*iamv1alpha1.AccessKey); ok {
+				if ak, ok := ev.Object.(*iamv1beta1.AccessKey); ok {
 					mu.Lock()
 					seen := written[ak.Name]
 					if len(seen) == 0 || !equality.Semantic.DeepEqual(seen[len(seen)-1], ak.Status) {
@@ -74,10 +75,10 @@ var _ = Describe("AccessKeys over their namespace's share of the issuer", func()
 		DeferCleanup(w.Stop)
 
 		started := time.Now()
-		aks := make([]*iamv1alpha1.AccessKey, n)
+		aks := make([]*iamv1beta1.AccessKey, n)
 		for i := range n {
-			aks[i] = newAccessKey(namespace, fmt.Sprintf("share-%d", i), iamv1alpha1.IssuerAPIAccessKeyV2,
-				func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name })
+			aks[i] = newAccessKey(namespace, fmt.Sprintf("share-%d", i), iamv1beta1.IssuerAPIAccessKeyV2,
+				func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name })
 		}
 		for i := range aks {
 			aks[i] = waitReady(aks[i])
@@ -89,8 +90,8 @@ var _ = Describe("AccessKeys over their namespace's share of the issuer", func()
 		defer mu.Unlock()
 		for _, ak := range aks {
 			for _, status := range written[ak.Name] {
-				waiting := status.Pending == nil && status.KeyID == "" && len(status.Conditions) == 0
-				Expect(waiting && status.ObservedGeneration > 0).To(BeFalse(),
+				waiting := status.Pending.IsZero() && status.KeyID == "" && len(status.Conditions) == 0
+				Expect(waiting && ptr.Deref(status.ObservedGeneration, 0) > 0).To(BeFalse(),
 					"%s was written while it waited for its share: %+v", ak.Name, status)
 			}
 		}
@@ -100,7 +101,7 @@ var _ = Describe("AccessKeys over their namespace's share of the issuer", func()
 // setShare gives a ClusterKeyIssuer a mint share of its own, as if
 // --exoscale-qps were rate.
 func setShare(name string, rate float64, burst int) {
-	id := issuerID(&issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: types.NamespacedName{Name: name}})
+	id := issuerID(&issuer{Kind: iamv1beta1.ClusterKeyIssuerKind, Key: types.NamespacedName{Name: name}})
 	testIssuers.mu.Lock()
 	defer testIssuers.mu.Unlock()
 	if testIssuers.shares == nil {

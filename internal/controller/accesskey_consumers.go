@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/inject"
 )
 
@@ -70,7 +70,7 @@ func indexConsumers(mgr ctrl.Manager) error {
 // were injected with it and whose pod template asks for it: a pod's record
 // and owners are tenant-writable, so the workload itself is read and
 // judged. At most one Deployment, StatefulSet or DaemonSet per pod owner.
-func (r *AccessKeyReconciler) consumers(ctx context.Context, ak *iamv1alpha1.AccessKey) []client.Object {
+func (r *AccessKeyReconciler) consumers(ctx context.Context, ak *iamv1beta1.AccessKey) []client.Object {
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	if err := r.List(ctx, pods, client.InNamespace(ak.Namespace), client.MatchingFields{consumerIndex: ak.Namespace + "/" + ak.Name}); err != nil {

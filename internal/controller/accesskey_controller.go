@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
@@ -41,6 +41,9 @@ type AccessKeyReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
+	// CRDs holds reconciling while the installed CRDs are older than the
+	// manager; nil checks nothing.
+	CRDs *CRDGate
 	Issuers   *IssuerClients
 	Catalog   *catalog.Catalog
 	// DriftCheckPeriod is how often each issuer's inventory is taken
@@ -121,12 +124,18 @@ const DefaultResyncPeriod = 10 * time.Minute
 
 // Reconcile brings one AccessKey to its desired state.
 func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	ak := &iamv1alpha1.AccessKey{}
+	ak := &iamv1beta1.AccessKey{}
 	if err := r.Get(ctx, req.NamespacedName, ak); err != nil {
 		if isNotFound(err) {
 			r.Inventory.forget(req.NamespacedName) // gone: nothing of it is kept
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if refusal := r.CRDs.Refusal(); refusal != "" {
+		// Nothing is written but the conditions, which every schema has.
+		status := ak.Status.DeepCopy()
+		refuseOutdated(&status.Conditions, r.Clock.Now(), ak.Generation, refusal)
+		return ctrl.Result{RequeueAfter: r.CRDs.period()}, r.writeStatus(ctx, ak, status)
 	}
 	// No issuer holds more than its share of the workers, however long its
 	// endpoint takes to answer: the others' AccessKeys go on meanwhile.
@@ -135,7 +144,7 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{RequeueAfter: jittered(time.Second)}, nil
 	}
 	defer release()
-	if ak.Status.Pending != nil {
+	if !ak.Status.Pending.IsZero() {
 		// A create in flight is acted on from the API server's copy: the
 		// cache may still show the record a pass just cleared, and acting
 		// on it costs a lookup of the key by name at Exoscale.
@@ -149,7 +158,7 @@ func (r *AccessKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	// The finalizer is added with the first pending-key record, before any
 	// key exists: an AccessKey that never held a key needs none. One that
 	// holds keys and lost it (an edit) gets it back, and the pass goes on.
-	if holdsKeys(ak) && controllerutil.AddFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
+	if holdsKeys(ak) && controllerutil.AddFinalizer(ak, iamv1beta1.RevokeFinalizer) {
 		if err := r.Update(ctx, ak); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -221,11 +230,11 @@ func (r *AccessKeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&iamv1alpha1.AccessKey{}, builder.WithPredicates(r.own.notOwn("AccessKey"))).
+		For(&iamv1beta1.AccessKey{}, builder.WithPredicates(r.own.notOwn("AccessKey"))).
 		Owns(&corev1.Secret{}, builder.WithPredicates(r.own.notOwn("Secret"))).
-		Watches(&iamv1alpha1.ClusterKeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1alpha1.ClusterKeyIssuerKind)),
+		Watches(&iamv1beta1.ClusterKeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1beta1.ClusterKeyIssuerKind)),
 			builder.WithPredicates(issuerChanged)).
-		Watches(&iamv1alpha1.KeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1alpha1.KeyIssuerKind)),
+		Watches(&iamv1beta1.KeyIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(iamv1beta1.KeyIssuerKind)),
 			builder.WithPredicates(issuerChanged)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
@@ -277,11 +286,11 @@ var issuerChanged = predicate.Or[client.Object](predicate.GenerationChangedPredi
 
 // issuerStatus is the status of a KeyIssuer or ClusterKeyIssuer; nil for
 // anything else.
-func issuerStatus(o client.Object) *iamv1alpha1.IssuerStatus {
+func issuerStatus(o client.Object) *iamv1beta1.IssuerStatus {
 	switch o := o.(type) {
-	case *iamv1alpha1.ClusterKeyIssuer:
+	case *iamv1beta1.ClusterKeyIssuer:
 		return &o.Status
-	case *iamv1alpha1.KeyIssuer:
+	case *iamv1beta1.KeyIssuer:
 		return &o.Status
 	}
 	return nil
@@ -289,12 +298,12 @@ func issuerStatus(o client.Object) *iamv1alpha1.IssuerStatus {
 
 func canAssume(o client.Object) bool {
 	status := issuerStatus(o)
-	return status != nil && status.CanAssumeRoles
+	return status != nil && status.SessionCredentials == iamv1beta1.Available
 }
 
 func grantableCount(o client.Object) int {
-	if status := issuerStatus(o); status != nil {
-		return status.Grantable
+	if status := issuerStatus(o); status != nil && status.Grantable != nil {
+		return int(*status.Grantable)
 	}
 	return 0
 }
@@ -315,40 +324,40 @@ func issuerReady(o client.Object) metav1.ConditionStatus {
 const issuerIndex = "issuers"
 
 func indexIssuers(mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(context.Background(), &iamv1alpha1.AccessKey{}, issuerIndex, func(o client.Object) []string {
-		return issuersOf(o.(*iamv1alpha1.AccessKey))
+	return mgr.GetFieldIndexer().IndexField(context.Background(), &iamv1beta1.AccessKey{}, issuerIndex, func(o client.Object) []string {
+		return issuersOf(o.(*iamv1beta1.AccessKey))
 	})
 }
 
 // issuersOf lists the issuers an AccessKey depends on, as issuerIndex values.
-func issuersOf(ak *iamv1alpha1.AccessKey) []string {
+func issuersOf(ak *iamv1beta1.AccessKey) []string {
 	values := []string{issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name)}
-	add := func(m *iamv1alpha1.MintingIssuer) {
+	add := func(m *iamv1beta1.MintingIssuer) {
 		if m != nil && !slices.Contains(values, issuerIndexValue(m.Kind, ak.Namespace, m.Name)) {
 			values = append(values, issuerIndexValue(m.Kind, ak.Namespace, m.Name))
 		}
 	}
-	add(ak.Status.Issuer)
+	add(minted(ak.Status.Issuer))
 	for i := range ak.Status.Retiring {
-		add(ak.Status.Retiring[i].Issuer)
+		add(minted(ak.Status.Retiring[i].Issuer))
 	}
-	if ak.Status.Pending != nil {
+	if !ak.Status.Pending.IsZero() {
 		add(&ak.Status.Pending.Issuer)
 	}
 	return values
 }
 
-func issuerIndexValue(kind iamv1alpha1.IssuerKind, namespace, name string) string {
-	if kind == iamv1alpha1.KeyIssuerKind {
+func issuerIndexValue(kind iamv1beta1.IssuerKind, namespace, name string) string {
+	if kind == iamv1beta1.KeyIssuerKind {
 		return string(kind) + "/" + namespace + "/" + name
 	}
-	return string(iamv1alpha1.ClusterKeyIssuerKind) + "/" + name
+	return string(iamv1beta1.ClusterKeyIssuerKind) + "/" + name
 }
 
 // forIssuer enqueues the AccessKeys that use an issuer.
-func (r *AccessKeyReconciler) forIssuer(kind iamv1alpha1.IssuerKind) handler.MapFunc {
+func (r *AccessKeyReconciler) forIssuer(kind iamv1beta1.IssuerKind) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		list := &iamv1alpha1.AccessKeyList{}
+		list := &iamv1beta1.AccessKeyList{}
 		if err := r.List(ctx, list, client.MatchingFields{issuerIndex: issuerIndexValue(kind, o.GetNamespace(), o.GetName())}, client.UnsafeDisableDeepCopy); err != nil {
 			logf.FromContext(ctx).Error(err, "list the AccessKeys of an issuer", "issuer", o.GetName())
 			return nil
@@ -360,7 +369,7 @@ func (r *AccessKeyReconciler) forIssuer(kind iamv1alpha1.IssuerKind) handler.Map
 // forNamespace enqueues a namespace's AccessKeys when its labels change, as
 // a ClusterKeyIssuer's namespaceSelector may now select it or not.
 func (r *AccessKeyReconciler) forNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	list := &iamv1alpha1.AccessKeyList{}
+	list := &iamv1beta1.AccessKeyList{}
 	if err := r.List(ctx, list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
@@ -370,7 +379,7 @@ func (r *AccessKeyReconciler) forNamespace(ctx context.Context, o client.Object)
 // requestsFor names the AccessKeys of a list, which may be the cache's own
 // objects (client.UnsafeDisableDeepCopy: an issuer's AccessKeys are
 // listed on each of its changes, and only their names are read).
-func requestsFor(list *iamv1alpha1.AccessKeyList) []reconcile.Request {
+func requestsFor(list *iamv1beta1.AccessKeyList) []reconcile.Request {
 	requests := make([]reconcile.Request, 0, len(list.Items))
 	for _, ak := range list.Items {
 		requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ak.Namespace, Name: ak.Name}})
@@ -385,8 +394,8 @@ func (r *AccessKeyReconciler) namespaceTerminating(ctx context.Context, name str
 	return r.Get(ctx, types.NamespacedName{Name: name}, ns) == nil && !ns.DeletionTimestamp.IsZero()
 }
 
-func holdsKeys(ak *iamv1alpha1.AccessKey) bool {
-	return ak.Status.KeyID != "" || len(ak.Status.Retiring) > 0 || ak.Status.Pending != nil
+func holdsKeys(ak *iamv1beta1.AccessKey) bool {
+	return ak.Status.KeyID != "" || len(ak.Status.Retiring) > 0 || !ak.Status.Pending.IsZero()
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

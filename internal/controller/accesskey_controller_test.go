@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 )
@@ -27,16 +27,16 @@ const (
 // issuerOfKey creates a ClusterKeyIssuer of an IAM v3 key made for it with
 // the root key: one that mints and revokes keys for the sos service, and
 // holds the extra operations besides.
-func issuerOfKey(namespace, name string, extra ...string) *iamv1alpha1.ClusterKeyIssuer {
+func issuerOfKey(namespace, name string, extra ...string) *iamv1beta1.ClusterKeyIssuer {
 	operations := append([]string{"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role", "get-api-key", "get-iam-role",
 		"get-operation"}, extra...)
-	minter, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: name + "-" + namespace, Tags: []string{"sos"},
+	minter, err := rootKeys[iamv1beta1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: name + "-" + namespace, Tags: []string{"sos"},
 		Operations: operations})
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	ExpectWithOffset(1, k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		StringData: map[string]string{"EXOSCALE_API_KEY": minter.ID, "EXOSCALE_API_SECRET": minter.Secret.Reveal()}})).To(Succeed())
-	iss := clusterIssuer(name+"-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-	iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: name, Namespace: namespace}
+	iss := clusterIssuer(name+"-"+namespace, iamv1beta1.IssuerAPIIAMv3, nil)
+	iss.Spec.CredentialsRef = iamv1beta1.CredentialsReference{Name: name, Namespace: namespace}
 	ExpectWithOffset(1, k8sClient.Create(ctx, iss)).To(Succeed())
 	return iss
 }
@@ -47,14 +47,14 @@ func newNamespace(labels map[string]string) string {
 	return ns.Name
 }
 
-func newAccessKey(namespace, name string, api iamv1alpha1.IssuerAPI, mutate ...func(*iamv1alpha1.AccessKey)) *iamv1alpha1.AccessKey {
-	ak := &iamv1alpha1.AccessKey{
+func newAccessKey(namespace, name string, api iamv1beta1.IssuerAPI, mutate ...func(*iamv1beta1.AccessKey)) *iamv1beta1.AccessKey {
+	ak := &iamv1beta1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef:  iamv1alpha1.IssuerReference{Name: issuerName(api)},
+		Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef:  iamv1beta1.IssuerReference{Name: issuerName(api)},
 			Operations: []string{"get-sos-object", "list-sos-bucket"},
 			Resources:  []string{"sos/bucket:backups"},
-			Rotation:   &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 3 * time.Second}},
+			Rotation:   &iamv1beta1.RotationSpec{GracePeriodSeconds: iamv1beta1.SecondsOf(3 * time.Second)},
 		},
 	}
 	for _, m := range mutate {
@@ -66,8 +66,8 @@ func newAccessKey(namespace, name string, api iamv1alpha1.IssuerAPI, mutate ...f
 
 // edit changes an AccessKey as a user would, retrying on conflicts with
 // the controller's own writes, and returns the result.
-func edit(ak *iamv1alpha1.AccessKey, change func(*iamv1alpha1.AccessKey)) *iamv1alpha1.AccessKey {
-	var got *iamv1alpha1.AccessKey
+func edit(ak *iamv1beta1.AccessKey, change func(*iamv1beta1.AccessKey)) *iamv1beta1.AccessKey {
+	var got *iamv1beta1.AccessKey
 	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		got = fetch(ak)
 		change(got)
@@ -76,19 +76,19 @@ func edit(ak *iamv1alpha1.AccessKey, change func(*iamv1alpha1.AccessKey)) *iamv1
 	return got
 }
 
-func fetch(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
-	got := &iamv1alpha1.AccessKey{}
+func fetch(ak *iamv1beta1.AccessKey) *iamv1beta1.AccessKey {
+	got := &iamv1beta1.AccessKey{}
 	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got)).To(Succeed())
 	return got
 }
 
-func condition(ak *iamv1alpha1.AccessKey, conditionType string) *metav1.Condition {
+func condition(ak *iamv1beta1.AccessKey, conditionType string) *metav1.Condition {
 	return meta.FindStatusCondition(ak.Status.Conditions, conditionType)
 }
 
 // waitReplaced waits until a key other than first is Ready and its Secret's
 // credential works, and returns the AccessKey.
-func waitReplaced(ak *iamv1alpha1.AccessKey, first string) *iamv1alpha1.AccessKey {
+func waitReplaced(ak *iamv1beta1.AccessKey, first string) *iamv1beta1.AccessKey {
 	EventuallyWithOffset(1, func() string { return fetch(ak).Status.KeyID }, timeout, poll).ShouldNot(Equal(first))
 	ak = waitReady(ak)
 	ExpectWithOffset(1, allowed(secretOf(ak), "get-sos-object", "backups")).To(BeTrue())
@@ -97,21 +97,21 @@ func waitReplaced(ak *iamv1alpha1.AccessKey, first string) *iamv1alpha1.AccessKe
 
 // waitReady waits until the AccessKey is Ready for its current generation
 // with no create pending, and returns it.
-func waitReady(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
-	var got *iamv1alpha1.AccessKey
+func waitReady(ak *iamv1beta1.AccessKey) *iamv1beta1.AccessKey {
+	var got *iamv1beta1.AccessKey
 	EventuallyWithOffset(1, func(g Gomega) {
 		got = fetch(ak)
 		ready := condition(got, ConditionReady)
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "%s: %s", ready.Reason, ready.Message)
 		g.Expect(ready.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(got.Status.Pending).To(BeNil())
+		g.Expect(got.Status.Pending).To(BeZero())
 	}, timeout, poll).Should(Succeed())
 	return got
 }
 
 // waitRefused waits for Ready=False with reason and returns the message.
-func waitRefused(ak *iamv1alpha1.AccessKey, reason string) string {
+func waitRefused(ak *iamv1beta1.AccessKey, reason string) string {
 	var message string
 	EventuallyWithOffset(1, func(g Gomega) {
 		ready := condition(fetch(ak), ConditionReady)
@@ -123,7 +123,7 @@ func waitRefused(ak *iamv1alpha1.AccessKey, reason string) string {
 	return message
 }
 
-func secretOf(ak *iamv1alpha1.AccessKey) *corev1.Secret {
+func secretOf(ak *iamv1beta1.AccessKey) *corev1.Secret {
 	s := &corev1.Secret{}
 	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: ak.Namespace, Name: secretName(ak)}, s)).To(Succeed())
 	return s
@@ -147,7 +147,7 @@ func authenticates(key, secret string) bool {
 }
 
 // liveKeysOf lists the emulator's live keys minted for an AccessKey.
-func liveKeysOf(ak *iamv1alpha1.AccessKey) []string {
+func liveKeysOf(ak *iamv1beta1.AccessKey) []string {
 	prefix := fmt.Sprintf("k8s-%s-%s-", ak.Namespace, ak.Name)
 	var ids []string
 	for _, k := range emu.Keys() {
@@ -159,7 +159,7 @@ func liveKeysOf(ak *iamv1alpha1.AccessKey) []string {
 }
 
 var _ = Describe("AccessKey", func() {
-	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+	for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
 		Context("with an "+string(api)+" issuer", func() {
 			var namespace string
 			BeforeEach(func() { namespace = newNamespace(nil) })
@@ -170,8 +170,8 @@ var _ = Describe("AccessKey", func() {
 				Expect(s.Data).To(HaveKey("EXOSCALE_API_KEY"))
 				Expect(s.Data).To(HaveKey("EXOSCALE_ZONE"))
 				Expect(string(s.Data["EXOSCALE_API_KEY"])).To(Equal(ak.Status.KeyID))
-				Expect(s.Labels).To(HaveKeyWithValue(iamv1alpha1.ManagedByLabel, iamv1alpha1.ManagedByValue))
-				Expect(s.Annotations).To(HaveKeyWithValue(iamv1alpha1.KeyIDAnnotation, ak.Status.KeyID))
+				Expect(s.Labels).To(HaveKeyWithValue(iamv1beta1.ManagedByLabel, iamv1beta1.ManagedByValue))
+				Expect(s.Annotations).To(HaveKeyWithValue(iamv1beta1.KeyIDAnnotation, ak.Status.KeyID))
 				Expect(metav1.IsControlledBy(s, ak)).To(BeTrue())
 
 				Expect(allowed(s, "get-sos-object", "backups")).To(BeTrue())
@@ -205,14 +205,14 @@ var _ = Describe("AccessKey", func() {
 				Consistently(func(g Gomega) {
 					got := fetch(ak)
 					g.Expect(got.Status.KeyID).To(Equal(key))
-					g.Expect(got.Status.Pending).To(BeNil(), "a key is being minted for a namespace being deleted")
+					g.Expect(got.Status.Pending).To(BeZero(), "a key is being minted for a namespace being deleted")
 					g.Expect(condition(got, ConditionSynced).Status).To(Equal(metav1.ConditionTrue), condition(got, ConditionSynced).Message)
 					g.Expect(liveKeysOf(ak)).To(ConsistOf(key))
 				}, 2*driftCheckPeriod, poll).Should(Succeed())
 				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
 				Eventually(func() []string { return liveKeysOf(ak) }, timeout, poll).Should(BeEmpty())
 				Eventually(func() bool {
-					return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), &iamv1alpha1.AccessKey{}))
+					return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), &iamv1beta1.AccessKey{}))
 				}, timeout, poll).Should(BeTrue())
 			})
 
@@ -221,7 +221,7 @@ var _ = Describe("AccessKey", func() {
 				old := secretOf(ak)
 				oldKey, oldSecret := string(old.Data["EXOSCALE_API_KEY"]), string(old.Data["EXOSCALE_API_SECRET"])
 
-				ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) {
+				ak = waitReady(edit(ak, func(ak *iamv1beta1.AccessKey) {
 					ak.Spec.Operations = append(ak.Spec.Operations, "put-sos-object")
 				}))
 				Expect(ak.Status.KeyID).NotTo(Equal(oldKey))
@@ -231,7 +231,7 @@ var _ = Describe("AccessKey", func() {
 				Expect(authenticates(oldKey, oldSecret)).To(BeTrue(), "the old key works during the grace period")
 
 				Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse())
-				Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
+				Eventually(func() []iamv1beta1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
 				Expect(liveKeysOf(ak)).To(ConsistOf(ak.Status.KeyID))
 			})
 
@@ -266,10 +266,10 @@ var _ = Describe("AccessKey", func() {
 
 			It("revokes every key on delete", func() {
 				ak := waitReady(newAccessKey(namespace, "deleted", api))
-				ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }))
+				ak = waitReady(edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }))
 				Expect(liveKeysOf(ak)).To(HaveLen(2), "current and retiring")
 				var roles []string
-				if api == iamv1alpha1.IssuerAPIIAMv3 {
+				if api == iamv1beta1.IssuerAPIIAMv3 {
 					roles = rolesOf(ak)
 					Expect(roles).To(HaveLen(2), "a role for each key")
 				}
@@ -283,11 +283,11 @@ var _ = Describe("AccessKey", func() {
 
 			It("keeps the key and the Secret with deletionPolicy Orphan", func() {
 				orphans := clusterIssuer("orphans-"+namespace, api, nil)
-				orphans.Spec.AllowedDeletionPolicies = []iamv1alpha1.DeletionPolicy{iamv1alpha1.DeletionPolicyOrphan}
+				orphans.Spec.AllowedDeletionPolicies = []iamv1beta1.DeletionPolicy{iamv1beta1.DeletionPolicyOrphan}
 				Expect(k8sClient.Create(ctx, orphans)).To(Succeed())
-				ak := waitReady(newAccessKey(namespace, "orphan", api, func(ak *iamv1alpha1.AccessKey) {
+				ak := waitReady(newAccessKey(namespace, "orphan", api, func(ak *iamv1beta1.AccessKey) {
 					ak.Spec.IssuerRef.Name = orphans.Name
-					ak.Spec.DeletionPolicy = iamv1alpha1.DeletionPolicyOrphan
+					ak.Spec.DeletionPolicy = iamv1beta1.DeletionPolicyOrphan
 				}))
 				Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
 				Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), ak) }, timeout, poll).Should(Satisfy(isNotFound))
@@ -305,9 +305,9 @@ var _ = Describe("AccessKey", func() {
 var _ = Describe("AccessKey refusals", func() {
 	var namespace string
 	BeforeEach(func() { namespace = newNamespace(nil) })
-	api := iamv1alpha1.IssuerAPIIAMv3
+	api := iamv1beta1.IssuerAPIIAMv3
 
-	expectNoKey := func(ak *iamv1alpha1.AccessKey) {
+	expectNoKey := func(ak *iamv1beta1.AccessKey) {
 		Consistently(func() []string { return liveKeysOf(ak) }, time.Second, poll).Should(BeEmpty())
 		Expect(fetch(ak).Status.KeyID).To(BeEmpty())
 	}
@@ -315,7 +315,7 @@ var _ = Describe("AccessKey refusals", func() {
 	It("refuses a namespace the ClusterKeyIssuer does not select", func() {
 		Expect(k8sClient.Create(ctx, clusterIssuer("team-only", api, &metav1.LabelSelector{
 			MatchLabels: map[string]string{"team": "a"}}))).To(Succeed())
-		ak := newAccessKey(namespace, "unselected", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "team-only" })
+		ak := newAccessKey(namespace, "unselected", api, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = "team-only" })
 		Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring("does not serve namespace " + namespace))
 		expectNoKey(ak)
 
@@ -329,22 +329,22 @@ var _ = Describe("AccessKey refusals", func() {
 
 	It("refuses what is beyond the issuer's ceiling", func() {
 		narrow := clusterIssuer("narrow", api, nil)
-		narrow.Spec.Allowed = iamv1alpha1.Allowed{Operations: []string{"get-sos-*"}, Resources: []string{"sos/bucket:team-a-*"}}
+		narrow.Spec.Allowed = iamv1beta1.Allowed{Operations: []string{"get-sos-*"}, Resources: []string{"sos/bucket:team-a-*"}}
 		Expect(k8sClient.Create(ctx, narrow)).To(Succeed())
-		for name, mutate := range map[string]func(*iamv1alpha1.AccessKey){
-			"operation": func(ak *iamv1alpha1.AccessKey) {},
-			"bucket": func(ak *iamv1alpha1.AccessKey) {
+		for name, mutate := range map[string]func(*iamv1beta1.AccessKey){
+			"operation": func(ak *iamv1beta1.AccessKey) {},
+			"bucket": func(ak *iamv1beta1.AccessKey) {
 				ak.Spec.Operations = []string{"get-sos-object"}
 			},
-			"unrestricted": func(ak *iamv1alpha1.AccessKey) {
-				ak.Spec.Operations, ak.Spec.Resources, ak.Spec.Unrestricted = nil, nil, true
+			"unrestricted": func(ak *iamv1beta1.AccessKey) {
+				ak.Spec.Operations, ak.Spec.Resources, ak.Spec.Access = nil, nil, iamv1beta1.AccessUnrestricted
 			},
 		} {
-			ak := newAccessKey(namespace, "beyond-"+name, api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "narrow" }, mutate)
+			ak := newAccessKey(namespace, "beyond-"+name, api, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = "narrow" }, mutate)
 			Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring(`ClusterKeyIssuer "narrow" does not allow this`))
 			expectNoKey(ak)
 		}
-		within := newAccessKey(namespace, "within", api, func(ak *iamv1alpha1.AccessKey) {
+		within := newAccessKey(namespace, "within", api, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.IssuerRef.Name = "narrow"
 			ak.Spec.Operations, ak.Spec.Resources = []string{"get-sos-object"}, []string{"sos/bucket:team-a-logs"}
 		})
@@ -352,7 +352,7 @@ var _ = Describe("AccessKey refusals", func() {
 	})
 
 	It("refuses an unknown operation, naming the nearest one", func() {
-		ak := newAccessKey(namespace, "typo", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-objekt"} })
+		ak := newAccessKey(namespace, "typo", api, func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = []string{"get-sos-objekt"} })
 		Expect(waitRefused(ak, ReasonUnknownOperation)).To(ContainSubstring(`did you mean "get-sos-object"?`))
 		expectNoKey(ak)
 		events := &corev1.EventList{}
@@ -368,12 +368,12 @@ var _ = Describe("AccessKey refusals", func() {
 
 	It("refuses while the issuer has no credentials, and recovers when they come", func() {
 		broken := clusterIssuer("broken", api, nil)
-		broken.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "later", Namespace: namespace}
+		broken.Spec.CredentialsRef = iamv1beta1.CredentialsReference{Name: "later", Namespace: namespace}
 		Expect(k8sClient.Create(ctx, broken)).To(Succeed())
-		ak := newAccessKey(namespace, "waiting", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "broken" })
+		ak := newAccessKey(namespace, "waiting", api, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = "broken" })
 		Expect(waitRefused(ak, ReasonIssuerNotReady)).To(ContainSubstring("credentials Secret " + namespace + "/later not found"))
 		Eventually(func() string {
-			got := &iamv1alpha1.ClusterKeyIssuer{}
+			got := &iamv1beta1.ClusterKeyIssuer{}
 			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "broken"}, got)).To(Succeed())
 			if c := meta.FindStatusCondition(got.Status.Conditions, ConditionReady); c != nil {
 				return c.Reason
@@ -404,7 +404,7 @@ var _ = Describe("AccessKey refusals", func() {
 var _ = Describe("Issuers", func() {
 	issuerReason := func(name string) func() string {
 		return func() string {
-			got := &iamv1alpha1.ClusterKeyIssuer{}
+			got := &iamv1beta1.ClusterKeyIssuer{}
 			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
 			if c := meta.FindStatusCondition(got.Status.Conditions, ConditionReady); c != nil {
 				return c.Reason
@@ -419,13 +419,13 @@ var _ = Describe("Issuers", func() {
 		parent := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "parent", Namespace: namespace},
 			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}}
 		Expect(k8sClient.Create(ctx, parent)).To(Succeed())
-		iss := clusterIssuer("follows-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "parent", Namespace: namespace}
+		iss := clusterIssuer("follows-"+namespace, iamv1beta1.IssuerAPIIAMv3, nil)
+		iss.Spec.CredentialsRef = iamv1beta1.CredentialsReference{Name: "parent", Namespace: namespace}
 		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
 		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonIssuerReady))
 
 		// The parent key is replaced by one that may read SOS and nothing else.
-		weak, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "weak-parent", Operations: []string{"get-sos-object"}})
+		weak, err := rootKeys[iamv1beta1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{Name: "weak-parent", Operations: []string{"get-sos-object"}})
 		Expect(err).NotTo(HaveOccurred())
 		// exokey's finalizer on the Secret moves its resourceVersion: update
 		// on the latest, as kubectl apply does.
@@ -449,15 +449,15 @@ var _ = Describe("Issuers", func() {
 		parent := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "parent", Namespace: namespace},
 			StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret}}
 		Expect(k8sClient.Create(ctx, parent)).To(Succeed())
-		iss := clusterIssuer("holds-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "parent", Namespace: namespace}
+		iss := clusterIssuer("holds-"+namespace, iamv1beta1.IssuerAPIIAMv3, nil)
+		iss.Spec.CredentialsRef = iamv1beta1.CredentialsReference{Name: "parent", Namespace: namespace}
 		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
 		Eventually(issuerReason(iss.Name), timeout, poll).Should(Equal(ReasonIssuerReady))
 		Eventually(func() []string {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(parent), parent)).To(Succeed())
 			return parent.Finalizers
-		}, timeout, poll).Should(ContainElement(iamv1alpha1.CredentialsFinalizer))
-		ak := waitReady(newAccessKey(namespace, "held", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+		}, timeout, poll).Should(ContainElement(iamv1beta1.CredentialsFinalizer))
+		ak := waitReady(newAccessKey(namespace, "held", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.IssuerRef.Name = iss.Name
 		}))
 
@@ -483,7 +483,7 @@ var _ = Describe("Issuers", func() {
 		// A key that mints and revokes IAM v3 keys, but may not assume roles.
 		iss := issuerOfKey(namespace, "no-assume", "list-iam-roles", "list-api-keys")
 		Eventually(func(g Gomega) {
-			got := &iamv1alpha1.ClusterKeyIssuer{}
+			got := &iamv1beta1.ClusterKeyIssuer{}
 			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: iss.Name}, got)).To(Succeed())
 			ready := meta.FindStatusCondition(got.Status.Conditions, ConditionReady)
 			g.Expect(ready).NotTo(BeNil())
@@ -491,9 +491,9 @@ var _ = Describe("Issuers", func() {
 			g.Expect(ready.Message).To(ContainSubstring("it lacks assume-iam-role, so it cannot hand out session credentials (spec.ttl)"))
 		}, timeout, poll).Should(Succeed())
 
-		ak := newAccessKey(namespace, "short", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+		ak := newAccessKey(namespace, "short", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.IssuerRef.Name = iss.Name
-			ak.Spec.TTL = &metav1.Duration{Duration: time.Hour}
+			ak.Spec.TTLSeconds = iamv1beta1.SecondsOf(time.Hour)
 		})
 		Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring(
 			fmt.Sprintf("ClusterKeyIssuer %q cannot hand out session credentials: its key lacks assume-iam-role", iss.Name)))
@@ -501,14 +501,14 @@ var _ = Describe("Issuers", func() {
 	})
 
 	It("report Ready and what their key can grant", func() {
-		for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+		for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
 			Eventually(func(g Gomega) {
-				got := &iamv1alpha1.ClusterKeyIssuer{}
+				got := &iamv1beta1.ClusterKeyIssuer{}
 				g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: issuerName(api)}, got)).To(Succeed())
 				ready := meta.FindStatusCondition(got.Status.Conditions, ConditionReady)
 				g.Expect(ready).NotTo(BeNil())
 				g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), ready.Message)
-				g.Expect(got.Status.Grantable).To(BeNumerically(">", 400))
+				g.Expect(got.Status.Grantable).To(HaveValue(BeNumerically(">", 400)))
 			}, timeout, poll).Should(Succeed())
 		}
 	})

@@ -10,10 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/secret"
 )
@@ -24,11 +25,11 @@ var _ = Describe("Crash safety", func() {
 		faults.set(namespace, 0.4)
 		DeferCleanup(func() { faults.set("", 0) })
 
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range 10 {
-			for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
-				aks = append(aks, newAccessKey(namespace, fmt.Sprintf("crash-%s-%d", lower(api), i), api, func(ak *iamv1alpha1.AccessKey) {
-					ak.Spec.Rotation.GracePeriod.Duration = time.Second
+			for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
+				aks = append(aks, newAccessKey(namespace, fmt.Sprintf("crash-%s-%d", lower(api), i), api, func(ak *iamv1beta1.AccessKey) {
+					ak.Spec.Rotation.GracePeriodSeconds = iamv1beta1.SecondsOf(time.Second)
 				}))
 			}
 		}
@@ -37,7 +38,7 @@ var _ = Describe("Crash safety", func() {
 			for i, ak := range aks {
 				aks[i] = waitReadyWithin(ak, 2*time.Minute)
 				if round < 2 {
-					aks[i] = edit(aks[i], func(ak *iamv1alpha1.AccessKey) {
+					aks[i] = edit(aks[i], func(ak *iamv1beta1.AccessKey) {
 						ak.Spec.Operations = append(ak.Spec.Operations, []string{"put-sos-object", "delete-sos-object"}[round])
 					})
 				}
@@ -56,7 +57,7 @@ var _ = Describe("Crash safety", func() {
 			// once retired keys have passed their grace period.
 			Eventually(func() []string { return liveKeysOf(ak) }, time.Minute, poll).Should(ConsistOf(fetch(ak).Status.KeyID), ak.Name)
 			s := secretOf(ak)
-			Expect(s.Annotations[iamv1alpha1.KeyIDAnnotation]).To(Equal(fetch(ak).Status.KeyID))
+			Expect(s.Annotations[iamv1beta1.KeyIDAnnotation]).To(Equal(fetch(ak).Status.KeyID))
 			Expect(allowed(s, "get-sos-object", "backups")).To(BeTrue(), "the published credential works")
 			Expect(allowed(s, "delete-sos-object", "backups")).To(BeTrue(), "and holds the latest restrictions")
 		}
@@ -64,7 +65,7 @@ var _ = Describe("Crash safety", func() {
 })
 
 var _ = Describe("Recovering an interrupted create", func() {
-	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+	for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
 		// The manager recorded a key name, created the key and stopped before
 		// the Secret was written: the key's secret is lost, so it is revoked.
 		It(fmt.Sprintf("revokes a key created and never published (%s)", api), func() {
@@ -72,7 +73,7 @@ var _ = Describe("Recovering an interrupted create", func() {
 			ak := heldBack(namespace, "lost", api)
 			lost := mintOutsideTheManager(api, fmt.Sprintf("k8s-%s-lost-0a0b0c0d0e0f", namespace), ak)
 			recordPendingAsTheManager(ak, api, lost.Name, "")
-			edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
+			edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
 
 			got := waitReady(ak)
 			Expect(got.Status.KeyID).NotTo(Equal(lost.ID))
@@ -89,9 +90,9 @@ var _ = Describe("Recovering an interrupted create", func() {
 			ak := heldBack(namespace, "late", api)
 			name := fmt.Sprintf("k8s-%s-late-0a0b0c0d0e0f", namespace)
 			recordPendingAsTheManager(ak, api, name, "")
-			edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
-			Consistently(func() *iamv1alpha1.PendingKey { return fetch(ak).Status.Pending }, 2*time.Second, poll).
-				ShouldNot(BeNil(), "the record of a create that may still finish is kept")
+			edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
+			Consistently(func() iamv1beta1.PendingKey { return fetch(ak).Status.Pending }, 2*time.Second, poll).
+				ShouldNot(BeZero(), "the record of a create that may still finish is kept")
 			Expect(liveKeysOf(ak)).To(BeEmpty(), "nothing else is minted meanwhile")
 
 			late := mintOutsideTheManager(api, name, ak)
@@ -112,7 +113,7 @@ var _ = Describe("Recovering an interrupted create", func() {
 			withSpec := fetch(ak)
 			withSpec.Spec.IssuerRef.Name = issuerName(api)
 			recordPendingAsTheManager(ak, api, published.Name, restrictionHash(withSpec))
-			edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
+			edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = issuerName(api) })
 
 			got := waitReady(ak)
 			Expect(got.Status.KeyID).To(Equal(published.ID))
@@ -124,14 +125,14 @@ var _ = Describe("Recovering an interrupted create", func() {
 
 // createSecretAsPublished writes the AccessKey's Secret as exokey publishes
 // a key: data, annotations, label and controller reference.
-func createSecretAsPublished(ak *iamv1alpha1.AccessKey, key exoscale.Key, secretValue string) {
+func createSecretAsPublished(ak *iamv1beta1.AccessKey, key exoscale.Key, secretValue string) {
 	data := map[string][]byte{"EXOSCALE_API_KEY": []byte(key.ID), "EXOSCALE_API_SECRET": []byte(secretValue)}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: ak.Namespace,
-			Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
+			Labels: map[string]string{iamv1beta1.ManagedByLabel: iamv1beta1.ManagedByValue},
 			Annotations: map[string]string{
-				iamv1alpha1.KeyIDAnnotation: key.ID, iamv1alpha1.KeyNameAnnotation: key.Name,
-				iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: key.RoleID,
+				iamv1beta1.KeyIDAnnotation: key.ID, iamv1beta1.KeyNameAnnotation: key.Name,
+				iamv1beta1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: key.RoleID,
 			}},
 		Data: data,
 	}
@@ -141,23 +142,23 @@ func createSecretAsPublished(ak *iamv1alpha1.AccessKey, key exoscale.Key, secret
 
 // heldBack creates an AccessKey whose issuer does not exist, which keeps the
 // manager from minting while a test sets the scene of an interruption.
-func heldBack(namespace, name string, api iamv1alpha1.IssuerAPI) *iamv1alpha1.AccessKey {
-	ak := newAccessKey(namespace, name, api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "not-yet" })
+func heldBack(namespace, name string, api iamv1beta1.IssuerAPI) *iamv1beta1.AccessKey {
+	ak := newAccessKey(namespace, name, api, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = "not-yet" })
 	waitRefused(ak, ReasonIssuerNotFound)
 	return fetch(ak)
 }
 
 // recordPendingAsTheManager writes what the manager writes before a create:
 // the finalizer and the pending record in status, timed by its clock.
-func recordPendingAsTheManager(ak *iamv1alpha1.AccessKey, api iamv1alpha1.IssuerAPI, keyName, restrictionHash string) {
-	iss := &iamv1alpha1.ClusterKeyIssuer{}
+func recordPendingAsTheManager(ak *iamv1beta1.AccessKey, api iamv1beta1.IssuerAPI, keyName, restrictionHash string) {
+	iss := &iamv1beta1.ClusterKeyIssuer{}
 	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Name: issuerName(api)}, iss)).To(Succeed())
-	edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Finalizers = []string{iamv1alpha1.RevokeFinalizer} })
+	edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Finalizers = []string{iamv1beta1.RevokeFinalizer} })
 	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		got := fetch(ak)
-		got.Status.Pending = &iamv1alpha1.PendingKey{
-			KeyName: keyName, StartedAt: metav1.NewTime(testClock.Now().UTC().Truncate(time.Second)), RestrictionHash: restrictionHash,
-			Issuer: iamv1alpha1.MintingIssuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Name: iss.Name, UID: iss.UID, API: api},
+		got.Status.Pending = iamv1beta1.PendingKey{
+			KeyName: keyName, StartedAt: ptr.To(metav1.NewTime(testClock.Now().UTC().Truncate(time.Second))), RestrictionHash: restrictionHash,
+			Issuer: iamv1beta1.MintingIssuer{Kind: iamv1beta1.ClusterKeyIssuerKind, Name: iss.Name, UID: iss.UID, API: api},
 		}
 		return k8sClient.Status().Update(ctx, got)
 	})).To(Succeed())
@@ -165,7 +166,7 @@ func recordPendingAsTheManager(ak *iamv1alpha1.AccessKey, api iamv1alpha1.Issuer
 
 // mintOutsideTheManager creates a key as the manager would have before it
 // stopped, for ak when given (its role labelled as the manager labels it).
-func mintOutsideTheManager(api iamv1alpha1.IssuerAPI, name string, ak ...*iamv1alpha1.AccessKey) exoscale.Credential {
+func mintOutsideTheManager(api iamv1beta1.IssuerAPI, name string, ak ...*iamv1beta1.AccessKey) exoscale.Credential {
 	spec := exoscale.KeySpec{Name: name, Operations: []string{"get-sos-object"}}
 	if len(ak) > 0 {
 		spec = (&AccessKeyReconciler{ClusterID: clusterID}).KeySpecOf(ak[0], name) // its rights and labels
@@ -187,23 +188,23 @@ func pendingRecord(keyName, restrictionHash string) string {
 // forgedPendingAnnotation is where earlier versions kept the intent record.
 const forgedPendingAnnotation = "iam.exokey.io/pending-key"
 
-func lower(api iamv1alpha1.IssuerAPI) string {
-	if api == iamv1alpha1.IssuerAPIIAMv3 {
+func lower(api iamv1beta1.IssuerAPI) string {
+	if api == iamv1beta1.IssuerAPIIAMv3 {
 		return "v3"
 	}
 	return "v2"
 }
 
-func waitReadyWithin(ak *iamv1alpha1.AccessKey, within time.Duration) *iamv1alpha1.AccessKey {
-	var got *iamv1alpha1.AccessKey
+func waitReadyWithin(ak *iamv1beta1.AccessKey, within time.Duration) *iamv1beta1.AccessKey {
+	var got *iamv1beta1.AccessKey
 	EventuallyWithOffset(1, func(g Gomega) {
-		got = &iamv1alpha1.AccessKey{}
+		got = &iamv1beta1.AccessKey{}
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got)).To(Succeed())
 		ready := condition(got, ConditionReady)
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(BeEquivalentTo("True"))
 		g.Expect(ready.ObservedGeneration).To(Equal(got.Generation))
-		g.Expect(got.Status.Pending).To(BeNil())
+		g.Expect(got.Status.Pending).To(BeZero())
 		g.Expect(got.Status.RestrictionHash).To(Equal(restrictionHash(got)))
 	}, within, poll).Should(Succeed())
 	return got

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
@@ -37,7 +37,7 @@ var renewable = []string{RotationRenewalDue, RotationSecretMissing, RotationSecr
 type keyState struct {
 	Now time.Time
 	// Status is the AccessKey's recorded state.
-	Status iamv1alpha1.AccessKeyStatus
+	Status iamv1beta1.AccessKeyStatus
 	// RestrictionHash is the hash of the current spec's restrictions.
 	RestrictionHash string
 	// RotateEvery is spec.rotation.every, zero when unset.
@@ -135,7 +135,7 @@ func secretTampered(s keyState) decision {
 
 func rotationRequested(s keyState) decision {
 	if s.RotateRequest != "" && s.RotateRequest != s.Status.RotateRequest {
-		return decision{true, RotationRequested, fmt.Sprintf("rotation requested by %s=%s", iamv1alpha1.RotateAnnotation, s.RotateRequest)}
+		return decision{true, RotationRequested, fmt.Sprintf("rotation requested by %s=%s", iamv1beta1.RotateAnnotation, s.RotateRequest)}
 	}
 	return decision{}
 }
@@ -156,7 +156,7 @@ func renewalDue(s keyState) decision {
 
 // restrictionHash identifies what a key is minted with: the issuer and the
 // normalised restrictions. Any change needs a new key.
-func restrictionHash(ak *iamv1alpha1.AccessKey) string {
+func restrictionHash(ak *iamv1beta1.AccessKey) string {
 	tags := make([]string, 0, len(ak.Spec.Tags))
 	for _, tag := range ak.Spec.Tags {
 		tags = append(tags, catalog.NormalizeTag(tag))
@@ -177,7 +177,7 @@ func restrictionHash(ak *iamv1alpha1.AccessKey) string {
 	}{
 		string(ak.Spec.IssuerRef.Kind), ak.Spec.IssuerRef.Name,
 		sortedUnique(ak.Spec.Operations), sortedUnique(tags), sortedUnique(ak.Spec.Resources),
-		ak.Spec.Unrestricted, ak.Spec.KeyName, ttlString(ak),
+		ak.Spec.Access == iamv1beta1.AccessUnrestricted, ak.Spec.KeyName, ttlString(ak),
 	})
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:8])

@@ -6,7 +6,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 func TestNeedsNewKey(t *testing.T) {
@@ -14,7 +14,7 @@ func TestNeedsNewKey(t *testing.T) {
 	created := metav1.NewTime(now.Add(-2 * time.Hour))
 	healthy := keyState{
 		Now:             now,
-		Status:          iamv1alpha1.AccessKeyStatus{KeyID: "EXO1", SecretName: "s", RestrictionHash: "h1", CreatedAt: &created, RotateRequest: "r1"},
+		Status:          iamv1beta1.AccessKeyStatus{KeyID: "EXO1", SecretName: "s", RestrictionHash: "h1", CreatedAt: &created, RotateRequest: "r1"},
 		RestrictionHash: "h1",
 		RotateRequest:   "r1",
 		SecretFound:     true, SecretKeyID: "EXO1", SecretChecksumOK: true,
@@ -53,22 +53,22 @@ func TestNeedsNewKey(t *testing.T) {
 }
 
 func TestRestrictionHash(t *testing.T) {
-	base := &iamv1alpha1.AccessKey{Spec: iamv1alpha1.AccessKeySpec{
-		IssuerRef:  iamv1alpha1.IssuerReference{Kind: iamv1alpha1.ClusterKeyIssuerKind, Name: "i"},
+	base := &iamv1beta1.AccessKey{Spec: iamv1beta1.AccessKeySpec{
+		IssuerRef:  iamv1beta1.IssuerReference{Kind: iamv1beta1.ClusterKeyIssuerKind, Name: "i"},
 		Operations: []string{"b", "a"}, Tags: []string{"compute/*"}, Resources: []string{"sos/bucket:x"},
 	}}
 	same := base.DeepCopy()
 	same.Spec.Operations = []string{"a", "b", "a"}
 	same.Spec.Tags = []string{"compute"}
-	same.Spec.Secret.Format = iamv1alpha1.SecretFormatAWS // not a restriction
+	same.Spec.Secret.Format = iamv1beta1.SecretFormatAWS // not a restriction
 	if restrictionHash(base) != restrictionHash(same) {
 		t.Error("order, duplicates, the /* tag syntax and the Secret format must not change the hash")
 	}
-	for name, mutate := range map[string]func(*iamv1alpha1.AccessKey){
-		"operation": func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = append(ak.Spec.Operations, "c") },
-		"resource":  func(ak *iamv1alpha1.AccessKey) { ak.Spec.Resources = nil },
-		"issuer":    func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = "j" },
-		"key name":  func(ak *iamv1alpha1.AccessKey) { ak.Spec.KeyName = "n" },
+	for name, mutate := range map[string]func(*iamv1beta1.AccessKey){
+		"operation": func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = append(ak.Spec.Operations, "c") },
+		"resource":  func(ak *iamv1beta1.AccessKey) { ak.Spec.Resources = nil },
+		"issuer":    func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = "j" },
+		"key name":  func(ak *iamv1beta1.AccessKey) { ak.Spec.KeyName = "n" },
 	} {
 		changed := base.DeepCopy()
 		mutate(changed)

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -28,11 +28,11 @@ import (
 // capped backoff, and after RevokeTimeout the finalizer is released anyway,
 // with a Warning event, a log line and a metric naming the keys left live,
 // so a namespace is never held hostage by credentials that are gone for good.
-func (r *AccessKeyReconciler) finalize(ctx context.Context, ak *iamv1alpha1.AccessKey) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
+func (r *AccessKeyReconciler) finalize(ctx context.Context, ak *iamv1beta1.AccessKey) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(ak, iamv1beta1.RevokeFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	orphan := ak.Spec.DeletionPolicy == iamv1alpha1.DeletionPolicyOrphan && r.orphanAllowed(ctx, ak)
+	orphan := ak.Spec.DeletionPolicy == iamv1beta1.DeletionPolicyOrphan && r.orphanAllowed(ctx, ak)
 	left, err := r.revokeHeld(ctx, ak, !orphan)
 	if err == nil && orphan {
 		err = r.orphan(ctx, ak)
@@ -57,14 +57,14 @@ func (r *AccessKeyReconciler) finalize(ctx context.Context, ak *iamv1alpha1.Acce
 	return ctrl.Result{RequeueAfter: jittered(retry)}, r.writeStatus(ctx, ak, status)
 }
 
-func (r *AccessKeyReconciler) releaseFinalizer(ctx context.Context, ak *iamv1alpha1.AccessKey) error {
+func (r *AccessKeyReconciler) releaseFinalizer(ctx context.Context, ak *iamv1beta1.AccessKey) error {
 	base := ak.DeepCopy()
-	controllerutil.RemoveFinalizer(ak, iamv1alpha1.RevokeFinalizer)
+	controllerutil.RemoveFinalizer(ak, iamv1beta1.RevokeFinalizer)
 	return client.IgnoreNotFound(r.Patch(ctx, ak, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
 }
 
 // abandon reports the keys a deleted AccessKey leaves live.
-func (r *AccessKeyReconciler) abandon(ctx context.Context, ak *iamv1alpha1.AccessKey, left []heldKey, err error, waited time.Duration) {
+func (r *AccessKeyReconciler) abandon(ctx context.Context, ak *iamv1beta1.AccessKey, left []heldKey, err error, waited time.Duration) {
 	labels := make([]string, 0, len(left))
 	for _, key := range left {
 		labels = append(labels, key.label()+" ("+key.issuerName(ak)+")")
@@ -84,16 +84,16 @@ func (r *AccessKeyReconciler) abandon(ctx context.Context, ak *iamv1alpha1.Acces
 
 // orphanAllowed reports whether the issuer that minted the current key
 // allows deletionPolicy Orphan. An issuer that cannot be read allows nothing.
-func (r *AccessKeyReconciler) orphanAllowed(ctx context.Context, ak *iamv1alpha1.AccessKey) bool {
+func (r *AccessKeyReconciler) orphanAllowed(ctx context.Context, ak *iamv1beta1.AccessKey) bool {
 	if ak.Status.KeyID == "" {
 		return false
 	}
 	ref := ak.Spec.IssuerRef
-	if minted := ak.Status.Issuer; minted != nil {
-		ref = iamv1alpha1.IssuerReference{Kind: minted.Kind, Name: minted.Name}
+	if minted := minted(ak.Status.Issuer); minted != nil {
+		ref = iamv1beta1.IssuerReference{Kind: minted.Kind, Name: minted.Name}
 	}
 	iss, err := getIssuer(ctx, r.Client, ref, ak.Namespace)
-	if err != nil || (ak.Status.Issuer != nil && iss.Object.GetUID() != ak.Status.Issuer.UID) {
+	if err != nil || (!ak.Status.Issuer.IsZero() && iss.Object.GetUID() != ak.Status.Issuer.UID) {
 		return false
 	}
 	return allowsOrphan(iss)
@@ -102,7 +102,7 @@ func (r *AccessKeyReconciler) orphanAllowed(ctx context.Context, ak *iamv1alpha1
 // heldKey is a key an AccessKey holds, with the issuer that minted it.
 type heldKey struct {
 	key    exoscale.Key
-	issuer *iamv1alpha1.MintingIssuer
+	issuer *iamv1beta1.MintingIssuer
 	// pending: only the name is known (a create that was not recorded).
 	pending bool
 }
@@ -114,7 +114,7 @@ func (h heldKey) label() string {
 	return keyLabel(h.key)
 }
 
-func (h heldKey) issuerName(ak *iamv1alpha1.AccessKey) string {
+func (h heldKey) issuerName(ak *iamv1beta1.AccessKey) string {
 	if h.issuer != nil {
 		return string(h.issuer.Kind) + "/" + h.issuer.Name
 	}
@@ -124,18 +124,18 @@ func (h heldKey) issuerName(ak *iamv1alpha1.AccessKey) string {
 // revokeHeld revokes the AccessKey's pending and retiring keys, and its
 // current key too when withCurrent, each through the issuer that minted it.
 // It tries every key, and returns those it could not revoke.
-func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.AccessKey, withCurrent bool) ([]heldKey, error) {
+func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1beta1.AccessKey, withCurrent bool) ([]heldKey, error) {
 	s := ak.Status
 	var live []heldKey
 	if s.KeyID != "" && withCurrent {
-		live = append(live, heldKey{key: exoscale.Key{ID: s.KeyID, Name: s.KeyName, RoleID: s.RoleID}, issuer: s.Issuer})
+		live = append(live, heldKey{key: exoscale.Key{ID: s.KeyID, Name: s.KeyName, RoleID: s.RoleID}, issuer: minted(s.Issuer)})
 	}
 	for _, old := range s.Retiring {
-		live = append(live, heldKey{key: exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, issuer: old.Issuer})
+		live = append(live, heldKey{key: exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, issuer: minted(old.Issuer)})
 	}
 	var left []heldKey
 	var errs []error
-	if p := s.Pending; p != nil {
+	if p := &s.Pending; !p.IsZero() {
 		found, err := r.findPending(ctx, ak, p)
 		if err != nil {
 			left = append(left, heldKey{key: exoscale.Key{Name: p.KeyName}, issuer: &p.Issuer, pending: true})
@@ -162,7 +162,7 @@ func (r *AccessKeyReconciler) revokeHeld(ctx context.Context, ak *iamv1alpha1.Ac
 }
 
 // findPending looks up the keys an unrecorded create may have minted.
-func (r *AccessKeyReconciler) findPending(ctx context.Context, ak *iamv1alpha1.AccessKey, p *iamv1alpha1.PendingKey) ([]exoscale.Key, error) {
+func (r *AccessKeyReconciler) findPending(ctx context.Context, ak *iamv1beta1.AccessKey, p *iamv1beta1.PendingKey) ([]exoscale.Key, error) {
 	_, keys, err := r.keysOf(ctx, ak, &p.Issuer)
 	if err != nil {
 		return nil, err
@@ -177,8 +177,8 @@ func (r *AccessKeyReconciler) findPending(ctx context.Context, ak *iamv1alpha1.A
 // orphan keeps the current key: its role is marked so the orphan sweep
 // leaves it, and the AccessKey's owner reference is removed from the Secret
 // so the garbage collector keeps it.
-func (r *AccessKeyReconciler) orphan(ctx context.Context, ak *iamv1alpha1.AccessKey) error {
-	_, keys, err := r.keysOf(ctx, ak, ak.Status.Issuer)
+func (r *AccessKeyReconciler) orphan(ctx context.Context, ak *iamv1beta1.AccessKey) error {
+	_, keys, err := r.keysOf(ctx, ak, minted(ak.Status.Issuer))
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 	"github.com/exokey/exokey/internal/exoscale/policy"
@@ -32,7 +32,7 @@ const (
 
 // observeDrift takes the inventory's finding of the AccessKey's current
 // key, if there is one, and records in state what it turns out to be.
-func (r *AccessKeyReconciler) observeDrift(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
+func (r *AccessKeyReconciler) observeDrift(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus,
 	iss *issuer, keys exoscale.Keys, state *keyState) error {
 	f, ok := r.Inventory.take(ak)
 	if !ok {
@@ -60,7 +60,7 @@ func (r *AccessKeyReconciler) observeDrift(ctx context.Context, ak *iamv1alpha1.
 // putPolicyBack sets the role of the current key back to the policy its
 // AccessKey compiles to, and says what had changed. A role the issuer's key
 // may not edit is drift too: its key is replaced.
-func (r *AccessKeyReconciler) putPolicyBack(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
+func (r *AccessKeyReconciler) putPolicyBack(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus,
 	iss *issuer, keys exoscale.Keys, found policy.Policy, state *keyState) error {
 	spec := KeySpecOf(ak, status.KeyName)
 	want, err := exoscale.CompilePolicy(spec, r.Catalog)

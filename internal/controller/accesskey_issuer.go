@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -25,12 +25,12 @@ const (
 )
 
 // identity is what status records of the issuer that mints a key.
-func (i *issuer) identity() iamv1alpha1.MintingIssuer {
+func (i *issuer) identity() iamv1beta1.MintingIssuer {
 	api := i.Spec.API
 	if api == "" {
-		api = iamv1alpha1.IssuerAPIIAMv3
+		api = iamv1beta1.IssuerAPIIAMv3
 	}
-	return iamv1alpha1.MintingIssuer{Kind: i.Kind, Name: i.Key.Name, UID: i.Object.GetUID(), API: api}
+	return iamv1beta1.MintingIssuer{Kind: i.Kind, Name: i.Key.Name, UID: i.Object.GetUID(), API: api}
 }
 
 // keysOf returns the backend that revokes a key: that of the issuer that
@@ -39,10 +39,10 @@ func (i *issuer) identity() iamv1alpha1.MintingIssuer {
 // revoked through that issuer only, and only while it is the same object: a
 // "not found" from another organisation is not a revocation. Keys recorded
 // before issuers were (older statuses) go through the AccessKey's issuer.
-func (r *AccessKeyReconciler) keysOf(ctx context.Context, ak *iamv1alpha1.AccessKey, minted *iamv1alpha1.MintingIssuer) (*issuer, exoscale.Keys, error) {
+func (r *AccessKeyReconciler) keysOf(ctx context.Context, ak *iamv1beta1.AccessKey, minted *iamv1beta1.MintingIssuer) (*issuer, exoscale.Keys, error) {
 	ref := ak.Spec.IssuerRef
 	if minted != nil {
-		ref = iamv1alpha1.IssuerReference{Kind: minted.Kind, Name: minted.Name}
+		ref = iamv1beta1.IssuerReference{Kind: minted.Kind, Name: minted.Name}
 	}
 	iss, err := getIssuer(ctx, r.Client, ref, ak.Namespace)
 	if isNotFound(err) {
@@ -81,20 +81,20 @@ type issuerLimits struct {
 
 func limitsOf(iss *issuer) issuerLimits {
 	l := issuerLimits{maxGrace: time.Hour, minRotation: time.Hour, minSessionTTL: 15 * time.Minute, maxKeys: 3}
-	if d := iss.Spec.Limits.MaxGracePeriod; d != nil && d.Duration > 0 {
-		l.maxGrace = d.Duration
+	if s := iss.Spec.Limits.MaxGracePeriodSeconds; s != nil && *s > 0 {
+		l.maxGrace = iamv1beta1.Seconds(*s)
 	}
-	if d := iss.Spec.Limits.MinRotationPeriod; d != nil && d.Duration > 0 {
-		l.minRotation = d.Duration
+	if s := iss.Spec.Limits.MinRotationPeriodSeconds; s != nil && *s > 0 {
+		l.minRotation = iamv1beta1.Seconds(*s)
 	}
-	if d := iss.Spec.Limits.MinSessionTTL; d != nil && d.Duration > 0 {
-		l.minSessionTTL = d.Duration
+	if s := iss.Spec.Limits.MinSessionTTLSeconds; s != nil && *s > 0 {
+		l.minSessionTTL = iamv1beta1.Seconds(*s)
 	}
 	if n := iss.Spec.Limits.MaxKeysPerAccessKey; n >= 2 {
 		l.maxKeys = int(n)
 	}
-	if d := iss.Spec.Limits.BeyondCeilingGrace; d != nil && d.Duration > 0 {
-		l.beyondCeilingGrace = d.Duration
+	if s := iss.Spec.Limits.BeyondCeilingGraceSeconds; s != nil && *s > 0 {
+		l.beyondCeilingGrace = iamv1beta1.Seconds(*s)
 	}
 	return l
 }

@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -24,9 +24,9 @@ import (
 // nothing and needs nothing: it is returned as owned with its ID cleared,
 // and its role checked alone. Legacy access keys carry no labels: the name
 // Exoscale holds for the key must prove the AccessKey's UID (KeyNames).
-func (r *AccessKeyReconciler) provenOwn(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, keys exoscale.Keys,
+func (r *AccessKeyReconciler) provenOwn(ctx context.Context, ak *iamv1beta1.AccessKey, iss *issuer, keys exoscale.Keys,
 	key exoscale.Key) (exoscale.Key, bool, error) {
-	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+	if iss.Spec.API == iamv1beta1.IssuerAPIAccessKeyV2 {
 		if key.ID == "" {
 			return key, true, nil
 		}
@@ -82,7 +82,7 @@ func (r *AccessKeyReconciler) provenOwn(ctx context.Context, ak *iamv1alpha1.Acc
 // once Exoscale shows it was minted for this AccessKey. A key that is not
 // is left alone and reported: revoked is false, and so is err, for the
 // caller to drop it from status.
-func (r *AccessKeyReconciler) revokeOwn(ctx context.Context, ak *iamv1alpha1.AccessKey, minted *iamv1alpha1.MintingIssuer,
+func (r *AccessKeyReconciler) revokeOwn(ctx context.Context, ak *iamv1beta1.AccessKey, minted *iamv1beta1.MintingIssuer,
 	key exoscale.Key, where string) (revoked bool, err error) {
 	iss, keys, err := r.keysOf(ctx, ak, minted)
 	if err != nil {
@@ -101,7 +101,7 @@ func (r *AccessKeyReconciler) revokeOwn(ctx context.Context, ak *iamv1alpha1.Acc
 
 // disown reports a key status named that was not minted for the AccessKey:
 // it is left alone, and the caller drops it from status.
-func (r *AccessKeyReconciler) disown(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, key exoscale.Key, where string) {
+func (r *AccessKeyReconciler) disown(ctx context.Context, ak *iamv1beta1.AccessKey, iss *issuer, key exoscale.Key, where string) {
 	logf.FromContext(ctx).Info("left alone a key status named that was not minted for this AccessKey",
 		"keyID", key.ID, "roleID", key.RoleID, "in", where)
 	r.event(ak, corev1.EventTypeWarning, EventKeyNotOwned, "Revoke",

@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
@@ -49,7 +49,7 @@ func (d *deferral) Error() string { return d.Message }
 // the AccessKey: its endpoint, namespace selection, the ceiling, the
 // catalogue and the deletion policy. The issuer is returned with a refusal
 // of the ceiling, so a key beyond it can be retired.
-func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1.AccessKey) (*issuer, error) {
+func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1beta1.AccessKey) (*issuer, error) {
 	iss, err := getIssuer(ctx, r.Client, ak.Spec.IssuerRef, ak.Namespace)
 	if isNotFound(err) {
 		return nil, refuse(ReasonIssuerNotFound, "%s %q not found", kindOf(ak.Spec.IssuerRef), ak.Spec.IssuerRef.Name)
@@ -98,7 +98,7 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 			return nil, err
 		}
 	}
-	if ak.Spec.DeletionPolicy == iamv1alpha1.DeletionPolicyOrphan && !allowsOrphan(iss) {
+	if ak.Spec.DeletionPolicy == iamv1beta1.DeletionPolicyOrphan && !allowsOrphan(iss) {
 		return nil, refuse(ReasonNotPermitted, "%s %q does not allow deletionPolicy Orphan (see its allowedDeletionPolicies): use Delete",
 			iss.Kind, iss.Key.Name)
 	}
@@ -109,8 +109,8 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1alpha1
 // them out (a legacy one, or one whose key may not assume roles, as its
 // last check found: a refusal here costs no role made and deleted again),
 // and a ttl shorter than the issuer allows.
-func checkSessions(ak *iamv1alpha1.AccessKey, iss *issuer) error {
-	if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+func checkSessions(ak *iamv1beta1.AccessKey, iss *issuer) error {
+	if iss.Spec.API == iamv1beta1.IssuerAPIAccessKeyV2 {
 		return refuse(ReasonInvalidSpec, "spec.ttl asks for session credentials, which need IAM v3: %s %q mints legacy access keys (api: AccessKeyV2)",
 			iss.Kind, iss.Key.Name)
 	}
@@ -119,8 +119,8 @@ func checkSessions(ak *iamv1alpha1.AccessKey, iss *issuer) error {
 			ttlOf(ak), iss.Kind, iss.Key.Name, least)
 	}
 	ready := findCondition(iss.Status.Conditions, ConditionReady)
-	if ready != nil && ready.Status == metav1.ConditionTrue && !iss.Status.CanAssumeRoles {
-		return refuse(ReasonNotPermitted, "%s %q cannot hand out session credentials: its key lacks %s (give it that operation, or remove spec.ttl)",
+	if ready != nil && ready.Status == metav1.ConditionTrue && iss.Status.SessionCredentials != iamv1beta1.Available {
+		return refuse(ReasonNotPermitted, "%s %q cannot hand out session credentials: its key lacks %s (give it that operation, or remove spec.ttlSeconds)",
 			iss.Kind, iss.Key.Name, assumeOperation)
 	}
 	return nil
@@ -129,14 +129,14 @@ func checkSessions(ak *iamv1alpha1.AccessKey, iss *issuer) error {
 // allowsOrphan reports whether an issuer lets AccessKeys keep their key
 // after deletion. Orphan must be allowed explicitly.
 func allowsOrphan(iss *issuer) bool {
-	return slices.Contains(iss.Spec.AllowedDeletionPolicies, iamv1alpha1.DeletionPolicyOrphan)
+	return slices.Contains(iss.Spec.AllowedDeletionPolicies, iamv1beta1.DeletionPolicyOrphan)
 }
 
 // checkEndpoint refuses an endpoint over plain http beyond loopback, where
 // signed requests and minted secrets would travel unencrypted, unless the
 // issuer accepts that risk.
-func checkEndpoint(spec iamv1alpha1.IssuerSpec) error {
-	if spec.AllowInsecureEndpoint {
+func checkEndpoint(spec iamv1beta1.IssuerSpec) error {
+	if spec.InsecureEndpoint == iamv1beta1.PermissionAllow {
 		return nil
 	}
 	for field, endpoint := range map[string]string{"endpoint": spec.Endpoint, "sosEndpoint": spec.SOSEndpoint} {
@@ -159,16 +159,16 @@ func checkEndpoint(spec iamv1alpha1.IssuerSpec) error {
 	return nil
 }
 
-func kindOf(ref iamv1alpha1.IssuerReference) iamv1alpha1.IssuerKind {
+func kindOf(ref iamv1beta1.IssuerReference) iamv1beta1.IssuerKind {
 	if ref.Kind == "" {
-		return iamv1alpha1.ClusterKeyIssuerKind
+		return iamv1beta1.ClusterKeyIssuerKind
 	}
 	return ref.Kind
 }
 
 // checkCatalogue refuses operations, tags and resources that Exoscale does
 // not know or the issuer's API cannot express.
-func checkCatalogue(ak *iamv1alpha1.AccessKey, iss *issuer, cat *catalog.Catalog) error {
+func checkCatalogue(ak *iamv1beta1.AccessKey, iss *issuer, cat *catalog.Catalog) error {
 	err := CheckRestrictions(ak, iss.Spec.API, cat)
 	var specErr *exoscale.SpecError
 	if errors.As(err, &specErr) {
@@ -184,9 +184,9 @@ func checkCatalogue(ak *iamv1alpha1.AccessKey, iss *issuer, cat *catalog.Catalog
 // CheckRestrictions checks an AccessKey's operations, tags and resources
 // against the catalogue, as an issuer of api would compile them. Errors
 // are *exoscale.SpecError.
-func CheckRestrictions(ak *iamv1alpha1.AccessKey, api iamv1alpha1.IssuerAPI, cat *catalog.Catalog) error {
+func CheckRestrictions(ak *iamv1beta1.AccessKey, api iamv1beta1.IssuerAPI, cat *catalog.Catalog) error {
 	spec := KeySpecOf(ak, "")
-	if api == iamv1alpha1.IssuerAPIAccessKeyV2 {
+	if api == iamv1beta1.IssuerAPIAccessKeyV2 {
 		_, err := exoscale.Resolve(spec, cat)
 		return err
 	}
@@ -200,23 +200,25 @@ const iamService = "iam"
 
 // Ceiling expands an issuer's allowed patterns over the catalogue: what its
 // status shows. IAM operations count only when named explicitly.
-func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceiling {
-	var out iamv1alpha1.Ceiling
+func Ceiling(allowed iamv1beta1.Allowed, cat *catalog.Catalog) iamv1beta1.Ceiling {
+	var out iamv1beta1.Ceiling
+	var operations int32
 	for _, op := range cat.Operations() {
 		// Resources narrow where an operation applies, not whether it may
 		// be granted: they are left out of the count.
-		spec := iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}
-		if CheckCeiling(spec, iamv1alpha1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, cat) == nil {
-			out.Operations++
+		spec := iamv1beta1.AccessKeySpec{Operations: []string{op.Name}}
+		if CheckCeiling(spec, iamv1beta1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, cat) == nil {
+			operations++
 			if op.Class == iamService {
 				out.IAMOperations = append(out.IAMOperations, op.Name)
 			}
 		}
 	}
+	out.Operations = &operations
 	services := append(cat.Tags(), cat.Classes()...)
 	slices.Sort(services)
 	for _, service := range slices.Compact(services) {
-		if CheckCeiling(iamv1alpha1.AccessKeySpec{Tags: []string{service}}, iamv1alpha1.Allowed{Tags: allowed.Tags}, cat) == nil {
+		if CheckCeiling(iamv1beta1.AccessKeySpec{Tags: []string{service}}, iamv1beta1.Allowed{Tags: allowed.Tags}, cat) == nil {
 			out.Services = append(out.Services, service)
 		}
 	}
@@ -231,13 +233,13 @@ func Ceiling(allowed iamv1alpha1.Allowed, cat *catalog.Catalog) iamv1alpha1.Ceil
 // legacy name) or by a tag pattern matching its legacy tag or its class.
 // With resource patterns, a grant that reaches sos must name buckets, each
 // matching a pattern.
-func CheckCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, cat *catalog.Catalog) error {
+func CheckCeiling(spec iamv1beta1.AccessKeySpec, allowed iamv1beta1.Allowed, cat *catalog.Catalog) error {
 	matchesAny := func(patterns []string, value string) bool {
 		return slices.ContainsFunc(patterns, func(p string) bool { return catalog.Glob(p, value) })
 	}
-	if spec.Unrestricted {
-		if !allowed.Unrestricted {
-			return errors.New("unrestricted keys are not allowed (allowed.unrestricted is false)")
+	if spec.Access == iamv1beta1.AccessUnrestricted {
+		if allowed.Unrestricted != iamv1beta1.PermissionAllow {
+			return errors.New("unrestricted keys are not allowed (allowed.unrestricted is not Allow)")
 		}
 		return nil
 	}
@@ -308,11 +310,11 @@ func CheckCeiling(spec iamv1alpha1.AccessKeySpec, allowed iamv1alpha1.Allowed, c
 // checkGrantable refuses what the issuer's own key was last seen not to
 // hold: on IAMv3 what its role or the organisation policy denies. Nothing
 // is refused before the issuer's first check.
-func checkGrantable(ak *iamv1alpha1.AccessKey, iss *issuer, grantable exoscale.Grantable, cat *catalog.Catalog) error {
-	if ak.Spec.Unrestricted {
+func checkGrantable(ak *iamv1beta1.AccessKey, iss *issuer, grantable exoscale.Grantable, cat *catalog.Catalog) error {
+	if ak.Spec.Access == iamv1beta1.AccessUnrestricted {
 		return nil
 	}
-	v3 := iss.Spec.API != iamv1alpha1.IssuerAPIAccessKeyV2
+	v3 := iss.Spec.API != iamv1beta1.IssuerAPIAccessKeyV2
 	var lacking []string
 	for _, name := range ak.Spec.Operations {
 		names := []string{name}
@@ -361,7 +363,7 @@ func dependsNote(grantable exoscale.Grantable, operation string) string {
 // for an AccessKey that holds no key yet, or says how long to wait for one;
 // 0 too when its issuer cannot be resolved (the pass reports that). Keys
 // that replace one are admitted when the replacement is decided.
-func (r *AccessKeyReconciler) takeFirstMint(ctx context.Context, ak *iamv1alpha1.AccessKey) time.Duration {
+func (r *AccessKeyReconciler) takeFirstMint(ctx context.Context, ak *iamv1beta1.AccessKey) time.Duration {
 	if holdsKeys(ak) {
 		return 0
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
 
@@ -13,26 +13,26 @@ func TestCeilingKeepsIAMOutOfWildcards(t *testing.T) {
 	cat := catalog.Default()
 	for _, tc := range []struct {
 		name    string
-		spec    iamv1alpha1.AccessKeySpec
-		allowed iamv1alpha1.Allowed
+		spec    iamv1beta1.AccessKeySpec
+		allowed iamv1beta1.Allowed
 		refused string // empty: allowed
 	}{
-		{"create-* does not reach create-api-key", iamv1alpha1.AccessKeySpec{Operations: []string{"create-api-key"}},
-			iamv1alpha1.Allowed{Operations: []string{"create-*"}}, "named explicitly"},
-		{"* does not reach assume-iam-role", iamv1alpha1.AccessKeySpec{Operations: []string{"assume-iam-role"}},
-			iamv1alpha1.Allowed{Operations: []string{"*"}}, "named explicitly"},
-		{"tag * does not reach the iam service", iamv1alpha1.AccessKeySpec{Operations: []string{"create-iam-role"}},
-			iamv1alpha1.Allowed{Tags: []string{"*"}}, "named explicitly"},
-		{"tag * does not grant tag iam", iamv1alpha1.AccessKeySpec{Tags: []string{"iam"}},
-			iamv1alpha1.Allowed{Tags: []string{"*"}}, "tag iam"},
-		{"tag i* does not grant tag iam", iamv1alpha1.AccessKeySpec{Tags: []string{"iam/*"}},
-			iamv1alpha1.Allowed{Tags: []string{"i*"}}, "tag iam"},
-		{"an IAM operation named explicitly", iamv1alpha1.AccessKeySpec{Operations: []string{"create-api-key"}},
-			iamv1alpha1.Allowed{Operations: []string{"create-api-key"}}, ""},
-		{"the iam service named explicitly", iamv1alpha1.AccessKeySpec{Operations: []string{"list-api-keys"}, Tags: []string{"iam"}},
-			iamv1alpha1.Allowed{Tags: []string{"iam"}}, ""},
-		{"create-* still reaches compute", iamv1alpha1.AccessKeySpec{Operations: []string{"create-instance"}},
-			iamv1alpha1.Allowed{Operations: []string{"create-*"}}, ""},
+		{"create-* does not reach create-api-key", iamv1beta1.AccessKeySpec{Operations: []string{"create-api-key"}},
+			iamv1beta1.Allowed{Operations: []string{"create-*"}}, "named explicitly"},
+		{"* does not reach assume-iam-role", iamv1beta1.AccessKeySpec{Operations: []string{"assume-iam-role"}},
+			iamv1beta1.Allowed{Operations: []string{"*"}}, "named explicitly"},
+		{"tag * does not reach the iam service", iamv1beta1.AccessKeySpec{Operations: []string{"create-iam-role"}},
+			iamv1beta1.Allowed{Tags: []string{"*"}}, "named explicitly"},
+		{"tag * does not grant tag iam", iamv1beta1.AccessKeySpec{Tags: []string{"iam"}},
+			iamv1beta1.Allowed{Tags: []string{"*"}}, "tag iam"},
+		{"tag i* does not grant tag iam", iamv1beta1.AccessKeySpec{Tags: []string{"iam/*"}},
+			iamv1beta1.Allowed{Tags: []string{"i*"}}, "tag iam"},
+		{"an IAM operation named explicitly", iamv1beta1.AccessKeySpec{Operations: []string{"create-api-key"}},
+			iamv1beta1.Allowed{Operations: []string{"create-api-key"}}, ""},
+		{"the iam service named explicitly", iamv1beta1.AccessKeySpec{Operations: []string{"list-api-keys"}, Tags: []string{"iam"}},
+			iamv1beta1.Allowed{Tags: []string{"iam"}}, ""},
+		{"create-* still reaches compute", iamv1beta1.AccessKeySpec{Operations: []string{"create-instance"}},
+			iamv1beta1.Allowed{Operations: []string{"create-*"}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckCeiling(tc.spec, tc.allowed, cat)
@@ -48,7 +48,7 @@ func TestCeilingKeepsIAMOutOfWildcards(t *testing.T) {
 
 func TestCeilingStatusShowsWhatAllowedExpandsTo(t *testing.T) {
 	cat := catalog.Default()
-	wild := Ceiling(iamv1alpha1.Allowed{Operations: []string{"*"}, Tags: []string{"*"}}, cat)
+	wild := Ceiling(iamv1beta1.Allowed{Operations: []string{"*"}, Tags: []string{"*"}}, cat)
 	if len(wild.IAMOperations) != 0 || slices.Contains(wild.Services, "iam") {
 		t.Fatalf("wildcards expanded to IAM: %+v", wild)
 	}
@@ -58,15 +58,15 @@ func TestCeilingStatusShowsWhatAllowedExpandsTo(t *testing.T) {
 			iamOps++
 		}
 	}
-	if wild.Operations != len(cat.Operations())-iamOps {
-		t.Fatalf("wildcards expand to %d operations, want every one outside iam", wild.Operations)
+	if *wild.Operations != int32(len(cat.Operations())-iamOps) {
+		t.Fatalf("wildcards expand to %d operations, want every one outside iam", *wild.Operations)
 	}
-	bucketed := Ceiling(iamv1alpha1.Allowed{Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:team-a-*"}}, cat)
-	if bucketed.Operations != 3 { // get-sos-object, and get-object and head-object, which it is in IAM v3
+	bucketed := Ceiling(iamv1beta1.Allowed{Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:team-a-*"}}, cat)
+	if *bucketed.Operations != 3 { // get-sos-object, and get-object and head-object, which it is in IAM v3
 
 		t.Fatalf("an operation allowed on some buckets counts: %+v", bucketed)
 	}
-	named := Ceiling(iamv1alpha1.Allowed{Operations: []string{"get-sos-*", "create-api-key"}}, cat)
+	named := Ceiling(iamv1beta1.Allowed{Operations: []string{"get-sos-*", "create-api-key"}}, cat)
 	if !slices.Equal(named.IAMOperations, []string{"create-api-key"}) || len(named.Services) != 0 {
 		t.Fatalf("named: %+v", named)
 	}
@@ -83,12 +83,12 @@ func TestCheckEndpoint(t *testing.T) {
 		"http://exoscale.example/v2":        false,
 		"http://127.0.0.1.example.com/v2":   false,
 	} {
-		err := checkEndpoint(iamv1alpha1.IssuerSpec{Endpoint: endpoint})
+		err := checkEndpoint(iamv1beta1.IssuerSpec{Endpoint: endpoint})
 		if (err == nil) != ok {
 			t.Errorf("%q: %v, want ok=%v", endpoint, err, ok)
 		}
 	}
-	if err := checkEndpoint(iamv1alpha1.IssuerSpec{Endpoint: "http://10.0.0.7/v2", AllowInsecureEndpoint: true}); err != nil {
+	if err := checkEndpoint(iamv1beta1.IssuerSpec{Endpoint: "http://10.0.0.7/v2", InsecureEndpoint: iamv1beta1.PermissionAllow}); err != nil {
 		t.Errorf("an issuer that accepts the risk: %v", err)
 	}
 }
@@ -104,8 +104,8 @@ func FuzzCeiling(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, opPattern, tagPattern string, index uint16) {
 		op := ops[int(index)%len(ops)]
-		allowed := iamv1alpha1.Allowed{Operations: []string{opPattern}, Tags: []string{tagPattern}}
-		err := CheckCeiling(iamv1alpha1.AccessKeySpec{Operations: []string{op.Name}}, allowed, cat)
+		allowed := iamv1beta1.Allowed{Operations: []string{opPattern}, Tags: []string{tagPattern}}
+		err := CheckCeiling(iamv1beta1.AccessKeySpec{Operations: []string{op.Name}}, allowed, cat)
 		if err != nil {
 			return
 		}
@@ -144,11 +144,11 @@ func TestCeilingMeansTheSameRightsInEitherVocabulary(t *testing.T) {
 		{"a tag ceiling in the legacy vocabulary", []string{"list-block-storage-volumes"}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			allowed := iamv1alpha1.Allowed{Operations: tc.allowed}
+			allowed := iamv1beta1.Allowed{Operations: tc.allowed}
 			if tc.allowed == nil {
 				allowed.Tags = []string{"block-storage"}
 			}
-			err := CheckCeiling(iamv1alpha1.AccessKeySpec{Operations: tc.spec}, allowed, cat)
+			err := CheckCeiling(iamv1beta1.AccessKeySpec{Operations: tc.spec}, allowed, cat)
 			switch {
 			case tc.refused == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -163,16 +163,16 @@ func TestAsyncUnfollowable(t *testing.T) {
 	cat := catalog.Default()
 	for _, tc := range []struct {
 		name string
-		spec iamv1alpha1.AccessKeySpec
+		spec iamv1beta1.AccessKeySpec
 		want []string
 	}{
-		{"a create without get-operation", iamv1alpha1.AccessKeySpec{Operations: []string{"create-instance", "list-instances"}}, []string{"create-instance"}},
-		{"with get-operation", iamv1alpha1.AccessKeySpec{Operations: []string{"create-instance", "get-operation"}}, nil},
-		{"reads only", iamv1alpha1.AccessKeySpec{Operations: []string{"list-instances", "get-instance"}}, nil},
-		{"S3 answers directly", iamv1alpha1.AccessKeySpec{Operations: []string{"put-sos-object"}}, nil},
-		{"a key answers directly", iamv1alpha1.AccessKeySpec{Operations: []string{"create-access-key"}}, nil},
-		{"through a tag", iamv1alpha1.AccessKeySpec{Tags: []string{"dns"}}, []string{"create-dns-domain", "create-dns-domain-record", "delete-dns-domain", "delete-dns-domain-record", "update-dns-domain-record"}},
-		{"the tag general holds get-operation", iamv1alpha1.AccessKeySpec{Tags: []string{"dns", "general"}}, nil},
+		{"a create without get-operation", iamv1beta1.AccessKeySpec{Operations: []string{"create-instance", "list-instances"}}, []string{"create-instance"}},
+		{"with get-operation", iamv1beta1.AccessKeySpec{Operations: []string{"create-instance", "get-operation"}}, nil},
+		{"reads only", iamv1beta1.AccessKeySpec{Operations: []string{"list-instances", "get-instance"}}, nil},
+		{"S3 answers directly", iamv1beta1.AccessKeySpec{Operations: []string{"put-sos-object"}}, nil},
+		{"a key answers directly", iamv1beta1.AccessKeySpec{Operations: []string{"create-access-key"}}, nil},
+		{"through a tag", iamv1beta1.AccessKeySpec{Tags: []string{"dns"}}, []string{"create-dns-domain", "create-dns-domain-record", "delete-dns-domain", "delete-dns-domain-record", "update-dns-domain-record"}},
+		{"the tag general holds get-operation", iamv1beta1.AccessKeySpec{Tags: []string{"dns", "general"}}, nil},
 	} {
 		if got := asyncUnfollowable(tc.spec, cat); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)

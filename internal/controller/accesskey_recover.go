@@ -9,11 +9,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -22,19 +23,19 @@ import (
 // a pass working from a stale copy fails here, before it creates anything.
 // The record lives in status because a tenant can write everything else of
 // its AccessKey: a record there would be an instruction anyone could forge.
-func (r *AccessKeyReconciler) recordPending(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
-	p iamv1alpha1.PendingKey) error {
-	if !controllerutil.ContainsFinalizer(ak, iamv1alpha1.RevokeFinalizer) {
+func (r *AccessKeyReconciler) recordPending(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus,
+	p iamv1beta1.PendingKey) error {
+	if !controllerutil.ContainsFinalizer(ak, iamv1beta1.RevokeFinalizer) {
 		base := ak.DeepCopy()
-		controllerutil.AddFinalizer(ak, iamv1alpha1.RevokeFinalizer)
+		controllerutil.AddFinalizer(ak, iamv1beta1.RevokeFinalizer)
 		if err := r.Patch(ctx, ak, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			base.DeepCopyInto(ak)
 			return fmt.Errorf("add the finalizer: %w", err)
 		}
 	}
-	status.Pending = &p
+	status.Pending = p
 	if err := r.writeStatus(ctx, ak, status); err != nil {
-		status.Pending = nil
+		status.Pending = iamv1beta1.PendingKey{}
 		return err
 	}
 	return nil
@@ -61,10 +62,10 @@ const pendingLookupPeriod = 5 * time.Second
 // may still be finishing at Exoscale (an IAMv3 role operation that is still
 // running): the record is kept, and no other key minted, until
 // PendingSettle after the create started; a deferral says how long.
-func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
+func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus,
 	current *corev1.Secret) error {
-	pending := status.Pending
-	if pending == nil {
+	pending := &status.Pending
+	if pending.IsZero() {
 		return nil
 	}
 	log := logf.FromContext(ctx).WithValues("keyName", pending.KeyName)
@@ -89,11 +90,11 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 	}
 	publishedID := ""
 	if current != nil && !conflictsWith(current, ak) {
-		publishedID = current.Annotations[iamv1alpha1.KeyIDAnnotation]
+		publishedID = current.Annotations[iamv1beta1.KeyIDAnnotation]
 	}
 	for _, key := range found {
 		if key.ID != "" && key.ID == publishedID {
-			consumers := r.rollTargets(ctx, ak, current.Annotations[iamv1alpha1.ChecksumAnnotation])
+			consumers := r.rollTargets(ctx, ak, current.Annotations[iamv1beta1.ChecksumAnnotation])
 			retired := r.promote(ak, status, key, pending.Issuer, pending.StartedAt.Time, retireAfterGrace, limitsOf(iss))
 			awaitConsumers(ak, status, retired, consumers, r.Clock.Now())
 			status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
@@ -107,7 +108,7 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 		log.Info("revoked a key whose create was interrupted before it was published", "keyID", key.ID, "roleID", key.RoleID)
 		r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s: its create was interrupted before it was published", keyLabel(key))
 	}
-	status.Pending = nil
+	status.Pending = iamv1beta1.PendingKey{}
 	return nil
 }
 
@@ -115,7 +116,7 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1alpha
 // role carries the AccessKey's UID; a legacy key carries nothing but its
 // name, which proves the UID (KeyNames), or, of the earlier form, was
 // generated with a random suffix and recorded in status.
-func mintedFor(ak *iamv1alpha1.AccessKey, keys []exoscale.Key, names *KeyNames) []exoscale.Key {
+func mintedFor(ak *iamv1beta1.AccessKey, keys []exoscale.Key, names *KeyNames) []exoscale.Key {
 	var out []exoscale.Key
 	for _, key := range keys {
 		if key.Labels != nil {
@@ -176,10 +177,10 @@ func keyLabel(key exoscale.Key) string {
 	return "role " + key.RoleID
 }
 
-func newPending(ak *iamv1alpha1.AccessKey, iss *issuer, name string, now time.Time) iamv1alpha1.PendingKey {
-	return iamv1alpha1.PendingKey{
-		KeyName: name, StartedAt: metav1.NewTime(now.UTC().Truncate(time.Second)), Issuer: iss.identity(),
-		RestrictionHash: restrictionHash(ak), RotateRequest: ak.Annotations[iamv1alpha1.RotateAnnotation],
+func newPending(ak *iamv1beta1.AccessKey, iss *issuer, name string, now time.Time) iamv1beta1.PendingKey {
+	return iamv1beta1.PendingKey{
+		KeyName: name, StartedAt: ptr.To(metav1.NewTime(now.UTC().Truncate(time.Second))), Issuer: iss.identity(),
+		RestrictionHash: restrictionHash(ak), RotateRequest: ak.Annotations[iamv1beta1.RotateAnnotation],
 		CeilingHash: ceilingHash(iss),
 	}
 }

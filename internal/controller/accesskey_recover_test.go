@@ -6,12 +6,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
 func TestMintedForKeepsOnlyThisAccessKeysKeys(t *testing.T) {
-	ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{UID: "uid-1"}}
+	ak := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{UID: "uid-1"}}
 	names, err := NewKeyNames([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)

@@ -14,14 +14,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/secret"
 )
 
 // reconcileKey ensures the AccessKey's Secret holds a working key for its
 // spec, recording what it did in status (written by the caller).
-func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) (ctrl.Result, error) {
+func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus) (ctrl.Result, error) {
 	status.SecretName = secretName(ak)
 	result, err := r.ensureKey(ctx, ak, status)
 	if after, throttled := exoscale.RetryAfter(err); throttled {
@@ -52,7 +52,7 @@ func (r *AccessKeyReconciler) reconcileKey(ctx context.Context, ak *iamv1alpha1.
 // ensureKey looks after the keys already minted first (an interrupted
 // create, retiring keys that are due), whatever the spec or the issuer say
 // now, then makes sure the current key is the one the spec asks for.
-func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) (ctrl.Result, error) {
+func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus) (ctrl.Result, error) {
 	iss, resolveErr := r.resolveIssuer(ctx, ak)
 	current, err := r.getSecret(ctx, ak)
 	if err != nil {
@@ -87,7 +87,7 @@ func (r *AccessKeyReconciler) ensureKey(ctx context.Context, ak *iamv1alpha1.Acc
 
 // ensureCurrent makes sure the current key is the one the spec asks for,
 // from an issuer that may serve it.
-func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
+func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus,
 	iss *issuer, current *corev1.Secret) (ctrl.Result, error) {
 	// The name the next key would have: the Secret is checked with it.
 	name := newKeyName(iss.Spec.KeyNamePrefix, ak, r.KeyNames)
@@ -165,7 +165,7 @@ func (r *AccessKeyReconciler) ensureCurrent(ctx context.Context, ak *iamv1alpha1
 // replace mints a new key, publishes it and retires the old one:
 // intent first (the finalizer, then the pending record in status), then
 // create, then the Secret, then status.
-func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
+func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus,
 	iss *issuer, keys exoscale.Keys, current *corev1.Secret, name string, d decision, old retirement, limits issuerLimits) error {
 	now := r.Clock.Now()
 	pending := newPending(ak, iss, name, now)
@@ -176,7 +176,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 	cred, expiresAt, err := r.create(ctx, ak, keys, name)
 	if err != nil {
 		if exoscale.NothingCreated(err) {
-			status.Pending = nil // refused or throttled before anything was made
+			status.Pending = iamv1beta1.PendingKey{} // refused or throttled before anything was made
 		}
 		// Otherwise the create may have happened: the record stays, and the
 		// next pass looks the name up and revokes what it finds.
@@ -191,7 +191,7 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 		// The secret exists nowhere else: a key that cannot be published is
 		// revoked now (or, if that fails, through the record next pass).
 		if revokeErr := keys.Revoke(ctx, cred.Key); revokeErr == nil {
-			status.Pending = nil
+			status.Pending = iamv1beta1.PendingKey{}
 			r.event(ak, corev1.EventTypeNormal, EventKeyRevoked, "Revoke", "revoked key %s: it could not be published", cred.ID)
 		}
 		return err
@@ -208,14 +208,14 @@ func (r *AccessKeyReconciler) replace(ctx context.Context, ak *iamv1alpha1.Acces
 		sessionTimes(ak, status, now, expiresAt)
 	}
 	r.Metrics.rotated(d.Reason)
-	status.Pending = nil
+	status.Pending = iamv1beta1.PendingKey{}
 	status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
 	return nil
 }
 
 // create mints the AccessKey's key: a permanent key, or a session role and
 // its first credential, with its expiry.
-func (r *AccessKeyReconciler) create(ctx context.Context, ak *iamv1alpha1.AccessKey, keys exoscale.Keys, name string) (exoscale.Credential, time.Time, error) {
+func (r *AccessKeyReconciler) create(ctx context.Context, ak *iamv1beta1.AccessKey, keys exoscale.Keys, name string) (exoscale.Credential, time.Time, error) {
 	if ttlOf(ak) > 0 {
 		session, err := exoscale.CreateSession(ctx, keys, r.KeySpecOf(ak, name), ttlOf(ak))
 		return session.Credential, session.ExpiresAt, err
@@ -238,8 +238,8 @@ const (
 
 // promote makes key the current key; the old one retires as old says. It
 // returns the index of the key it retired in status.Retiring, or -1.
-func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, key exoscale.Key,
-	minted iamv1alpha1.MintingIssuer, createdAt time.Time, old retirement, limits issuerLimits) int {
+func (r *AccessKeyReconciler) promote(ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus, key exoscale.Key,
+	minted iamv1beta1.MintingIssuer, createdAt time.Time, old retirement, limits issuerLimits) int {
 	retired := -1
 	if status.KeyID != "" && status.KeyID != key.ID && old != retireNothing {
 		grace := graceFor(ak, limits)
@@ -247,8 +247,8 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 			grace = 0
 		}
 		revokeAt := metav1.NewTime(r.Clock.Now().Add(grace))
-		status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
-			KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
+		status.Retiring = append(status.Retiring, iamv1beta1.RetiringKey{
+			KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: &revokeAt, Issuer: status.Issuer,
 		})
 		r.event(ak, corev1.EventTypeNormal, EventKeyRetiring, "Retire", "key %s stays valid until %s at the latest, then is revoked",
 			status.KeyID, revokeAt.UTC().Format(time.RFC3339))
@@ -258,7 +258,7 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 	}
 	created := metav1.NewTime(createdAt)
 	status.KeyID, status.KeyName, status.RoleID, status.CreatedAt = key.ID, key.Name, key.RoleID, &created
-	status.Issuer = &minted
+	status.Issuer = minted
 	status.NextRotationAt, status.ExpiresAt = nil, nil
 	if every := rotationEvery(ak, limits); every > 0 {
 		next := metav1.NewTime(createdAt.Add(every))
@@ -268,30 +268,30 @@ func (r *AccessKeyReconciler) promote(ak *iamv1alpha1.AccessKey, status *iamv1al
 }
 
 // specGrace is the grace period the AccessKey asks for.
-func specGrace(ak *iamv1alpha1.AccessKey) time.Duration {
-	if ak.Spec.Rotation != nil && ak.Spec.Rotation.GracePeriod != nil {
-		return ak.Spec.Rotation.GracePeriod.Duration
+func specGrace(ak *iamv1beta1.AccessKey) time.Duration {
+	if ak.Spec.Rotation != nil && ak.Spec.Rotation.GracePeriodSeconds > 0 {
+		return iamv1beta1.Seconds(ak.Spec.Rotation.GracePeriodSeconds)
 	}
 	return 10 * time.Minute
 }
 
 // graceFor is the AccessKey's grace period, capped by its issuer.
-func graceFor(ak *iamv1alpha1.AccessKey, limits issuerLimits) time.Duration {
+func graceFor(ak *iamv1beta1.AccessKey, limits issuerLimits) time.Duration {
 	return min(specGrace(ak), limits.maxGrace)
 }
 
 // rotationEvery is spec.rotation.every, no shorter than its issuer allows;
 // zero when the AccessKey does not rotate on a schedule.
-func rotationEvery(ak *iamv1alpha1.AccessKey, limits issuerLimits) time.Duration {
-	if ak.Spec.Rotation == nil || ak.Spec.Rotation.Every == nil {
+func rotationEvery(ak *iamv1beta1.AccessKey, limits issuerLimits) time.Duration {
+	if ak.Spec.Rotation == nil || ak.Spec.Rotation.EverySeconds == 0 {
 		return 0
 	}
-	return max(ak.Spec.Rotation.Every.Duration, limits.minRotation)
+	return max(iamv1beta1.Seconds(ak.Spec.Rotation.EverySeconds), limits.minRotation)
 }
 
 // keySpec is what the AccessKey asks Exoscale for. The labels (IAMv3 roles
 // only) tie the key to this AccessKey and this cluster.
-func (r *AccessKeyReconciler) KeySpecOf(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
+func (r *AccessKeyReconciler) KeySpecOf(ak *iamv1beta1.AccessKey, name string) exoscale.KeySpec {
 	spec := KeySpecOf(ak, name)
 	spec.Labels = map[string]string{LabelNamespace: ak.Namespace, LabelName: ak.Name, LabelUID: string(ak.UID)}
 	if r.ClusterID != "" {
@@ -301,10 +301,10 @@ func (r *AccessKeyReconciler) KeySpecOf(ak *iamv1alpha1.AccessKey, name string) 
 }
 
 // KeySpecOf is the restrictions the AccessKey asks for, under the key name.
-func KeySpecOf(ak *iamv1alpha1.AccessKey, name string) exoscale.KeySpec {
+func KeySpecOf(ak *iamv1beta1.AccessKey, name string) exoscale.KeySpec {
 	return exoscale.KeySpec{
 		Name: name, Operations: ak.Spec.Operations, Tags: ak.Spec.Tags, Resources: ak.Spec.Resources,
-		Unrestricted: ak.Spec.Unrestricted,
+		Unrestricted: ak.Spec.Access == iamv1beta1.AccessUnrestricted,
 	}
 }
 
@@ -314,7 +314,7 @@ const maxKeyNameBase = 191 - keyNameSuffix
 
 // newKeyName is <prefix>-<namespace>-<name>-<random>, or <keyName>-<random>:
 // unique, so the pending, current and retiring keys are told apart by name.
-func newKeyName(prefix string, ak *iamv1alpha1.AccessKey, names *KeyNames) string {
+func newKeyName(prefix string, ak *iamv1beta1.AccessKey, names *KeyNames) string {
 	base := ak.Spec.KeyName
 	if base == "" {
 		if prefix == "" {

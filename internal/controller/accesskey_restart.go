@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // RestartAnnotation on a restart target's pod template carries the checksum
@@ -25,8 +25,8 @@ const RestartAnnotation = "iam.exokey.io/secret-checksum"
 // missing or unrelated target is a warning, not a failure: the key is
 // published either way. It returns the workloads it rolled, at the
 // generation the roll gave each: the old key waits for them.
-func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.AccessKey, checksum string) []iamv1alpha1.RolledConsumer {
-	var consumers []iamv1alpha1.RolledConsumer
+func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1beta1.AccessKey, checksum string) []iamv1beta1.RolledConsumer {
+	var consumers []iamv1beta1.RolledConsumer
 	rolled := map[string]bool{}
 	for _, target := range ak.Spec.RestartTargets {
 		workload := newWorkload(string(target.Kind))
@@ -68,17 +68,17 @@ func (r *AccessKeyReconciler) rollTargets(ctx context.Context, ak *iamv1alpha1.A
 // requestRoll rolls a workload onto the AccessKey's new key, at once or
 // with the other AccessKeys it consumes (RestartBatchWindow), and returns
 // it as a consumer at the generation the roll gives it.
-func (r *AccessKeyReconciler) requestRoll(ctx context.Context, ak *iamv1alpha1.AccessKey, workload client.Object, kind, checksum string) (iamv1alpha1.RolledConsumer, bool) {
+func (r *AccessKeyReconciler) requestRoll(ctx context.Context, ak *iamv1beta1.AccessKey, workload client.Object, kind, checksum string) (iamv1beta1.RolledConsumer, bool) {
 	workload.GetObjectKind().SetGroupVersionKind(workloadGVK(kind))
 	if template := templateOf(workload); template != nil && !isRollout(workload) && template.Annotations[RestartAnnotation] == checksum {
 		// Already rolled onto this key (an adoption after an interruption).
-		return iamv1alpha1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: workload.GetGeneration()}, true
+		return iamv1beta1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: workload.GetGeneration()}, true
 	}
 	generation := workload.GetGeneration() + 1 // what the roll makes it
 	now, err := r.rolls.request(ctx, workload, ak.Name, checksum)
 	if err != nil {
 		r.event(ak, corev1.EventTypeWarning, "RestartFailed", "Restart", "%s %s: %v", kind, workload.GetName(), err)
-		return iamv1alpha1.RolledConsumer{}, false
+		return iamv1beta1.RolledConsumer{}, false
 	}
 	if now {
 		generation = workload.GetGeneration() // as the patch left it
@@ -87,7 +87,7 @@ func (r *AccessKeyReconciler) requestRoll(ctx context.Context, ak *iamv1alpha1.A
 	} else {
 		logf.FromContext(ctx).Info("a roll onto the new key is scheduled", "kind", kind, "name", workload.GetName(), "within", r.RestartBatchWindow)
 	}
-	return iamv1alpha1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: generation}, true
+	return iamv1beta1.RolledConsumer{Kind: kind, Name: workload.GetName(), Generation: generation}, true
 }
 
 // workloadGVK is the group, version and kind of a kind exokey rolls.

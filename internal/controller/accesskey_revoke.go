@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -21,9 +21,9 @@ import (
 
 // revokeRetiring revokes the retiring keys whose time has come, each
 // through the issuer that minted it.
-func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) error {
+func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus) error {
 	now := r.Clock.Now()
-	var kept []iamv1alpha1.RetiringKey
+	var kept []iamv1beta1.RetiringKey
 	var errs []error
 	for _, old := range status.Retiring {
 		why := "after its grace period"
@@ -52,7 +52,7 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 				why = "once every consumer had rolled onto its successor"
 			}
 		}
-		revoked, err := r.revokeOwn(ctx, ak, old.Issuer, exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, "retiring")
+		revoked, err := r.revokeOwn(ctx, ak, minted(old.Issuer), exoscale.Key{ID: old.KeyID, Name: old.KeyName, RoleID: old.RoleID}, "retiring")
 		if err == nil && !revoked {
 			continue // not this AccessKey's: left alone and dropped
 		}
@@ -78,7 +78,7 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1alpha
 }
 
 // liveKeys counts the keys an AccessKey holds: current and retiring.
-func liveKeys(status *iamv1alpha1.AccessKeyStatus, currentGone bool) int {
+func liveKeys(status *iamv1beta1.AccessKeyStatus, currentGone bool) int {
 	live := len(status.Retiring)
 	if status.KeyID != "" && !currentGone {
 		live++
@@ -91,11 +91,11 @@ func liveKeys(status *iamv1alpha1.AccessKeyStatus, currentGone bool) int {
 // selects), unless the issuer keeps such keys. A key whose spec changed is
 // known to be within the ceiling only while the ceiling is the one it was
 // checked against.
-func (r *AccessKeyReconciler) retireBeyondCeiling(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, iss *issuer, refused *refusal) {
-	if status.KeyID == "" || iss == nil || iss.Spec.KeysBeyondCeiling == iamv1alpha1.BeyondCeilingKeep {
+func (r *AccessKeyReconciler) retireBeyondCeiling(ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus, iss *issuer, refused *refusal) {
+	if status.KeyID == "" || iss == nil || iss.Spec.KeysBeyondCeiling == iamv1beta1.BeyondCeilingKeep {
 		return
 	}
-	if status.Issuer != nil && *status.Issuer != iss.identity() {
+	if !status.Issuer.IsZero() && status.Issuer != iss.identity() {
 		return // another issuer minted the current key; this one's ceiling does not concern it
 	}
 	specIsKey := status.RestrictionHash == restrictionHash(ak)
@@ -105,16 +105,16 @@ func (r *AccessKeyReconciler) retireBeyondCeiling(ak *iamv1alpha1.AccessKey, sta
 	// The admin's decision takes effect on the admin's schedule: the
 	// AccessKey's own grace period does not count.
 	revokeAt := metav1.NewTime(r.Clock.Now().Add(limitsOf(iss).beyondCeilingGrace))
-	status.Retiring = append(status.Retiring, iamv1alpha1.RetiringKey{
-		KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: revokeAt, Issuer: status.Issuer,
+	status.Retiring = append(status.Retiring, iamv1beta1.RetiringKey{
+		KeyID: status.KeyID, KeyName: status.KeyName, RoleID: status.RoleID, RevokeAt: &revokeAt, Issuer: status.Issuer,
 	})
 	r.event(ak, corev1.EventTypeWarning, EventKeyBeyondCeiling, "Retire",
-		"key %s is beyond what %s %q allows now: it is revoked at %s (the issuer's keysBeyondCeiling is Revoke, limits.beyondCeilingGrace %s)",
+		"key %s is beyond what %s %q allows now: it is revoked at %s (the issuer's keysBeyondCeiling is Revoke, limits.beyondCeilingGraceSeconds %s)",
 		status.KeyID, iss.Kind, iss.Key.Name, revokeAt.UTC().Format(time.RFC3339), limitsOf(iss).beyondCeilingGrace)
 	clearCurrent(status)
 }
 
-func clearCurrent(status *iamv1alpha1.AccessKeyStatus) {
-	status.KeyID, status.KeyName, status.RoleID, status.Issuer = "", "", "", nil
+func clearCurrent(status *iamv1beta1.AccessKeyStatus) {
+	status.KeyID, status.KeyName, status.RoleID, status.Issuer = "", "", "", iamv1beta1.MintingIssuer{}
 	status.CreatedAt, status.NextRotationAt, status.ExpiresAt, status.RestrictionHash, status.CeilingHash = nil, nil, nil, "", ""
 }

@@ -14,7 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // Revoking on evidence: a replaced key whose successor was rolled out to
@@ -31,7 +31,7 @@ const rolloutPoll = 2 * time.Second
 // rolloutDone reads a consumer and says whether it has finished rolling
 // onto the key published at its rolled generation; if not, how far it is.
 // A consumer that is gone has nothing left to roll.
-func (r *AccessKeyReconciler) rolloutDone(ctx context.Context, ak *iamv1alpha1.AccessKey, c iamv1alpha1.RolledConsumer) (bool, string, error) {
+func (r *AccessKeyReconciler) rolloutDone(ctx context.Context, ak *iamv1beta1.AccessKey, c iamv1beta1.RolledConsumer) (bool, string, error) {
 	workload := newWorkload(c.Kind)
 	if workload == nil {
 		return true, "", nil
@@ -50,7 +50,7 @@ func (r *AccessKeyReconciler) rolloutDone(ctx context.Context, ak *iamv1alpha1.A
 
 // rollAgain requests again a roll that has not happened (a batched roll
 // this process was to make when it stopped), unless one is waiting.
-func (r *AccessKeyReconciler) rollAgain(ctx context.Context, ak *iamv1alpha1.AccessKey, workload client.Object, kind string) {
+func (r *AccessKeyReconciler) rollAgain(ctx context.Context, ak *iamv1beta1.AccessKey, workload client.Object, kind string) {
 	workload.GetObjectKind().SetGroupVersionKind(workloadGVK(kind))
 	if r.rolls.scheduled(workload) {
 		return
@@ -65,7 +65,7 @@ func (r *AccessKeyReconciler) rollAgain(ctx context.Context, ak *iamv1alpha1.Acc
 	if err != nil || current == nil || conflictsWith(current, ak) {
 		return
 	}
-	_, _ = r.rolls.request(ctx, workload, ak.Name, current.Annotations[iamv1alpha1.ChecksumAnnotation])
+	_, _ = r.rolls.request(ctx, workload, ak.Name, current.Annotations[iamv1beta1.ChecksumAnnotation])
 }
 
 // rolledOut reports whether a workload at or past generation has no pod
@@ -127,7 +127,7 @@ func rolloutRestarted(rollout *unstructured.Unstructured, generation int64) (boo
 
 // awaitConsumers has the retiring key at index i wait for the consumers its
 // successor was rolled out to, from minGracePeriod after now.
-func awaitConsumers(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, i int, consumers []iamv1alpha1.RolledConsumer, now time.Time) {
+func awaitConsumers(ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus, i int, consumers []iamv1beta1.RolledConsumer, now time.Time) {
 	if i < 0 || len(consumers) == 0 {
 		return
 	}
@@ -143,16 +143,16 @@ func awaitConsumers(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStat
 }
 
 // minGraceOf is spec.rotation.minGracePeriod, or 0.
-func minGraceOf(ak *iamv1alpha1.AccessKey) time.Duration {
-	if ak.Spec.Rotation == nil || ak.Spec.Rotation.MinGracePeriod == nil {
+func minGraceOf(ak *iamv1beta1.AccessKey) time.Duration {
+	if ak.Spec.Rotation == nil || ak.Spec.Rotation.MinGracePeriodSeconds == nil {
 		return 0
 	}
-	return ak.Spec.Rotation.MinGracePeriod.Duration
+	return iamv1beta1.Seconds(*ak.Spec.Rotation.MinGracePeriodSeconds)
 }
 
 // consumersDone looks at a retiring key's consumers: true when every one
 // has finished; otherwise what the first unfinished one reports.
-func (r *AccessKeyReconciler) consumersDone(ctx context.Context, ak *iamv1alpha1.AccessKey, old iamv1alpha1.RetiringKey) (bool, string, error) {
+func (r *AccessKeyReconciler) consumersDone(ctx context.Context, ak *iamv1beta1.AccessKey, old iamv1beta1.RetiringKey) (bool, string, error) {
 	for _, c := range old.Consumers {
 		done, progress, err := r.rolloutDone(ctx, ak, c)
 		if err != nil || !done {

@@ -12,7 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // Revoking on evidence. envtest runs no Deployment controller: the test
@@ -21,30 +21,30 @@ import (
 var _ = Describe("A replaced key with consumers", func() {
 	var namespace string
 	BeforeEach(func() { namespace = newNamespace(nil) })
-	api := iamv1alpha1.IssuerAPIIAMv3
+	api := iamv1beta1.IssuerAPIIAMv3
 
 	// rotated makes an AccessKey consumed by the Deployment "api" (two
 	// replicas), replaces its key, and returns it with the old key's
 	// credentials.
-	rotated := func(rotation *iamv1alpha1.RotationSpec) (*iamv1alpha1.AccessKey, string, string) {
+	rotated := func(rotation *iamv1beta1.RotationSpec) (*iamv1beta1.AccessKey, string, string) {
 		d := deployment(namespace, "api", "consumed")
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
 			d.Spec.Replicas = ptr.To[int32](2)
 			return k8sClient.Update(ctx, d)
 		})).To(Succeed())
-		ak := waitReady(newAccessKey(namespace, "consumed", api, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "api"}}
+		ak := waitReady(newAccessKey(namespace, "consumed", api, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.RestartTargets = []iamv1beta1.RestartTarget{{Kind: "Deployment", Name: "api"}}
 			ak.Spec.Rotation = rotation
 		}))
 		old := secretOf(ak)
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
-		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(HaveLen(1))
+		edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
+		Eventually(func() []iamv1beta1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(HaveLen(1))
 		return ak, string(old.Data["EXOSCALE_API_KEY"]), string(old.Data["EXOSCALE_API_SECRET"])
 	}
 	// rolloutCompletes writes the status the Deployment controller writes
 	// once every replica runs the rolled template.
-	rolloutCompletes := func(name string, ak *iamv1alpha1.AccessKey) {
+	rolloutCompletes := func(name string, ak *iamv1beta1.AccessKey) {
 		// The roll is made within the batch window: the controller sees it first.
 		rolledTo := fetch(ak).Status.Retiring[0].Consumers[0].Generation
 		Eventually(func() int64 {
@@ -61,7 +61,7 @@ var _ = Describe("A replaced key with consumers", func() {
 	}
 
 	It("is revoked once the consumer has rolled, not at its grace period, and status says what it waits for", func() {
-		ak, oldKey, oldSecret := rotated(&iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: time.Hour}})
+		ak, oldKey, oldSecret := rotated(&iamv1beta1.RotationSpec{GracePeriodSeconds: iamv1beta1.SecondsOf(time.Hour)})
 		retiring := fetch(ak).Status.Retiring[0]
 		Expect(retiring.Consumers).To(ConsistOf(HaveField("Name", "api")))
 		Eventually(func() string { return fetch(ak).Status.Retiring[0].WaitingFor }, timeout, poll).
@@ -70,25 +70,25 @@ var _ = Describe("A replaced key with consumers", func() {
 
 		rolloutCompletes("api", ak)
 		Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse(), "revoked on the evidence")
-		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
+		Eventually(func() []iamv1beta1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
 		Expect(eventsOf(ak, EventKeyRevoked)).To(ContainSubstring("once every consumer had rolled onto its successor"))
 	})
 
 	It("waits out minGracePeriod even when the consumer has rolled", func() {
-		ak, oldKey, oldSecret := rotated(&iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: time.Hour},
-			MinGracePeriod: &metav1.Duration{Duration: 30 * time.Minute}})
+		ak, oldKey, oldSecret := rotated(&iamv1beta1.RotationSpec{GracePeriodSeconds: iamv1beta1.SecondsOf(time.Hour),
+			MinGracePeriodSeconds: ptr.To(iamv1beta1.SecondsOf(30 * time.Minute))})
 		rolloutCompletes("api", ak)
 		Consistently(func() bool { return authenticates(oldKey, oldSecret) }, 2*time.Second, poll).Should(BeTrue(), "minGracePeriod holds it")
 		testClock.advance(31 * time.Minute)
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{"look": "again"} })
+		edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Annotations = map[string]string{"look": "again"} })
 		Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse())
 	})
 
 	It("is revoked at its grace period with a Warning naming the consumer that had not finished", func() {
-		ak, oldKey, oldSecret := rotated(&iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: time.Hour}})
+		ak, oldKey, oldSecret := rotated(&iamv1beta1.RotationSpec{GracePeriodSeconds: iamv1beta1.SecondsOf(time.Hour)})
 		before := counter("exokey_revocations_forced_total", "", "")
 		testClock.advance(61 * time.Minute)
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations = map[string]string{"look": "again"} })
+		edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Annotations = map[string]string{"look": "again"} })
 		Eventually(func() bool { return authenticates(oldKey, oldSecret) }, timeout, poll).Should(BeFalse())
 		Eventually(func() string { return eventsOf(ak, EventKeyRevokedBeforeRollout) }, timeout, poll).
 			Should(ContainSubstring("Deployment api: the roll is not yet observed"))
@@ -106,10 +106,10 @@ var _ = Describe("A workload consuming several AccessKeys", func() {
 				corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}})
 		}
 		Expect(k8sClient.Create(ctx, d)).To(Succeed())
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for _, name := range names {
-			aks = append(aks, waitReady(newAccessKey(namespace, name, iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
-				ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "api"}}
+			aks = append(aks, waitReady(newAccessKey(namespace, name, iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
+				ak.Spec.RestartTargets = []iamv1beta1.RestartTarget{{Kind: "Deployment", Name: "api"}}
 			})))
 		}
 		generation := func() int64 {
@@ -125,8 +125,8 @@ var _ = Describe("A workload consuming several AccessKeys", func() {
 		olds := map[string]string{}
 		for _, ak := range aks {
 			olds[ak.Name] = fetch(ak).Status.KeyID
-			edit(ak, func(ak *iamv1alpha1.AccessKey) {
-				ak.Annotations = map[string]string{iamv1alpha1.RotateAnnotation: "together"}
+			edit(ak, func(ak *iamv1beta1.AccessKey) {
+				ak.Annotations = map[string]string{iamv1beta1.RotateAnnotation: "together"}
 			})
 		}
 		for _, ak := range aks {
@@ -156,7 +156,7 @@ var _ = Describe("A consumer named in forged status", func() {
 	It("is not rolled unless its pods consume the AccessKey's Secret", func() {
 		namespace := newNamespace(nil)
 		bystander := newDeployment(namespace, "bystander", func(*corev1.PodTemplateSpec) {}) // reads no Secret of exokey's
-		ak := waitReady(newAccessKey(namespace, "forger", iamv1alpha1.IssuerAPIIAMv3))
+		ak := waitReady(newAccessKey(namespace, "forger", iamv1beta1.IssuerAPIIAMv3))
 		generation := func() int64 {
 			d := &appsv1.Deployment{}
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bystander), d)).To(Succeed())
@@ -166,9 +166,9 @@ var _ = Describe("A consumer named in forged status", func() {
 		// As a tenant who may write status would, where the status policy is not installed.
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			got := fetch(ak)
-			got.Status.Retiring = append(got.Status.Retiring, iamv1alpha1.RetiringKey{
-				KeyID: "EXOforged", RevokeAt: metav1.NewTime(testClock.Now().Add(time.Hour)), Issuer: got.Status.Issuer,
-				Consumers: []iamv1alpha1.RolledConsumer{{Kind: "Deployment", Name: "bystander", Generation: before + 5}},
+			got.Status.Retiring = append(got.Status.Retiring, iamv1beta1.RetiringKey{
+				KeyID: "EXOforged", RevokeAt: ptr.To(metav1.NewTime(testClock.Now().Add(time.Hour))), Issuer: got.Status.Issuer,
+				Consumers: []iamv1beta1.RolledConsumer{{Kind: "Deployment", Name: "bystander", Generation: before + 5}},
 			})
 			return k8sClient.Status().Update(ctx, got)
 		})).To(Succeed())

@@ -8,21 +8,20 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 )
 
 var _ = Describe("Rotation", func() {
 	var namespace string
 	BeforeEach(func() { namespace = newNamespace(nil) })
-	api := iamv1alpha1.IssuerAPIIAMv3
+	api := iamv1beta1.IssuerAPIIAMv3
 
 	It("replaces a key older than rotation.every and revokes the old one after the grace period", func() {
-		ak := waitReady(newAccessKey(namespace, "scheduled", api, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.Rotation = &iamv1alpha1.RotationSpec{Every: &metav1.Duration{Duration: time.Hour}, GracePeriod: &metav1.Duration{Duration: 10 * time.Minute}}
+		ak := waitReady(newAccessKey(namespace, "scheduled", api, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.Rotation = &iamv1beta1.RotationSpec{EverySeconds: iamv1beta1.SecondsOf(time.Hour), GracePeriodSeconds: iamv1beta1.SecondsOf(10 * time.Minute)}
 		}))
 		first := secretOf(ak)
 		firstKey, firstSecret := string(first.Data["EXOSCALE_API_KEY"]), string(first.Data["EXOSCALE_API_SECRET"])
@@ -53,16 +52,16 @@ var _ = Describe("Rotation", func() {
 	})
 
 	It("rotates exactly once per new value of the rotate annotation", func() {
-		ak := waitReady(newAccessKey(namespace, "on-demand", api, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.Rotation.GracePeriod.Duration = time.Hour // the replaced keys stay pending revocation
+		ak := waitReady(newAccessKey(namespace, "on-demand", api, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.Rotation.GracePeriodSeconds = iamv1beta1.SecondsOf(time.Hour) // the replaced keys stay pending revocation
 		}))
 		keys := []string{ak.Status.KeyID}
 		annotate := func(value string) {
-			edit(ak, func(ak *iamv1alpha1.AccessKey) {
+			edit(ak, func(ak *iamv1beta1.AccessKey) {
 				if ak.Annotations == nil {
 					ak.Annotations = map[string]string{}
 				}
-				ak.Annotations[iamv1alpha1.RotateAnnotation] = value
+				ak.Annotations[iamv1beta1.RotateAnnotation] = value
 			})
 		}
 		for _, value := range []string{"2026-11-22", "again"} {
@@ -75,7 +74,7 @@ var _ = Describe("Rotation", func() {
 			Expect(ak.Status.Retiring).NotTo(BeEmpty(), "the old key retires with its grace period")
 
 			// Other edits of the AccessKey do not rotate again.
-			edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Annotations["unrelated"] = value })
+			edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Annotations["unrelated"] = value })
 			Consistently(func() string { return fetch(ak).Status.KeyID }, 3*time.Second, poll).Should(Equal(ak.Status.KeyID))
 			Expect(counter("exokey_rotations_total", "reason", RotationRequested)).To(Equal(before + 1))
 		}
@@ -90,30 +89,30 @@ var _ = Describe("Rotation", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(deployment), d)).To(Succeed())
 			return d.Spec.Template.Annotations[RestartAnnotation]
 		}
-		ak := waitReady(newAccessKey(namespace, "rolled", api, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "backup"}, {Kind: "StatefulSet", Name: "absent"}}
+		ak := waitReady(newAccessKey(namespace, "rolled", api, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.RestartTargets = []iamv1beta1.RestartTarget{{Kind: "Deployment", Name: "backup"}, {Kind: "StatefulSet", Name: "absent"}}
 		}))
-		first := secretOf(ak).Annotations[iamv1alpha1.ChecksumAnnotation]
+		first := secretOf(ak).Annotations[iamv1beta1.ChecksumAnnotation]
 		Eventually(stamp, timeout, poll).Should(Equal(first), "rolled within the batch window")
 		Eventually(func() []string { return eventReasons(namespace) }, timeout, poll).Should(ContainElement("RestartTargetMissing"))
 
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Labels = map[string]string{"touched": "yes"} })
+		edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Labels = map[string]string{"touched": "yes"} })
 		Consistently(stamp, 2*time.Second, poll).Should(Equal(first), "no publish, no roll")
 
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
+		edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
 		Eventually(stamp, timeout, poll).ShouldNot(Equal(first))
-		Expect(stamp()).To(Equal(secretOf(waitReady(ak)).Annotations[iamv1alpha1.ChecksumAnnotation]))
+		Expect(stamp()).To(Equal(secretOf(waitReady(ak)).Annotations[iamv1beta1.ChecksumAnnotation]))
 	})
 })
 
 var _ = Describe("Secret formats", func() {
 	var namespace string
 	BeforeEach(func() { namespace = newNamespace(nil) })
-	api := iamv1alpha1.IssuerAPIAccessKeyV2
+	api := iamv1beta1.IssuerAPIAccessKeyV2
 
 	It("writes the AWS variables, and the credential authenticates", func() {
-		ak := waitReady(newAccessKey(namespace, "aws", api, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.Secret.Format = iamv1alpha1.SecretFormatAWS
+		ak := waitReady(newAccessKey(namespace, "aws", api, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.Secret.Format = iamv1beta1.SecretFormatAWS
 		}))
 		s := secretOf(ak)
 		Expect(s.Data).To(HaveLen(4))
@@ -126,8 +125,8 @@ var _ = Describe("Secret formats", func() {
 	})
 
 	It("writes a JSON credentials file, and the credential authenticates", func() {
-		ak := waitReady(newAccessKey(namespace, "file", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.Secret.Format = iamv1alpha1.SecretFormatCredentialsFile
+		ak := waitReady(newAccessKey(namespace, "file", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.Secret.Format = iamv1beta1.SecretFormatCredentialsFile
 		}))
 		s := secretOf(ak)
 		Expect(s.Data).To(HaveLen(1))
@@ -143,8 +142,8 @@ var _ = Describe("Secret formats", func() {
 	})
 
 	It("renders a template, with labels and annotations", func() {
-		ak := waitReady(newAccessKey(namespace, "templated", api, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.Secret = iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{
+		ak := waitReady(newAccessKey(namespace, "templated", api, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.Secret = iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate, Template: iamv1beta1.SecretTemplate{
 				Data:        map[string]string{"rclone.conf": "[sos]\naccess_key_id = {{ .KeyID }}\nsecret_access_key = {{ .Secret }}\nendpoint = {{ .SOSEndpoint }}\n"},
 				Labels:      map[string]string{"owner": "{{ .Namespace }}"},
 				Annotations: map[string]string{"key-name": "{{ .KeyName | upper }}"},
@@ -158,8 +157,8 @@ var _ = Describe("Secret formats", func() {
 	})
 
 	It("reports a broken template before minting anything", func() {
-		ak := newAccessKey(namespace, "broken", api, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.Secret = iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{
+		ak := newAccessKey(namespace, "broken", api, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.Secret = iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate, Template: iamv1beta1.SecretTemplate{
 				Data: map[string]string{"k": "{{ .NoSuchField }}"},
 			}}
 		})

@@ -5,7 +5,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // When an AccessKey is looked at again. Each pass ends with the earliest of
@@ -20,7 +20,7 @@ const (
 )
 
 // nextRevocation is when the next retiring key is due, or zero when none is.
-func (r *AccessKeyReconciler) nextRevocation(status *iamv1alpha1.AccessKeyStatus) time.Duration {
+func (r *AccessKeyReconciler) nextRevocation(status *iamv1beta1.AccessKeyStatus) time.Duration {
 	var next time.Duration
 	for _, old := range status.Retiring {
 		d := max(old.RevokeAt.Sub(r.Clock.Now()), time.Second)
@@ -33,7 +33,7 @@ func (r *AccessKeyReconciler) nextRevocation(status *iamv1alpha1.AccessKeyStatus
 
 // nextWake is the earliest of the next revocation, the next rotation and
 // the resync period.
-func (r *AccessKeyReconciler) nextWake(status *iamv1alpha1.AccessKeyStatus) time.Duration {
+func (r *AccessKeyReconciler) nextWake(status *iamv1beta1.AccessKeyStatus) time.Duration {
 	now := r.Clock.Now()
 	wake := jittered(r.ResyncPeriod)
 	consider := func(at time.Time) {
@@ -61,7 +61,7 @@ func (r *AccessKeyReconciler) nextWake(status *iamv1alpha1.AccessKeyStatus) time
 // refusal began, then after as long again as it has lasted (5 s, 10 s,
 // 20 s ...), never later than 5 minutes. It is measured from the Synced
 // condition's last transition, so it needs no memory and survives restarts.
-func (r *AccessKeyReconciler) refusalRetry(status *iamv1alpha1.AccessKeyStatus) time.Duration {
+func (r *AccessKeyReconciler) refusalRetry(status *iamv1beta1.AccessKeyStatus) time.Duration {
 	var lasted time.Duration
 	if c := findCondition(status.Conditions, ConditionSynced); c != nil && c.Status == metav1.ConditionFalse {
 		lasted = r.Clock.Now().Sub(c.LastTransitionTime.Time)

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/secret"
 )
@@ -23,7 +23,7 @@ import (
 // adopted after a crash can still be revoked with its role.
 const RoleIDAnnotation = "iam.exokey.io/role-id"
 
-func secretName(ak *iamv1alpha1.AccessKey) string {
+func secretName(ak *iamv1beta1.AccessKey) string {
 	if ak.Spec.Secret.Name != "" {
 		return ak.Spec.Secret.Name
 	}
@@ -33,7 +33,7 @@ func secretName(ak *iamv1alpha1.AccessKey) string {
 // getSecret returns the AccessKey's Secret, or nil when there is none. The
 // cache holds exokey's Secrets only; a miss is confirmed with the API
 // reader so that a Secret someone else owns is seen.
-func (r *AccessKeyReconciler) getSecret(ctx context.Context, ak *iamv1alpha1.AccessKey) (*corev1.Secret, error) {
+func (r *AccessKeyReconciler) getSecret(ctx context.Context, ak *iamv1beta1.AccessKey) (*corev1.Secret, error) {
 	key := types.NamespacedName{Namespace: ak.Namespace, Name: secretName(ak)}
 	s := &corev1.Secret{}
 	err := r.Get(ctx, key, s)
@@ -60,7 +60,7 @@ func (r *AccessKeyReconciler) readSecret(ctx context.Context, key types.Namespac
 }
 
 // conflictsWith reports whether an existing Secret belongs to someone else.
-func conflictsWith(s *corev1.Secret, ak *iamv1alpha1.AccessKey) bool {
+func conflictsWith(s *corev1.Secret, ak *iamv1beta1.AccessKey) bool {
 	if s == nil {
 		return false
 	}
@@ -69,7 +69,7 @@ func conflictsWith(s *corev1.Secret, ak *iamv1alpha1.AccessKey) bool {
 }
 
 // secretValues are the inputs of a Secret's rendering.
-func secretValues(ak *iamv1alpha1.AccessKey, iss *issuer) secret.Values {
+func secretValues(ak *iamv1beta1.AccessKey, iss *issuer) secret.Values {
 	return secret.Values{
 		Zone: iss.Spec.Zone, APIEndpoint: iss.Spec.Endpoint, SOS: iss.Spec.SOSEndpoint,
 		Name: ak.Name, Namespace: ak.Namespace, Labels: ak.Labels, Annotations: ak.Annotations,
@@ -124,7 +124,7 @@ func SecretCacheTransform(obj any) (any, error) {
 	// costs. Nothing writes it: cached objects are read-only, and what the
 	// client hands out is a deep copy.
 	labels := managedByLabels
-	if s.Labels[iamv1alpha1.ManagedByLabel] != iamv1alpha1.ManagedByValue {
+	if s.Labels[iamv1beta1.ManagedByLabel] != iamv1beta1.ManagedByValue {
 		labels = map[string]string{}
 	}
 	data := changedData
@@ -139,11 +139,11 @@ func SecretCacheTransform(obj any) (any, error) {
 // secretAnnotations are the annotations exokey writes on a Secret, the only
 // ones its cached copy keeps.
 var secretAnnotations = []string{
-	iamv1alpha1.KeyIDAnnotation, iamv1alpha1.KeyNameAnnotation, iamv1alpha1.ChecksumAnnotation, RoleIDAnnotation,
+	iamv1beta1.KeyIDAnnotation, iamv1beta1.KeyNameAnnotation, iamv1beta1.ChecksumAnnotation, RoleIDAnnotation,
 }
 
 // managedByLabels are the labels of every cached Secret exokey manages.
-var managedByLabels = map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue}
+var managedByLabels = map[string]string{iamv1beta1.ManagedByLabel: iamv1beta1.ManagedByValue}
 
 // checksumOK says whether a Secret's data is what its checksum annotation
 // says exokey published: judged by the cache transform for a cached copy,
@@ -152,7 +152,7 @@ func checksumOK(s *corev1.Secret) bool {
 	if verdict, ok := s.Data[observedDataKey]; ok && len(s.Data) == 1 {
 		return string(verdict) == string(intactData[observedDataKey])
 	}
-	return s.Annotations[iamv1alpha1.ChecksumAnnotation] == secret.Checksum(s.Data)
+	return s.Annotations[iamv1beta1.ChecksumAnnotation] == secret.Checksum(s.Data)
 }
 
 // publish writes a credential into the AccessKey's Secret: the durable home
@@ -162,7 +162,7 @@ func checksumOK(s *corev1.Secret) bool {
 // updated with that resourceVersion, so nothing is overwritten unseen. It
 // refuses a Secret controlled by anything else and returns the data's
 // checksum. No error it returns carries the secret.
-func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.AccessKey, iss *issuer, cred exoscale.Credential,
+func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1beta1.AccessKey, iss *issuer, cred exoscale.Credential,
 	existing *corev1.Secret) (string, error) {
 	values := secretValues(ak, iss)
 	values.KeyID, values.Secret, values.KeyName = cred.ID, cred.Secret.Reveal(), cred.Name
@@ -187,11 +187,11 @@ func (r *AccessKeyReconciler) publish(ctx context.Context, ak *iamv1alpha1.Acces
 	}
 	checksum := secret.Checksum(rendered.Data)
 	s.Data = rendered.Data
-	s.Labels = mergeMaps(s.Labels, rendered.Labels, map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue})
+	s.Labels = mergeMaps(s.Labels, rendered.Labels, map[string]string{iamv1beta1.ManagedByLabel: iamv1beta1.ManagedByValue})
 	s.Annotations = mergeMaps(s.Annotations, rendered.Annotations, map[string]string{
-		iamv1alpha1.KeyIDAnnotation:    cred.ID,
-		iamv1alpha1.KeyNameAnnotation:  cred.Name,
-		iamv1alpha1.ChecksumAnnotation: checksum,
+		iamv1beta1.KeyIDAnnotation:    cred.ID,
+		iamv1beta1.KeyNameAnnotation:  cred.Name,
+		iamv1beta1.ChecksumAnnotation: checksum,
 	})
 	if cred.RoleID != "" {
 		s.Annotations[RoleIDAnnotation] = cred.RoleID

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/secret"
 )
 
@@ -30,12 +30,12 @@ func BenchmarkSecretCache(b *testing.B) {
 			ObjectMeta: metav1.ObjectMeta{
 				Namespace: fmt.Sprintf("team-%03d", i%100), Name: fmt.Sprintf("backup-%05d", i), UID: types.UID(uuid.NewString()),
 				ResourceVersion: fmt.Sprint(100_000 + i), CreationTimestamp: metav1.Now(),
-				Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue},
+				Labels: map[string]string{iamv1beta1.ManagedByLabel: iamv1beta1.ManagedByValue},
 				Annotations: map[string]string{
-					iamv1alpha1.KeyIDAnnotation: string(data["EXOSCALE_API_KEY"]), iamv1alpha1.KeyNameAnnotation: fmt.Sprintf("k8s-team-backup-%05d", i),
-					iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: uuid.NewString(),
+					iamv1beta1.KeyIDAnnotation: string(data["EXOSCALE_API_KEY"]), iamv1beta1.KeyNameAnnotation: fmt.Sprintf("k8s-team-backup-%05d", i),
+					iamv1beta1.ChecksumAnnotation: secret.Checksum(data), RoleIDAnnotation: uuid.NewString(),
 				},
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: iamv1alpha1.GroupVersion.String(), Kind: "AccessKey",
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: iamv1beta1.GroupVersion.String(), Kind: "AccessKey",
 					Name: fmt.Sprintf("backup-%05d", i), UID: types.UID(uuid.NewString()), Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true)}},
 			},
 			Type: corev1.SecretTypeOpaque,

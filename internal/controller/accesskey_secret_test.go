@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/secret"
 )
 
@@ -17,8 +17,8 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	data := map[string][]byte{"EXOSCALE_API_SECRET": []byte("s3cr3t"), "junk": []byte(strings.Repeat("x", 1<<20))}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns",
-			Labels: map[string]string{iamv1alpha1.ManagedByLabel: iamv1alpha1.ManagedByValue, "tenant": "label"},
-			Annotations: map[string]string{iamv1alpha1.ChecksumAnnotation: secret.Checksum(data), "tenant": strings.Repeat("y", 100<<10),
+			Labels: map[string]string{iamv1beta1.ManagedByLabel: iamv1beta1.ManagedByValue, "tenant": "label"},
+			Annotations: map[string]string{iamv1beta1.ChecksumAnnotation: secret.Checksum(data), "tenant": strings.Repeat("y", 100<<10),
 				"iam.exokey.io/tenant": strings.Repeat("z", 100<<10)},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Data: data,
@@ -29,10 +29,10 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	}
 	cached := out.(*corev1.Secret)
 	if len(cached.Data) != 1 || cached.Data[observedDataKey] == nil || cached.ManagedFields != nil || cached.Labels["tenant"] != "" ||
-		len(cached.Annotations) != 1 || cached.Annotations[iamv1alpha1.ChecksumAnnotation] == "" {
+		len(cached.Annotations) != 1 || cached.Annotations[iamv1beta1.ChecksumAnnotation] == "" {
 		t.Fatalf("the cached copy keeps more than exokey reads: %+v", cached.ObjectMeta)
 	}
-	if cached.Labels[iamv1alpha1.ManagedByLabel] != iamv1alpha1.ManagedByValue || len(cached.Labels) != 1 {
+	if cached.Labels[iamv1beta1.ManagedByLabel] != iamv1beta1.ManagedByValue || len(cached.Labels) != 1 {
 		t.Fatalf("the cached copy lost exokey's label: %v", cached.Labels)
 	}
 	if !checksumOK(cached) {
@@ -41,7 +41,7 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	// A Secret labelled with another value is not exokey's, whatever path
 	// brought it here: its cached copy does not claim exokey's label.
 	relabelled := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns",
-		Labels: map[string]string{iamv1alpha1.ManagedByLabel: "someone-else"}}}
+		Labels: map[string]string{iamv1beta1.ManagedByLabel: "someone-else"}}}
 	if out, err := SecretCacheTransform(relabelled); err != nil || len(out.(*corev1.Secret).Labels) != 0 {
 		t.Fatalf("a Secret managed by someone else was cached with labels %v (%v)", out.(*corev1.Secret).Labels, err)
 	}
@@ -56,7 +56,7 @@ func TestSecretCacheTransformKeepsNoData(t *testing.T) {
 	// A Secret whose data is not what exokey published is cached as
 	// changed, and stays so through a second pass.
 	edited := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e", Namespace: "ns",
-		Annotations: map[string]string{iamv1alpha1.ChecksumAnnotation: secret.Checksum(data)}},
+		Annotations: map[string]string{iamv1beta1.ChecksumAnnotation: secret.Checksum(data)}},
 		Data: map[string][]byte{"EXOSCALE_API_SECRET": []byte("edited")}}
 	out, err = SecretCacheTransform(edited)
 	if err != nil {
@@ -76,7 +76,7 @@ func TestASecretReadFreshIsJudgedByItsData(t *testing.T) {
 	// Secret is tampered. (The transform's own record is a data key the API
 	// server refuses; the tenancy suite checks that.)
 	forged := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Annotations: map[string]string{
-		iamv1alpha1.ChecksumAnnotation: "abc", observedDataKey: "intact"}}}
+		iamv1beta1.ChecksumAnnotation: "abc", observedDataKey: "intact"}}}
 	r := &AccessKeyReconciler{APIReader: fake.NewClientBuilder().WithObjects(forged).Build()}
 	got, err := r.readSecret(context.Background(), keyOf("ns", "s"))
 	if err != nil || got == nil {

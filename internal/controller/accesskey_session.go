@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -24,25 +24,22 @@ import (
 // period, which ends its credentials.
 
 // ttlOf is spec.ttl, zero for a permanent key.
-func ttlOf(ak *iamv1alpha1.AccessKey) time.Duration {
-	if ak.Spec.TTL == nil {
-		return 0
-	}
-	return ak.Spec.TTL.Duration
+func ttlOf(ak *iamv1beta1.AccessKey) time.Duration {
+	return iamv1beta1.Seconds(ak.Spec.TTLSeconds)
 }
 
-func ttlString(ak *iamv1alpha1.AccessKey) string {
-	if ak.Spec.TTL == nil {
+func ttlString(ak *iamv1beta1.AccessKey) string {
+	if ak.Spec.TTLSeconds == 0 {
 		return ""
 	}
-	return ak.Spec.TTL.Duration.String()
+	return ttlOf(ak).String()
 }
 
 // renewBefore is how long before its expiry a session credential is
 // renewed: spec.rotation.renewBefore, by default a third of the ttl.
-func renewBefore(ak *iamv1alpha1.AccessKey) time.Duration {
-	if ak.Spec.Rotation != nil && ak.Spec.Rotation.RenewBefore != nil && ak.Spec.Rotation.RenewBefore.Duration < ttlOf(ak) {
-		return ak.Spec.Rotation.RenewBefore.Duration
+func renewBefore(ak *iamv1beta1.AccessKey) time.Duration {
+	if r := ak.Spec.Rotation; r != nil && r.RenewBeforeSeconds > 0 && iamv1beta1.Seconds(r.RenewBeforeSeconds) < ttlOf(ak) {
+		return iamv1beta1.Seconds(r.RenewBeforeSeconds)
 	}
 	return ttlOf(ak) / 3
 }
@@ -51,7 +48,7 @@ func renewBefore(ak *iamv1alpha1.AccessKey) time.Duration {
 // Exoscale said, and when it is renewed: by this manager's clock, counted
 // from now (the credential was issued before now), so a clock that is off
 // from Exoscale's cannot delay a renewal past the expiry.
-func sessionTimes(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, now, expiresAt time.Time) {
+func sessionTimes(ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus, now, expiresAt time.Time) {
 	expires := metav1.NewTime(expiresAt)
 	renew := metav1.NewTime(now.Add(ttlOf(ak) - renewBefore(ak)))
 	status.ExpiresAt, status.NextRotationAt = &expires, &renew
@@ -59,14 +56,14 @@ func sessionTimes(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus
 
 // canRenew reports whether the decision d can be met by a new credential
 // of the current role.
-func canRenew(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, iss *issuer, d decision) bool {
-	return ttlOf(ak) > 0 && status.RoleID != "" && status.Issuer != nil && *status.Issuer == iss.identity() &&
+func canRenew(ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus, iss *issuer, d decision) bool {
+	return ttlOf(ak) > 0 && status.RoleID != "" && !status.Issuer.IsZero() && status.Issuer == iss.identity() &&
 		slices.Contains(renewable, d.Reason)
 }
 
 // renew publishes a fresh session credential of the current role. Nothing
 // needs an intent record: a credential lost to a crash expires by itself.
-func (r *AccessKeyReconciler) renew(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus,
+func (r *AccessKeyReconciler) renew(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus,
 	iss *issuer, keys exoscale.Keys, current *corev1.Secret, d decision) error {
 	session, err := keys.Assume(ctx, status.RoleID, ttlOf(ak))
 	if err != nil {
@@ -91,8 +88,8 @@ func (r *AccessKeyReconciler) renew(ctx context.Context, ak *iamv1alpha1.AccessK
 }
 
 // staleCopy reports whether the API server holds a newer AccessKey than ak.
-func (r *AccessKeyReconciler) staleCopy(ctx context.Context, ak *iamv1alpha1.AccessKey) (bool, error) {
-	fresh := &iamv1alpha1.AccessKey{}
+func (r *AccessKeyReconciler) staleCopy(ctx context.Context, ak *iamv1beta1.AccessKey) (bool, error) {
+	fresh := &iamv1beta1.AccessKey{}
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ak), fresh); err != nil {
 		return false, fmt.Errorf("read the AccessKey before renewing: %w", err)
 	}

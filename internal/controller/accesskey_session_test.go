@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 )
@@ -20,15 +20,15 @@ import (
 // the emulator expires them by its own clock.
 
 // sessionKey is an AccessKey with session credentials of ttl on the IAMv3 issuer.
-func sessionKey(namespace, name string, ttl time.Duration, mutate ...func(*iamv1alpha1.AccessKey)) *iamv1alpha1.AccessKey {
-	return newAccessKey(namespace, name, iamv1alpha1.IssuerAPIIAMv3, append([]func(*iamv1alpha1.AccessKey){func(ak *iamv1alpha1.AccessKey) {
-		ak.Spec.TTL = &metav1.Duration{Duration: ttl}
+func sessionKey(namespace, name string, ttl time.Duration, mutate ...func(*iamv1beta1.AccessKey)) *iamv1beta1.AccessKey {
+	return newAccessKey(namespace, name, iamv1beta1.IssuerAPIIAMv3, append([]func(*iamv1beta1.AccessKey){func(ak *iamv1beta1.AccessKey) {
+		ak.Spec.TTLSeconds = iamv1beta1.SecondsOf(ttl)
 	}}, mutate...)...)
 }
 
 // rolesOf lists the roles at the emulator minted for an AccessKey, with or without keys.
-func rolesOf(ak *iamv1alpha1.AccessKey) []string {
-	found, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].FindByLabels(ctx, map[string]string{LabelUID: string(fetchUID(ak))})
+func rolesOf(ak *iamv1beta1.AccessKey) []string {
+	found, err := rootKeys[iamv1beta1.IssuerAPIIAMv3].FindByLabels(ctx, map[string]string{LabelUID: string(fetchUID(ak))})
 	Expect(err).NotTo(HaveOccurred())
 	var roles []string
 	for _, k := range found {
@@ -37,7 +37,7 @@ func rolesOf(ak *iamv1alpha1.AccessKey) []string {
 	return roles
 }
 
-func fetchUID(ak *iamv1alpha1.AccessKey) string {
+func fetchUID(ak *iamv1beta1.AccessKey) string {
 	if ak.UID != "" {
 		return string(ak.UID)
 	}
@@ -51,8 +51,8 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 	It("publishes a session credential that works, renews it before it expires, and the old one expires", func() {
 		tampered, renewals := counter("exokey_rotations_total", "reason", RotationSecretTampered), counter("exokey_rotations_total", "reason", RotationRenewalDue)
 		Expect(k8sClient.Create(ctx, deploymentConsuming(namespace, "app", "renewed"))).To(Succeed())
-		ak := waitReady(sessionKey(namespace, "renewed", 4*time.Second, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.RestartTargets = []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "app"}}
+		ak := waitReady(sessionKey(namespace, "renewed", 4*time.Second, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.RestartTargets = []iamv1beta1.RestartTarget{{Kind: "Deployment", Name: "app"}}
 		}))
 		Expect(ak.Status.RoleID).NotTo(BeEmpty())
 		Expect(ak.Status.ExpiresAt).NotTo(BeNil())
@@ -91,7 +91,7 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 	It("replaces the role when the restrictions change and deletes the old one after the grace period", func() {
 		ak := waitReady(sessionKey(namespace, "narrowed", time.Minute))
 		old := secretOf(ak)
-		changed := waitReplaced(edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }), ak.Status.KeyID)
+		changed := waitReplaced(edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} }), ak.Status.KeyID)
 		Expect(changed.Status.RoleID).NotTo(Equal(ak.Status.RoleID))
 		Expect(allowed(secretOf(changed), "list-sos-bucket", "backups")).To(BeFalse(), "the new role holds the new restrictions")
 		Eventually(func() []string { return rolesOf(ak) }, 20*time.Second, poll).Should(ConsistOf(changed.Status.RoleID))
@@ -101,7 +101,7 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 
 	It("replaces a role deleted behind its back, found by the drift check", func() {
 		ak := waitReady(sessionKey(namespace, "drifted", time.Hour))
-		Expect(rootKeys[iamv1alpha1.IssuerAPIIAMv3].Revoke(ctx, exoscale.Key{RoleID: ak.Status.RoleID})).To(Succeed())
+		Expect(rootKeys[iamv1beta1.IssuerAPIIAMv3].Revoke(ctx, exoscale.Key{RoleID: ak.Status.RoleID})).To(Succeed())
 		replaced := waitReplaced(ak, ak.Status.KeyID)
 		Expect(replaced.Status.RoleID).NotTo(Equal(ak.Status.RoleID))
 		Expect(rolesOf(ak)).To(ConsistOf(replaced.Status.RoleID))
@@ -112,15 +112,15 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 		s := secretOf(ak)
 		Expect(rolesOf(ak)).To(HaveLen(1))
 		Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
-		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), &iamv1alpha1.AccessKey{}) }, timeout, poll).
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), &iamv1beta1.AccessKey{}) }, timeout, poll).
 			ShouldNot(Succeed())
 		Expect(rolesOf(ak)).To(BeEmpty())
 		Expect(authenticates(string(s.Data["EXOSCALE_API_KEY"]), string(s.Data["EXOSCALE_API_SECRET"]))).To(BeFalse())
 	})
 
 	It("refuses a ttl on an AccessKeyV2 issuer, saying why", func() {
-		ak := newAccessKey(namespace, "legacy", iamv1alpha1.IssuerAPIAccessKeyV2, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.TTL = &metav1.Duration{Duration: time.Hour}
+		ak := newAccessKey(namespace, "legacy", iamv1beta1.IssuerAPIAccessKeyV2, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.TTLSeconds = iamv1beta1.SecondsOf(time.Hour)
 		})
 		Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring("spec.ttl asks for session credentials, which need IAM v3"))
 		Expect(liveKeysOf(ak)).To(BeEmpty())
@@ -129,10 +129,10 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 	It("leaks no role when record, Secret and status writes fail around the mint", func() {
 		faults.set(namespace, 0.4)
 		DeferCleanup(func() { faults.set("", 0) })
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range 8 {
-			aks = append(aks, sessionKey(namespace, fmt.Sprintf("crash-%d", i), 3*time.Second, func(ak *iamv1alpha1.AccessKey) {
-				ak.Spec.Rotation.GracePeriod.Duration = time.Second
+			aks = append(aks, sessionKey(namespace, fmt.Sprintf("crash-%d", i), 3*time.Second, func(ak *iamv1beta1.AccessKey) {
+				ak.Spec.Rotation.GracePeriodSeconds = iamv1beta1.SecondsOf(time.Second)
 			}))
 		}
 		for i, ak := range aks {
@@ -140,7 +140,7 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 		}
 		// Renewals and one replacement of each role, under faults.
 		for i, ak := range aks {
-			aks[i] = edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = append(ak.Spec.Operations, "put-sos-object") })
+			aks[i] = edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = append(ak.Spec.Operations, "put-sos-object") })
 		}
 		for _, ak := range aks {
 			Eventually(func() bool {

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
@@ -21,8 +21,8 @@ import (
 // writeStatus writes status through the status subresource when it
 // changed. The patch carries the resourceVersion: a pass working from a
 // stale copy fails with a conflict instead of overwriting newer state.
-func (r *AccessKeyReconciler) writeStatus(ctx context.Context, ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) error {
-	status.ObservedGeneration = ak.Generation
+func (r *AccessKeyReconciler) writeStatus(ctx context.Context, ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus) error {
+	status.ObservedGeneration = &ak.Generation
 	r.summarize(ak, status)
 	if equality.Semantic.DeepEqual(ak.Status, *status) {
 		return nil
@@ -38,20 +38,20 @@ func (r *AccessKeyReconciler) writeStatus(ctx context.Context, ak *iamv1alpha1.A
 
 // summarize sets Reconciling and Stalled for kstatus: Current only when
 // the Secret holds a working key for this generation.
-func (r *AccessKeyReconciler) summarize(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus) {
+func (r *AccessKeyReconciler) summarize(ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus) {
 	reason, message := ReasonMinting, "no key is published for this generation yet"
-	if status.Pending != nil {
+	if !status.Pending.IsZero() {
 		message = fmt.Sprintf("minting key %s", status.Pending.KeyName)
 	} else if synced := findCondition(status.Conditions, ConditionSynced); synced != nil && synced.Status == metav1.ConditionFalse &&
 		synced.ObservedGeneration == ak.Generation && synced.Reason != "" {
 		reason, message = synced.Reason, synced.Message // what it waits for: an issuer, a share of the rate, a revocation
 	}
-	summarize(&status.Conditions, r.Clock.Now(), ak.Generation, status.Pending == nil, reason, message)
+	summarize(&status.Conditions, r.Clock.Now(), ak.Generation, status.Pending.IsZero(), reason, message)
 }
 
 // recordOutcome sets the Ready and Synced conditions from a pass's result
 // and emits an event for a refusal.
-func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *iamv1alpha1.AccessKeyStatus, err error) {
+func (r *AccessKeyReconciler) recordOutcome(ak *iamv1beta1.AccessKey, status *iamv1beta1.AccessKeyStatus, err error) {
 	gen := ak.Generation
 	var deferred *deferral
 	if errors.As(err, &deferred) && deferred.Reason == "" {
@@ -62,7 +62,7 @@ func (r *AccessKeyReconciler) recordOutcome(ak *iamv1alpha1.AccessKey, status *i
 	}
 	if err == nil {
 		message := fmt.Sprintf("Secret %s holds key %s", status.SecretName, status.KeyID)
-		if status.Issuer != nil && status.Issuer.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		if !status.Issuer.IsZero() && status.Issuer.API == iamv1beta1.IssuerAPIAccessKeyV2 {
 			if unfollowable := asyncUnfollowable(ak.Spec, r.Catalog); len(unfollowable) > 0 {
 				warning := asyncWarning(unfollowable)
 				message += "; warning: " + warning
@@ -108,7 +108,7 @@ func findCondition(conditions []metav1.Condition, conditionType string) *metav1.
 }
 
 // event records an event on the AccessKey. Messages name keys, never secrets.
-func (r *AccessKeyReconciler) event(ak *iamv1alpha1.AccessKey, eventType, reason, action, format string, args ...any) {
+func (r *AccessKeyReconciler) event(ak *iamv1beta1.AccessKey, eventType, reason, action, format string, args ...any) {
 	if r.Recorder != nil {
 		r.Recorder.Eventf(ak, nil, eventType, reason, action, format, args...)
 	}
@@ -123,8 +123,8 @@ func keyOf(namespace, name string) types.NamespacedName {
 // get-operation to follow them: the key can start them but not learn how
 // they ended. IAM v3 keys need no grant to poll (get-operation is not gated
 // by role policies), so only AccessKeyV2 keys are judged.
-func asyncUnfollowable(spec iamv1alpha1.AccessKeySpec, cat *catalog.Catalog) []string {
-	if spec.Unrestricted {
+func asyncUnfollowable(spec iamv1beta1.AccessKeySpec, cat *catalog.Catalog) []string {
+	if spec.Access == iamv1beta1.AccessUnrestricted {
 		return nil
 	}
 	granted := slices.Clone(spec.Operations)
@@ -155,4 +155,20 @@ func asyncWarning(unfollowable []string) string {
 	}
 	return fmt.Sprintf("the key cannot follow the asynchronous operations it starts (%s%s): add get-operation to see how they end; "+
 		"its results may describe resources the key was not granted (docs/guides/exoscale.md)", strings.Join(shown, ", "), more)
+}
+
+// minted is the issuer recorded in status, nil when none is.
+func minted(m iamv1beta1.MintingIssuer) *iamv1beta1.MintingIssuer {
+	if m.IsZero() {
+		return nil
+	}
+	return &m
+}
+
+// recorded is the issuer to record in status: the zero value for none.
+func recorded(m *iamv1beta1.MintingIssuer) iamv1beta1.MintingIssuer {
+	if m == nil {
+		return iamv1beta1.MintingIssuer{}
+	}
+	return *m
 }

@@ -112,6 +112,8 @@ var stalledReasons = []string{
 	// Issuers: an endpoint refused by its scheme, credentials refused, an
 	// AccessKeyV2 issuer whose endpoint serves no legacy keys.
 	ReasonInsecureEndpoint, ReasonCredentialsInvalid, ReasonLegacyAPIUnavailable,
+	// The installed CRDs are older than the manager: an admin applies them.
+	ReasonCRDOutdated,
 }
 
 // summarize sets Reconciling and Stalled from Ready for kstatus: nothing

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale/policy"
 )
@@ -81,13 +81,13 @@ var readOnlyVerdicts = map[string]string{
 
 var _ = Describe("Keys that Exoscale's S3 endpoint honours", func() {
 	for _, tc := range []struct {
-		api        iamv1alpha1.IssuerAPI
+		api        iamv1beta1.IssuerAPI
 		vocabulary string
 		operations []string
 	}{
-		{iamv1alpha1.IssuerAPIIAMv3, "legacy names", []string{"get-sos-object", "list-sos-bucket"}},
-		{iamv1alpha1.IssuerAPIIAMv3, "S3 action names", []string{"get-object", "head-object", "list-objects"}},
-		{iamv1alpha1.IssuerAPIAccessKeyV2, "legacy names", []string{"get-sos-object", "list-sos-bucket"}},
+		{iamv1beta1.IssuerAPIIAMv3, "legacy names", []string{"get-sos-object", "list-sos-bucket"}},
+		{iamv1beta1.IssuerAPIIAMv3, "S3 action names", []string{"get-object", "head-object", "list-objects"}},
+		{iamv1beta1.IssuerAPIAccessKeyV2, "legacy names", []string{"get-sos-object", "list-sos-bucket"}},
 	} {
 		It("mints a key an AWS SDK reads its bucket with and nothing more ("+string(tc.api)+", "+tc.vocabulary+", AWS format)", func() {
 			ns := newNamespace(nil)
@@ -96,10 +96,10 @@ var _ = Describe("Keys that Exoscale's S3 endpoint honours", func() {
 			iss.Spec.SOSEndpoint = sosEndpoint
 			Expect(k8sClient.Create(ctx, iss)).To(Succeed())
 			DeferCleanup(func() { _ = k8sClient.Delete(context.Background(), iss) })
-			ak := newAccessKey(ns, "reader", tc.api, func(ak *iamv1alpha1.AccessKey) {
+			ak := newAccessKey(ns, "reader", tc.api, func(ak *iamv1beta1.AccessKey) {
 				ak.Spec.IssuerRef.Name = iss.Name
 				ak.Spec.Operations, ak.Spec.Resources = tc.operations, []string{"sos/bucket:" + mine}
-				ak.Spec.Secret.Format = iamv1alpha1.SecretFormatAWS
+				ak.Spec.Secret.Format = iamv1beta1.SecretFormatAWS
 			})
 			ak = waitReady(ak)
 			data := secretOf(ak).Data
@@ -107,7 +107,7 @@ var _ = Describe("Keys that Exoscale's S3 endpoint honours", func() {
 			c := s3As(string(data["AWS_ACCESS_KEY_ID"]), string(data["AWS_SECRET_ACCESS_KEY"]), string(data["AWS_ENDPOINT_URL_S3"]))
 			Expect(s3Probes(c, mine, other)).To(Equal(readOnlyVerdicts))
 
-			if tc.api == iamv1alpha1.IssuerAPIIAMv3 {
+			if tc.api == iamv1beta1.IssuerAPIIAMv3 {
 				rule := rolePolicy(ak.Status.RoleID).Services["sos"].Rules[0].Expression
 				Expect(rule).To(ContainSubstring("'get-object'"))
 				Expect(rule).To(ContainSubstring("'list-objects'"))
@@ -118,7 +118,7 @@ var _ = Describe("Keys that Exoscale's S3 endpoint honours", func() {
 
 	It("refuses an S3 action name on an AccessKeyV2 issuer, naming the legacy equivalent", func() {
 		ns := newNamespace(nil)
-		ak := newAccessKey(ns, "v3-names", iamv1alpha1.IssuerAPIAccessKeyV2, func(ak *iamv1alpha1.AccessKey) {
+		ak := newAccessKey(ns, "v3-names", iamv1beta1.IssuerAPIAccessKeyV2, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.Operations = []string{"get-object"}
 		})
 		Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring("on an AccessKeyV2 issuer ask for get-sos-object"))
@@ -128,7 +128,7 @@ var _ = Describe("Keys that Exoscale's S3 endpoint honours", func() {
 // issuerWithRole creates a ClusterKeyIssuer whose credentials are an IAM
 // v3 key on a role of the given policy (nil: an empty one, as the Owner
 // role), made behind exokey with the SDK.
-func issuerWithRole(namespace, name string, rolePolicy *v3.IAMPolicy) (*iamv1alpha1.ClusterKeyIssuer, string) {
+func issuerWithRole(namespace, name string, rolePolicy *v3.IAMPolicy) (*iamv1beta1.ClusterKeyIssuer, string) {
 	root, rootSecret := emu.Root()
 	c, err := v3.NewClient(v3creds.NewStaticCredentials(root, rootSecret), v3.ClientOptWithEndpoint(v3.Endpoint(endpoint)))
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
@@ -141,8 +141,8 @@ func issuerWithRole(namespace, name string, rolePolicy *v3.IAMPolicy) (*iamv1alp
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	ExpectWithOffset(1, k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		StringData: map[string]string{"EXOSCALE_API_KEY": key.Key, "EXOSCALE_API_SECRET": key.Secret}})).To(Succeed())
-	iss := clusterIssuer(name+"-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-	iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: name, Namespace: namespace}
+	iss := clusterIssuer(name+"-"+namespace, iamv1beta1.IssuerAPIIAMv3, nil)
+	iss.Spec.CredentialsRef = iamv1beta1.CredentialsReference{Name: name, Namespace: namespace}
 	iss.Spec.SOSEndpoint = sosEndpoint
 	ExpectWithOffset(1, k8sClient.Create(ctx, iss)).To(Succeed())
 	DeferCleanup(func() { _ = k8sClient.Delete(context.Background(), iss) })
@@ -150,10 +150,10 @@ func issuerWithRole(namespace, name string, rolePolicy *v3.IAMPolicy) (*iamv1alp
 }
 
 // waitIssuerReady waits for the issuer's Ready condition and returns its message.
-func waitIssuerReady(iss *iamv1alpha1.ClusterKeyIssuer) string {
+func waitIssuerReady(iss *iamv1beta1.ClusterKeyIssuer) string {
 	var message string
 	EventuallyWithOffset(1, func(g Gomega) {
-		got := &iamv1alpha1.ClusterKeyIssuer{}
+		got := &iamv1beta1.ClusterKeyIssuer{}
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), got)).To(Succeed())
 		ready := meta.FindStatusCondition(got.Status.Conditions, ConditionReady)
 		g.Expect(ready).NotTo(BeNil())
@@ -169,7 +169,7 @@ var _ = Describe("Issuers on roles as Exoscale writes them", Serial, func() {
 		mine, other := buckets(ns)
 		iss, _ := issuerWithRole(ns, "owner", nil)
 		Expect(waitIssuerReady(iss)).To(ContainSubstring("the issuer's key holds"))
-		first := waitReady(newAccessKey(ns, "first", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+		first := waitReady(newAccessKey(ns, "first", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.IssuerRef.Name = iss.Name
 			ak.Spec.Operations, ak.Spec.Resources = []string{"get-sos-object", "list-sos-bucket"}, []string{"sos/bucket:" + mine}
 		}))
@@ -183,7 +183,7 @@ var _ = Describe("Issuers on roles as Exoscale writes them", Serial, func() {
 		DeferCleanup(func() { Expect(emu.SetOrganizationPolicy(policy.Policy{})).To(Succeed()) })
 		Expect(s3Probes(minted, mine, other)["GetObject mine"]).To(Equal("denied"), "a key already minted is denied by the second gate")
 		touchCredentials(ns, "owner") // the issuer reads what its key holds again
-		second := newAccessKey(ns, "second", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+		second := newAccessKey(ns, "second", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.IssuerRef.Name = iss.Name
 			ak.Spec.Operations, ak.Spec.Resources = []string{"get-object"}, []string{"sos/bucket:" + mine}
 		})
@@ -234,7 +234,7 @@ func touchCredentials(namespace, name string) {
 var _ = Describe("The legacy async caveat", func() {
 	It("warns when a legacy key may start asynchronous operations it cannot follow, and not once get-operation is granted", func() {
 		ns := newNamespace(nil)
-		ak := waitReady(newAccessKey(ns, "starter", iamv1alpha1.IssuerAPIAccessKeyV2, func(ak *iamv1alpha1.AccessKey) {
+		ak := waitReady(newAccessKey(ns, "starter", iamv1beta1.IssuerAPIAccessKeyV2, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.Operations, ak.Spec.Resources = []string{"create-instance", "list-instances"}, nil
 		}))
 		ready := condition(ak, ConditionReady)
@@ -242,7 +242,7 @@ var _ = Describe("The legacy async caveat", func() {
 		Expect(ready.Message).NotTo(ContainSubstring("list-instances"), "a read answers directly")
 		Eventually(func() string { return eventsOf(ak, EventAsyncUnfollowable) }, timeout, poll).Should(ContainSubstring("add get-operation"))
 
-		ak = waitReady(edit(ak, func(ak *iamv1alpha1.AccessKey) {
+		ak = waitReady(edit(ak, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.Operations = []string{"create-instance", "list-instances", "get-operation"}
 		}))
 		Expect(condition(ak, ConditionReady).Message).NotTo(ContainSubstring("warning"))
@@ -250,7 +250,7 @@ var _ = Describe("The legacy async caveat", func() {
 
 	It("does not warn on IAMv3, where polling needs no grant", func() {
 		ns := newNamespace(nil)
-		ak := waitReady(newAccessKey(ns, "starter", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+		ak := waitReady(newAccessKey(ns, "starter", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.Operations, ak.Spec.Resources = []string{"create-instance"}, nil
 		}))
 		Expect(condition(ak, ConditionReady).Message).NotTo(ContainSubstring("warning"))
@@ -259,7 +259,7 @@ var _ = Describe("The legacy async caveat", func() {
 
 var _ = Describe("Gauges read off the cache", func() {
 	It("are reported by the leader alone", func() {
-		waitReady(newAccessKey(newNamespace(nil), "gauged", iamv1alpha1.IssuerAPIIAMv3))
+		waitReady(newAccessKey(newNamespace(nil), "gauged", iamv1beta1.IssuerAPIIAMv3))
 		registry := prometheus.NewRegistry()
 		leading := make(chan struct{})
 		m := NewMetrics(registry, managerCache.(cache.Cache))

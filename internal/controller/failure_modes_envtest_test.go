@@ -9,14 +9,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 var _ = Describe("Failure modes", func() {
 	// 5. Confirm before you replace, correctly.
 	It("never replaces a key for a Secret it could not read again", func() {
 		namespace := newNamespace(nil)
-		ak := waitReady(newAccessKey(namespace, "confirm", iamv1alpha1.IssuerAPIIAMv3))
+		ak := waitReady(newAccessKey(namespace, "confirm", iamv1beta1.IssuerAPIIAMv3))
 		first := ak.Status.KeyID
 
 		// The Secret's data is changed, and the API server cannot be read
@@ -50,30 +50,30 @@ var _ = Describe("Failure modes", func() {
 
 var _ = Describe("Issuer deletion against a tenant", func() {
 	It("lets an admin delete a ClusterKeyIssuer that a tenant's AccessKey merely names", func() {
-		api := iamv1alpha1.IssuerAPIIAMv3
+		api := iamv1beta1.IssuerAPIIAMv3
 		iss := clusterIssuer("held-"+newNamespace(nil), api, &metav1.LabelSelector{MatchLabels: map[string]string{"team": "chosen"}})
 		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
 		Eventually(func() []string {
-			got := &iamv1alpha1.ClusterKeyIssuer{}
+			got := &iamv1beta1.ClusterKeyIssuer{}
 			_ = k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), got)
 			return got.Finalizers
-		}, timeout, poll).Should(ContainElement(iamv1alpha1.InUseFinalizer))
+		}, timeout, poll).Should(ContainElement(iamv1beta1.InUseFinalizer))
 
 		// The tenant names the issuer from a namespace it does not serve:
 		// refused, no key, and it must not pin the issuer.
-		squatter := newAccessKey(newNamespace(nil), "squatter", api, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name })
+		squatter := newAccessKey(newNamespace(nil), "squatter", api, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name })
 		waitRefused(squatter, ReasonNotPermitted)
 		// A tenant that holds a key of it does pin it, until it goes.
 		holder := waitReady(newAccessKey(newNamespace(map[string]string{"team": "chosen"}), "holder", api,
-			func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name }))
+			func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name }))
 
 		Expect(k8sClient.Delete(ctx, iss)).To(Succeed())
 		Consistently(func() error {
-			return k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), &iamv1alpha1.ClusterKeyIssuer{})
+			return k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), &iamv1beta1.ClusterKeyIssuer{})
 		}, 2*time.Second, poll).Should(Succeed(), "held by the AccessKey whose key it minted")
 		Expect(k8sClient.Delete(ctx, holder)).To(Succeed())
 		Eventually(func() bool {
-			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), &iamv1alpha1.ClusterKeyIssuer{}))
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), &iamv1beta1.ClusterKeyIssuer{}))
 		}, timeout, poll).Should(BeTrue(), "the squatter's AccessKey does not hold the issuer")
 		Expect(liveKeysOf(holder)).To(BeEmpty())
 	})

@@ -11,28 +11,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
 func TestRefusalRetryBacksOffFrom5SecondsTo5Minutes(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	r := &AccessKeyReconciler{Clock: clocktesting.NewFakePassiveClock(now)}
-	synced := func(status metav1.ConditionStatus, since time.Duration) *iamv1alpha1.AccessKeyStatus {
-		return &iamv1alpha1.AccessKeyStatus{Conditions: []metav1.Condition{{
+	synced := func(status metav1.ConditionStatus, since time.Duration) *iamv1beta1.AccessKeyStatus {
+		return &iamv1beta1.AccessKeyStatus{Conditions: []metav1.Condition{{
 			Type: ConditionSynced, Status: status, LastTransitionTime: metav1.NewTime(now.Add(-since)),
 		}}}
 	}
 	for _, tc := range []struct {
 		name   string
-		status *iamv1alpha1.AccessKeyStatus
+		status *iamv1beta1.AccessKeyStatus
 		want   time.Duration
 	}{
 		{"refused just now", synced(metav1.ConditionFalse, 0), 5 * time.Second},
 		{"refused 3 s ago", synced(metav1.ConditionFalse, 3*time.Second), 5 * time.Second},
 		{"refused 40 s ago", synced(metav1.ConditionFalse, 40*time.Second), 40 * time.Second},
 		{"refused an hour ago", synced(metav1.ConditionFalse, time.Hour), 5 * time.Minute},
-		{"no condition yet", &iamv1alpha1.AccessKeyStatus{}, 5 * time.Second},
+		{"no condition yet", &iamv1beta1.AccessKeyStatus{}, 5 * time.Second},
 		{"synced for an hour", synced(metav1.ConditionTrue, time.Hour), 5 * time.Second},
 	} {
 		if got := r.refusalRetry(tc.status); got != tc.want {
@@ -153,16 +153,16 @@ func TestATurnedAwayIssuerCountsForTheWindow(t *testing.T) {
 }
 
 func TestIssuersOfListsEveryIssuerAnAccessKeyDependsOn(t *testing.T) {
-	minted := func(kind iamv1alpha1.IssuerKind, name string) *iamv1alpha1.MintingIssuer {
-		return &iamv1alpha1.MintingIssuer{Kind: kind, Name: name}
+	minted := func(kind iamv1beta1.IssuerKind, name string) iamv1beta1.MintingIssuer {
+		return iamv1beta1.MintingIssuer{Kind: kind, Name: name}
 	}
-	ak := &iamv1alpha1.AccessKey{}
+	ak := &iamv1beta1.AccessKey{}
 	ak.Namespace = "team"
-	ak.Spec.IssuerRef = iamv1alpha1.IssuerReference{Kind: iamv1alpha1.KeyIssuerKind, Name: "new"}
-	ak.Status.Issuer = minted(iamv1alpha1.ClusterKeyIssuerKind, "old")
-	ak.Status.Retiring = []iamv1alpha1.RetiringKey{{KeyID: "EXO1", Issuer: minted(iamv1alpha1.ClusterKeyIssuerKind, "old")},
-		{KeyID: "EXO2", Issuer: minted(iamv1alpha1.ClusterKeyIssuerKind, "older")}}
-	ak.Status.Pending = &iamv1alpha1.PendingKey{KeyName: "k", Issuer: *minted(iamv1alpha1.KeyIssuerKind, "new")}
+	ak.Spec.IssuerRef = iamv1beta1.IssuerReference{Kind: iamv1beta1.KeyIssuerKind, Name: "new"}
+	ak.Status.Issuer = minted(iamv1beta1.ClusterKeyIssuerKind, "old")
+	ak.Status.Retiring = []iamv1beta1.RetiringKey{{KeyID: "EXO1", Issuer: minted(iamv1beta1.ClusterKeyIssuerKind, "old")},
+		{KeyID: "EXO2", Issuer: minted(iamv1beta1.ClusterKeyIssuerKind, "older")}}
+	ak.Status.Pending = iamv1beta1.PendingKey{KeyName: "k", Issuer: minted(iamv1beta1.KeyIssuerKind, "new")}
 	got := issuersOf(ak)
 	want := []string{"KeyIssuer/team/new", "ClusterKeyIssuer/old", "ClusterKeyIssuer/older"}
 	if !slices.Equal(got, want) {

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 	"github.com/exokey/exokey/internal/exoscale/policy"
@@ -197,7 +197,7 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) (int, error) {
 	// The cache's own objects, not copies: a listing judges every AccessKey
 	// of the issuer at once, and copies of 10,000 of them were as much
 	// again as the cache holds. Nothing here writes to them.
-	accessKeys := &iamv1alpha1.AccessKeyList{}
+	accessKeys := &iamv1beta1.AccessKeyList{}
 	if err := inv.Reader.List(ctx, accessKeys, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)},
 		client.UnsafeDisableDeepCopy); err != nil {
 		return 0, err
@@ -247,7 +247,7 @@ func (inv *Inventory) list(ctx context.Context, iss *issuer) (int, error) {
 		logf.FromContext(ctx).Info("the inventory found drifted keys", "issuer", issuerID(iss), "drifted", len(found))
 	}
 	for name := range found {
-		ak := &iamv1alpha1.AccessKey{}
+		ak := &iamv1beta1.AccessKey{}
 		ak.Namespace, ak.Name = name.Namespace, name.Name
 		select {
 		case inv.events <- event.GenericEvent{Object: ak}:
@@ -289,22 +289,22 @@ func (inv *Inventory) unlistedPeriod() time.Duration {
 // judgeable reports whether a listing taken at started can judge the
 // AccessKey's current key: one iss minted, settled (no create in flight,
 // no replacement due for a changed spec) and older than the listing.
-func judgeable(ak *iamv1alpha1.AccessKey, iss *issuer, started time.Time) bool {
+func judgeable(ak *iamv1beta1.AccessKey, iss *issuer, started time.Time) bool {
 	status := &ak.Status
-	if status.KeyID == "" || status.Pending != nil || !ak.DeletionTimestamp.IsZero() || status.RestrictionHash != restrictionHash(ak) {
+	if status.KeyID == "" || !status.Pending.IsZero() || !ak.DeletionTimestamp.IsZero() || status.RestrictionHash != restrictionHash(ak) {
 		return false
 	}
 	if status.CreatedAt == nil || !status.CreatedAt.Time.Before(started) {
 		return false
 	}
-	if status.Issuer != nil {
-		return *status.Issuer == iss.identity()
+	if !status.Issuer.IsZero() {
+		return status.Issuer == iss.identity()
 	}
 	return kindOf(ak.Spec.IssuerRef) == iss.Kind && ak.Spec.IssuerRef.Name == iss.Key.Name
 }
 
 // judge holds an AccessKey's current key against a listing.
-func (inv *Inventory) judge(ak *iamv1alpha1.AccessKey, listing exoscale.Listing) (finding, bool) {
+func (inv *Inventory) judge(ak *iamv1beta1.AccessKey, listing exoscale.Listing) (finding, bool) {
 	status := &ak.Status
 	if status.ExpiresAt == nil { // a session credential is not listed; its role is
 		if _, ok := listing.Keys[status.KeyID]; !ok {
@@ -355,7 +355,7 @@ func ownedBy(listing exoscale.Listing, clusterID string) []exoscale.Key {
 
 // take returns, and forgets, what the last listing found of the
 // AccessKey's current key; false when it found nothing wrong.
-func (inv *Inventory) take(ak *iamv1alpha1.AccessKey) (finding, bool) {
+func (inv *Inventory) take(ak *iamv1beta1.AccessKey) (finding, bool) {
 	name := client.ObjectKeyFromObject(ak)
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
@@ -403,14 +403,14 @@ func (inv *Inventory) listedOwner(iss *issuer, keyID string) (roleID, uid string
 // listIssuers reads every KeyIssuer and ClusterKeyIssuer.
 func listIssuers(ctx context.Context, reader client.Reader) ([]*issuer, error) {
 	var out []*issuer
-	cluster := &iamv1alpha1.ClusterKeyIssuerList{}
+	cluster := &iamv1beta1.ClusterKeyIssuerList{}
 	if err := reader.List(ctx, cluster); err != nil {
 		return nil, err
 	}
 	for i := range cluster.Items {
 		out = append(out, clusterKeyIssuer(&cluster.Items[i]))
 	}
-	namespaced := &iamv1alpha1.KeyIssuerList{}
+	namespaced := &iamv1beta1.KeyIssuerList{}
 	if err := reader.List(ctx, namespaced); err != nil {
 		return nil, err
 	}

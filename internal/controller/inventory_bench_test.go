@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
@@ -24,15 +24,15 @@ func BenchmarkInventory(b *testing.B) {
 	cat := catalog.Default()
 	inv := &Inventory{Catalog: cat, ClusterID: uuid.NewString()}
 	listing := exoscale.Listing{Keys: map[string]string{}, Roles: map[string]exoscale.Role{}}
-	accessKeys := make([]*iamv1alpha1.AccessKey, n)
+	accessKeys := make([]*iamv1beta1.AccessKey, n)
 	for i := range n {
-		ak := &iamv1alpha1.AccessKey{
+		ak := &iamv1beta1.AccessKey{
 			ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("team-%03d", i%100), Name: fmt.Sprintf("backup-%05d", i), UID: types.UID(uuid.NewString())},
-			Spec: iamv1alpha1.AccessKeySpec{Operations: []string{"get-sos-object", "put-sos-object", "list-sos-bucket"},
+			Spec: iamv1beta1.AccessKeySpec{Operations: []string{"get-sos-object", "put-sos-object", "list-sos-bucket"},
 				Resources: []string{fmt.Sprintf("sos/bucket:backups-%d", i)}},
 		}
 		keyID, roleID := fmt.Sprintf("EXO%024x", i), uuid.NewString()
-		ak.Status = iamv1alpha1.AccessKeyStatus{KeyID: keyID, RoleID: roleID}
+		ak.Status = iamv1beta1.AccessKeyStatus{KeyID: keyID, RoleID: roleID}
 		compiled, err := exoscale.CompilePolicy(KeySpecOf(ak, ""), cat)
 		if err != nil {
 			b.Fatal(err)

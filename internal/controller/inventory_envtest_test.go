@@ -11,9 +11,10 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/policy"
 )
@@ -32,7 +33,7 @@ var _ = Describe("Drift", func() {
 	BeforeEach(func() { namespace = newNamespace(nil) })
 
 	It("puts back a role widened out of band to allow everything, with a Warning", func() {
-		ak := waitReady(newAccessKey(namespace, "widened", iamv1alpha1.IssuerAPIIAMv3))
+		ak := waitReady(newAccessKey(namespace, "widened", iamv1beta1.IssuerAPIIAMv3))
 		s := secretOf(ak)
 		Expect(allowed(s, "create-api-key", "")).To(BeFalse())
 		corrections := driftCorrections(ak, DriftWidened)
@@ -52,7 +53,7 @@ var _ = Describe("Drift", func() {
 	})
 
 	It("gives back the rights of a role narrowed out of band to deny everything", func() {
-		ak := waitReady(newAccessKey(namespace, "narrowed", iamv1alpha1.IssuerAPIIAMv3))
+		ak := waitReady(newAccessKey(namespace, "narrowed", iamv1beta1.IssuerAPIIAMv3))
 		s := secretOf(ak)
 		editRoleOutOfBand(ak.Status.RoleID, policy.Policy{DefaultServiceStrategy: "deny"})
 		Expect(allowed(s, "get-sos-object", "backups")).To(BeFalse(), "the edit took")
@@ -63,8 +64,8 @@ var _ = Describe("Drift", func() {
 	})
 
 	It("checks the role of a session credential the same way", func() {
-		ak := waitReady(newAccessKey(namespace, "session", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.TTL = &metav1.Duration{Duration: time.Hour}
+		ak := waitReady(newAccessKey(namespace, "session", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.TTLSeconds = iamv1beta1.SecondsOf(time.Hour)
 		}))
 		s := secretOf(ak)
 		editRoleOutOfBand(ak.Status.RoleID, policy.Policy{DefaultServiceStrategy: "allow"})
@@ -73,7 +74,7 @@ var _ = Describe("Drift", func() {
 		Expect(allowed(s, "get-sos-object", "backups")).To(BeTrue())
 	})
 
-	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+	for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
 		It(fmt.Sprintf("replaces a key deleted out of band (%s)", api), func() {
 			ak := waitReady(newAccessKey(namespace, "deleted-"+lower(api), api))
 			Expect(rootKeys[api].Revoke(ctx, exoscale.Key{ID: ak.Status.KeyID, RoleID: ak.Status.RoleID})).To(Succeed())
@@ -82,8 +83,8 @@ var _ = Describe("Drift", func() {
 	}
 
 	It("replaces a key whose role was relabelled out of band, and revokes the old one at once", func() {
-		ak := waitReady(newAccessKey(namespace, "relabelled", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
-			ak.Spec.Rotation.GracePeriod = &metav1.Duration{Duration: time.Hour}
+		ak := waitReady(newAccessKey(namespace, "relabelled", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
+			ak.Spec.Rotation.GracePeriodSeconds = iamv1beta1.SecondsOf(time.Hour)
 		}))
 		s := secretOf(ak)
 		relabelRoleOutOfBand(ak.Status.RoleID, map[string]string{LabelUID: "someone-else"})
@@ -91,7 +92,7 @@ var _ = Describe("Drift", func() {
 		for _, old := range got.Status.Retiring {
 			Expect(old.RevokeAt.Sub(testClock.Now())).To(BeNumerically("<", time.Minute), "revoked at once, not after the hour of grace")
 		}
-		Eventually(func() []iamv1alpha1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
+		Eventually(func() []iamv1beta1.RetiringKey { return fetch(ak).Status.Retiring }, timeout, poll).Should(BeEmpty())
 		Eventually(func() bool {
 			return authenticates(string(s.Data["EXOSCALE_API_KEY"]), string(s.Data["EXOSCALE_API_SECRET"]))
 		}, timeout, poll).Should(BeFalse(), "the old key goes at once, not after the hour of grace")
@@ -102,37 +103,37 @@ var _ = Describe("Drift", func() {
 		iss := issuerOfKey(namespace, "no-list")
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
-			ready := condition(&iamv1alpha1.AccessKey{Status: iamv1alpha1.AccessKeyStatus{Conditions: iss.Status.Conditions}}, ConditionReady)
+			ready := condition(&iamv1beta1.AccessKey{Status: iamv1beta1.AccessKeyStatus{Conditions: iss.Status.Conditions}}, ConditionReady)
 			g.Expect(ready).NotTo(BeNil())
 			g.Expect(ready.Status).To(Equal(metav1.ConditionTrue))
 			g.Expect(ready.Message).To(SatisfyAll(ContainSubstring("without list-iam-roles"), ContainSubstring("without list-api-keys"),
 				ContainSubstring("without update-iam-role-policy")))
 		}, timeout, poll).Should(Succeed())
 
-		ak := waitReady(newAccessKey(namespace, "unlisted", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+		ak := waitReady(newAccessKey(namespace, "unlisted", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.IssuerRef.Name = iss.Name
 		}))
-		Expect(rootKeys[iamv1alpha1.IssuerAPIIAMv3].Revoke(ctx, exoscale.Key{ID: ak.Status.KeyID, RoleID: ak.Status.RoleID})).To(Succeed())
+		Expect(rootKeys[iamv1beta1.IssuerAPIIAMv3].Revoke(ctx, exoscale.Key{ID: ak.Status.KeyID, RoleID: ak.Status.RoleID})).To(Succeed())
 		waitReplaced(ak, ak.Status.KeyID)
 	})
 
 	Context("a narrowed ceiling", func() {
-		narrow := func(iss *iamv1alpha1.ClusterKeyIssuer) {
+		narrow := func(iss *iamv1beta1.ClusterKeyIssuer) {
 			Eventually(func() error {
 				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss); err != nil {
 					return err
 				}
-				iss.Spec.Allowed = iamv1alpha1.Allowed{Operations: []string{"list-zones"}}
+				iss.Spec.Allowed = iamv1beta1.Allowed{Operations: []string{"list-zones"}}
 				return k8sClient.Update(ctx, iss)
 			}, timeout, poll).Should(Succeed())
 		}
-		for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+		for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
 			It(fmt.Sprintf("ends the old rights at once, whatever the AccessKey's gracePeriod (%s)", api), func() {
 				iss := clusterIssuer("ceiling-"+lower(api)+"-"+namespace, api, nil)
 				Expect(k8sClient.Create(ctx, iss)).To(Succeed())
-				ak := waitReady(newAccessKey(namespace, "long-grace", api, func(ak *iamv1alpha1.AccessKey) {
+				ak := waitReady(newAccessKey(namespace, "long-grace", api, func(ak *iamv1beta1.AccessKey) {
 					ak.Spec.IssuerRef.Name = iss.Name
-					ak.Spec.Rotation.GracePeriod = &metav1.Duration{Duration: time.Hour}
+					ak.Spec.Rotation.GracePeriodSeconds = iamv1beta1.SecondsOf(time.Hour)
 				}))
 				s := secretOf(ak)
 				narrow(iss)
@@ -144,12 +145,12 @@ var _ = Describe("Drift", func() {
 		}
 
 		It("keeps a key beyond it for the issuer's beyondCeilingGrace, and no longer", func() {
-			iss := clusterIssuer("ceiling-grace-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-			iss.Spec.Limits.BeyondCeilingGrace = &metav1.Duration{Duration: 5 * time.Minute}
+			iss := clusterIssuer("ceiling-grace-"+namespace, iamv1beta1.IssuerAPIIAMv3, nil)
+			iss.Spec.Limits.BeyondCeilingGraceSeconds = ptr.To(iamv1beta1.SecondsOf(5 * time.Minute))
 			Expect(k8sClient.Create(ctx, iss)).To(Succeed())
-			ak := waitReady(newAccessKey(namespace, "issuer-grace", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			ak := waitReady(newAccessKey(namespace, "issuer-grace", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 				ak.Spec.IssuerRef.Name = iss.Name
-				ak.Spec.Rotation.GracePeriod = &metav1.Duration{Duration: time.Hour}
+				ak.Spec.Rotation.GracePeriodSeconds = iamv1beta1.SecondsOf(time.Hour)
 			}))
 			s := secretOf(ak)
 			narrow(iss)
@@ -172,7 +173,7 @@ var _ = Describe("Drift", func() {
 
 	Context("a tenant", func() {
 		It("cannot make the inventory rewrite a role labelled with another AccessKey's UID, or another cluster's", func() {
-			victim := waitReady(newAccessKey(namespace, "victim", iamv1alpha1.IssuerAPIIAMv3))
+			victim := waitReady(newAccessKey(namespace, "victim", iamv1beta1.IssuerAPIIAMv3))
 			wide := policy.Policy{DefaultServiceStrategy: "allow"}
 			// Roles made outside this AccessKey's record, each with a wide
 			// policy: one naming the victim's UID in this cluster, one
@@ -183,14 +184,14 @@ var _ = Describe("Drift", func() {
 			}
 			roleIDs := map[string]string{}
 			for name, labels := range decoys {
-				cred, err := rootKeys[iamv1alpha1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{
+				cred, err := rootKeys[iamv1beta1.IssuerAPIIAMv3].Create(ctx, exoscale.KeySpec{
 					Name: "decoy-" + name + "-" + namespace, Operations: []string{"get-sos-object"}, Labels: labels})
 				Expect(err).NotTo(HaveOccurred())
 				editRoleOutOfBand(cred.RoleID, wide)
 				roleIDs[name] = cred.RoleID
 			}
 			// The tenant's own AccessKey carries forged labels naming the victim.
-			forger := waitReady(newAccessKey(namespace, "forger", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+			forger := waitReady(newAccessKey(namespace, "forger", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 				ak.Labels = map[string]string{LabelUID: string(victim.UID), LabelCluster: "another-cluster"}
 			}))
 			Consistently(func(g Gomega) {
@@ -251,7 +252,7 @@ func rolePolicy(roleID string) policy.Policy {
 }
 
 // eventsOf joins the messages of an AccessKey's events of one reason.
-func eventsOf(ak *iamv1alpha1.AccessKey, reason string) string {
+func eventsOf(ak *iamv1beta1.AccessKey, reason string) string {
 	events := &corev1.EventList{}
 	ExpectWithOffset(1, k8sClient.List(ctx, events, client.InNamespace(ak.Namespace))).To(Succeed())
 	var out string
@@ -265,10 +266,10 @@ func eventsOf(ak *iamv1alpha1.AccessKey, reason string) string {
 
 // driftCorrections reads exokey_drift_corrections_total for the
 // ClusterKeyIssuer of ak.
-func driftCorrections(ak *iamv1alpha1.AccessKey, kind string) float64 {
+func driftCorrections(ak *iamv1beta1.AccessKey, kind string) float64 {
 	families, err := testRegistry.Gather()
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	issuer := string(iamv1alpha1.ClusterKeyIssuerKind) + "//" + ak.Spec.IssuerRef.Name
+	issuer := string(iamv1beta1.ClusterKeyIssuerKind) + "//" + ak.Spec.IssuerRef.Name
 	for _, f := range families {
 		if f.GetName() != "exokey_drift_corrections_total" {
 			continue

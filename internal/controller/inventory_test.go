@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 	"github.com/exokey/exokey/internal/exoscale/policy"
@@ -19,10 +19,10 @@ import (
 
 func TestInventoryJudgesAKeyAgainstTheListing(t *testing.T) {
 	inv := &Inventory{Catalog: catalog.Default(), ClusterID: "c1"}
-	ak := &iamv1alpha1.AccessKey{
+	ak := &iamv1beta1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "backup", UID: "u1"},
-		Spec:       iamv1alpha1.AccessKeySpec{Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:backups"}},
-		Status:     iamv1alpha1.AccessKeyStatus{KeyID: "EXOkey", RoleID: "role"},
+		Spec:       iamv1beta1.AccessKeySpec{Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:backups"}},
+		Status:     iamv1beta1.AccessKeyStatus{KeyID: "EXOkey", RoleID: "role"},
 	}
 	compiled, err := exoscale.CompilePolicy(KeySpecOf(ak, ""), catalog.Default())
 	if err != nil {
@@ -95,35 +95,35 @@ func TestInventoryJudgesAKeyAgainstTheListing(t *testing.T) {
 }
 
 func TestInventoryJudgesOnlySettledKeysOlderThanTheListing(t *testing.T) {
-	iss := clusterKeyIssuer(&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "org", UID: "i1"}})
-	other := clusterKeyIssuer(&iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "org", UID: "i2"}})
+	iss := clusterKeyIssuer(&iamv1beta1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "org", UID: "i1"}})
+	other := clusterKeyIssuer(&iamv1beta1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "org", UID: "i2"}})
 	listedAt := time.Now()
 	minted := metav1.NewTime(listedAt.Add(-time.Minute))
-	base := &iamv1alpha1.AccessKey{
+	base := &iamv1beta1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "backup", UID: "u1"},
-		Spec:       iamv1alpha1.AccessKeySpec{IssuerRef: iamv1alpha1.IssuerReference{Name: "org"}, Operations: []string{"get-sos-object"}},
+		Spec:       iamv1beta1.AccessKeySpec{IssuerRef: iamv1beta1.IssuerReference{Name: "org"}, Operations: []string{"get-sos-object"}},
 	}
-	base.Status = iamv1alpha1.AccessKeyStatus{KeyID: "EXOkey", CreatedAt: &minted, RestrictionHash: restrictionHash(base)}
+	base.Status = iamv1beta1.AccessKeyStatus{KeyID: "EXOkey", CreatedAt: &minted, RestrictionHash: restrictionHash(base)}
 	identity := iss.identity()
-	base.Status.Issuer = &identity
+	base.Status.Issuer = identity
 	for _, tc := range []struct {
 		name   string
-		change func(*iamv1alpha1.AccessKey)
+		change func(*iamv1beta1.AccessKey)
 		want   bool
 	}{
-		{"settled and older", func(*iamv1alpha1.AccessKey) {}, true},
-		{"no key", func(ak *iamv1alpha1.AccessKey) { ak.Status.KeyID = "" }, false},
-		{"a create in flight", func(ak *iamv1alpha1.AccessKey) { ak.Status.Pending = &iamv1alpha1.PendingKey{} }, false},
-		{"minted after the listing began", func(ak *iamv1alpha1.AccessKey) {
+		{"settled and older", func(*iamv1beta1.AccessKey) {}, true},
+		{"no key", func(ak *iamv1beta1.AccessKey) { ak.Status.KeyID = "" }, false},
+		{"a create in flight", func(ak *iamv1beta1.AccessKey) { ak.Status.Pending = iamv1beta1.PendingKey{} }, false},
+		{"minted after the listing began", func(ak *iamv1beta1.AccessKey) {
 			after := metav1.NewTime(listedAt.Add(time.Millisecond))
 			ak.Status.CreatedAt = &after
 		}, false},
-		{"spec changed: a replacement is due anyway", func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"list-zones"} }, false},
-		{"minted by an issuer of the same name before it was recreated", func(ak *iamv1alpha1.AccessKey) {
+		{"spec changed: a replacement is due anyway", func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = []string{"list-zones"} }, false},
+		{"minted by an issuer of the same name before it was recreated", func(ak *iamv1beta1.AccessKey) {
 			identity := other.identity()
-			ak.Status.Issuer = &identity
+			ak.Status.Issuer = identity
 		}, false},
-		{"being deleted", func(ak *iamv1alpha1.AccessKey) {
+		{"being deleted", func(ak *iamv1beta1.AccessKey) {
 			now := metav1.Now()
 			ak.DeletionTimestamp = &now
 		}, false},
@@ -221,7 +221,7 @@ func TestListingsAreHeldWithAnEagerCollector(t *testing.T) {
 }
 
 func TestListedOwnerAnswersFromTheLastListing(t *testing.T) {
-	iss := &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: types.NamespacedName{Name: "i"}}
+	iss := &issuer{Kind: iamv1beta1.ClusterKeyIssuerKind, Key: types.NamespacedName{Name: "i"}}
 	listing := exoscale.Listing{
 		Keys: map[string]string{"EXOmine": "r1", "EXOtheirs": "r2", "EXOelsewhere": "r3"},
 		Roles: map[string]exoscale.Role{

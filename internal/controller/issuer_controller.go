@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -21,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
 )
@@ -45,6 +46,9 @@ type IssuerReconciler struct {
 
 	// Clock is the real clock unless a test sets another.
 	Clock clock.PassiveClock
+	// CRDs holds reconciling while the installed CRDs are older than the
+	// manager; nil checks nothing.
+	CRDs *CRDGate
 
 	// checked holds, per issuer, what its last check saw and when.
 	checked sync.Map
@@ -60,16 +64,16 @@ type issuerCheck struct {
 // +kubebuilder:rbac:groups=iam.exokey.io,resources=keyissuers/status;clusterkeyissuers/status,verbs=patch
 
 // mintingOperations are what an issuer's key needs to mint and revoke keys.
-var mintingOperations = map[iamv1alpha1.IssuerAPI][]string{
-	iamv1alpha1.IssuerAPIIAMv3:       {"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role"},
-	iamv1alpha1.IssuerAPIAccessKeyV2: {"create-access-key", "revoke-access-key"},
+var mintingOperations = map[iamv1beta1.IssuerAPI][]string{
+	iamv1beta1.IssuerAPIIAMv3:       {"create-iam-role", "create-api-key", "delete-api-key", "delete-iam-role"},
+	iamv1beta1.IssuerAPIAccessKeyV2: {"create-access-key", "revoke-access-key"},
 }
 
 // Reconcile records the state of one issuer.
 func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	ref := iamv1alpha1.IssuerReference{Kind: iamv1alpha1.KeyIssuerKind, Name: req.Name}
+	ref := iamv1beta1.IssuerReference{Kind: iamv1beta1.KeyIssuerKind, Name: req.Name}
 	if r.Cluster {
-		ref.Kind = iamv1alpha1.ClusterKeyIssuerKind
+		ref.Kind = iamv1beta1.ClusterKeyIssuerKind
 	}
 	iss, err := getIssuer(ctx, r.Client, ref, req.Namespace)
 	if apierrors.IsNotFound(err) {
@@ -82,12 +86,25 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if refusal := r.CRDs.Refusal(); refusal != "" {
+		status := iss.Status.DeepCopy()
+		status.ObservedGeneration = &iss.Generation
+		refuseOutdated(&status.Conditions, r.Clock.Now(), iss.Generation, refusal)
+		if !equality.Semantic.DeepEqual(iss.Status, status) {
+			base := iss.Object.DeepCopyObject().(client.Object)
+			*iss.Status = *status
+			if err := r.Status().Patch(ctx, iss.Object, client.MergeFrom(base)); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+		return ctrl.Result{RequeueAfter: r.CRDs.period()}, nil
+	}
 	if !iss.Object.GetDeletionTimestamp().IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, iss)
 	}
-	if !controllerutil.ContainsFinalizer(iss.Object, iamv1alpha1.InUseFinalizer) {
+	if !controllerutil.ContainsFinalizer(iss.Object, iamv1beta1.InUseFinalizer) {
 		base := iss.Object.DeepCopyObject().(client.Object)
-		controllerutil.AddFinalizer(iss.Object, iamv1alpha1.InUseFinalizer)
+		controllerutil.AddFinalizer(iss.Object, iamv1beta1.InUseFinalizer)
 		if err := r.Patch(ctx, iss.Object, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add the in-use finalizer: %w", err)
 		}
@@ -106,15 +123,26 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 
 	status := iss.Status.DeepCopy()
-	status.ObservedGeneration = iss.Generation
+	status.ObservedGeneration = &iss.Generation
 	ceiling := Ceiling(iss.Spec.Allowed, catalog.Default())
 	status.Ceiling = &ceiling
 	reason, message, held, checkErr := r.check(ctx, iss)
 	ready := metav1.ConditionFalse
 	if reason == ReasonIssuerReady {
 		ready = metav1.ConditionTrue
-		status.Grantable = len(held)
-		status.CanAssumeRoles = slices.Contains(held, assumeOperation)
+		status.Grantable = ptr.To(int32(len(held)))
+		status.SessionCredentials = iamv1beta1.Unavailable
+		if slices.Contains(held, assumeOperation) {
+			status.SessionCredentials = iamv1beta1.Available
+		}
+	}
+	// Once served, both are set (to what the last check found), as
+	// v1alpha1 reads them as values (api/v1alpha1/conversion.go).
+	if status.Grantable == nil {
+		status.Grantable = ptr.To(int32(0))
+	}
+	if status.SessionCredentials == "" {
+		status.SessionCredentials = iamv1beta1.Unavailable
 	}
 	setCondition(&status.Conditions, r.Clock.Now(), iss.Generation, ConditionReady, ready, reason, message)
 	summarize(&status.Conditions, r.Clock.Now(), iss.Generation, true, reason, message)
@@ -140,7 +168,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // Secret is deleted meanwhile) is kept until then. Each AccessKey's
 // deletion brings the issuer back here through the AccessKey watch.
 func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
-	if !controllerutil.ContainsFinalizer(iss.Object, iamv1alpha1.InUseFinalizer) {
+	if !controllerutil.ContainsFinalizer(iss.Object, iamv1beta1.InUseFinalizer) {
 		return nil
 	}
 	users, err := r.holders(ctx, iss)
@@ -170,7 +198,7 @@ func (r *IssuerReconciler) finalize(ctx context.Context, iss *issuer) error {
 		return client.IgnoreNotFound(r.Status().Patch(ctx, iss.Object, client.MergeFrom(base)))
 	}
 	base := iss.Object.DeepCopyObject().(client.Object)
-	controllerutil.RemoveFinalizer(iss.Object, iamv1alpha1.InUseFinalizer)
+	controllerutil.RemoveFinalizer(iss.Object, iamv1beta1.InUseFinalizer)
 	if err := r.Patch(ctx, iss.Object, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return client.IgnoreNotFound(err)
 	}
@@ -207,7 +235,7 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 	}
 	api := iss.Spec.API
 	if api == "" {
-		api = iamv1alpha1.IssuerAPIIAMv3
+		api = iamv1beta1.IssuerAPIIAMv3
 	}
 	for _, op := range mintingOperations[api] {
 		if !slices.Contains(held, op) {
@@ -215,7 +243,7 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 		}
 	}
 	message = fmt.Sprintf("the issuer's key holds %d operations", len(held))
-	if api == iamv1alpha1.IssuerAPIIAMv3 && !slices.Contains(held, assumeOperation) {
+	if api == iamv1beta1.IssuerAPIIAMv3 && !slices.Contains(held, assumeOperation) {
 		// Permanent keys are minted; AccessKeys with spec.ttl are refused.
 		message += fmt.Sprintf("; it lacks %s, so it cannot hand out session credentials (spec.ttl)", assumeOperation)
 	}
@@ -233,20 +261,20 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 
 // inventoryOperations are what the inventory calls, by API, and what is
 // lost without each.
-var inventoryOperations = map[iamv1alpha1.IssuerAPI][]struct{ operation, without string }{
-	iamv1alpha1.IssuerAPIIAMv3: {
+var inventoryOperations = map[iamv1beta1.IssuerAPI][]struct{ operation, without string }{
+	iamv1beta1.IssuerAPIIAMv3: {
 		{"list-iam-roles", "each key is looked up on its own every 20 minutes (a call a key), and a role edited at Exoscale is not seen"},
 		{"list-api-keys", "each key is looked up on its own every 20 minutes (a call a key)"},
 		{"update-iam-role-policy", "a role edited at Exoscale is not put back in place: its key is replaced"},
 	},
-	iamv1alpha1.IssuerAPIAccessKeyV2: {
+	iamv1beta1.IssuerAPIAccessKeyV2: {
 		{"list-access-keys", "each key is looked up on its own every 20 minutes (a call a key)"},
 	},
 }
 
 // inventoryWarning names the inventory's operations the issuer's key
 // lacks, and what is lost without them; "" when it holds them all.
-func inventoryWarning(api iamv1alpha1.IssuerAPI, held []string) string {
+func inventoryWarning(api iamv1beta1.IssuerAPI, held []string) string {
 	var lacks []string
 	for _, need := range inventoryOperations[api] {
 		if !slices.Contains(held, need.operation) {
@@ -273,25 +301,25 @@ func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Op
 	if r.CredentialsPollPeriod <= 0 {
 		r.CredentialsPollPeriod = 30 * time.Second
 	}
-	var obj client.Object = &iamv1alpha1.KeyIssuer{}
+	var obj client.Object = &iamv1beta1.KeyIssuer{}
 	name := "keyissuer"
 	if r.Cluster {
-		obj, name = &iamv1alpha1.ClusterKeyIssuer{}, "clusterkeyissuer"
+		obj, name = &iamv1beta1.ClusterKeyIssuer{}, "clusterkeyissuer"
 	}
-	kind := iamv1alpha1.KeyIssuerKind
+	kind := iamv1beta1.KeyIssuerKind
 	if r.Cluster {
-		kind = iamv1alpha1.ClusterKeyIssuerKind
+		kind = iamv1beta1.ClusterKeyIssuerKind
 	}
 	return ctrl.NewControllerManagedBy(mgr).For(obj).
 		// An AccessKey's deletion, or a change of the issuers it depends
 		// on, may free an issuer waiting on its in-use finalizer.
-		Watches(&iamv1alpha1.AccessKey{}, handler.EnqueueRequestsFromMapFunc(r.deletingIssuersOf(kind))).
+		Watches(&iamv1beta1.AccessKey{}, handler.EnqueueRequestsFromMapFunc(r.deletingIssuersOf(kind))).
 		WithOptions(opts).Named(name).Complete(r)
 }
 
 // holders are the AccessKeys whose status records a key the issuer minted.
 func (r *IssuerReconciler) holders(ctx context.Context, iss *issuer) ([]string, error) {
-	candidates := &iamv1alpha1.AccessKeyList{} // the cache's own objects, only read
+	candidates := &iamv1beta1.AccessKeyList{} // the cache's own objects, only read
 	if err := r.List(ctx, candidates, client.MatchingFields{issuerIndex: issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
@@ -307,8 +335,8 @@ func (r *IssuerReconciler) holders(ctx context.Context, iss *issuer) ([]string, 
 // holdsKeysOf reports whether an AccessKey's status records a key the
 // issuer minted (current, retiring or pending). Keys recorded before
 // statuses named their issuer count for the issuer the spec names.
-func holdsKeysOf(ak *iamv1alpha1.AccessKey, iss *issuer) bool {
-	mintedBy := func(m *iamv1alpha1.MintingIssuer) bool {
+func holdsKeysOf(ak *iamv1beta1.AccessKey, iss *issuer) bool {
+	mintedBy := func(m *iamv1beta1.MintingIssuer) bool {
 		if m == nil {
 			return issuerIndexValue(ak.Spec.IssuerRef.Kind, ak.Namespace, ak.Spec.IssuerRef.Name) ==
 				issuerIndexValue(iss.Kind, iss.Key.Namespace, iss.Key.Name)
@@ -316,35 +344,35 @@ func holdsKeysOf(ak *iamv1alpha1.AccessKey, iss *issuer) bool {
 		return m.Kind == iss.Kind && m.Name == iss.Key.Name
 	}
 	s := ak.Status
-	if s.KeyID != "" && mintedBy(s.Issuer) {
+	if s.KeyID != "" && mintedBy(minted(s.Issuer)) {
 		return true
 	}
 	for i := range s.Retiring {
-		if mintedBy(s.Retiring[i].Issuer) {
+		if mintedBy(minted(s.Retiring[i].Issuer)) {
 			return true
 		}
 	}
-	return s.Pending != nil && mintedBy(&s.Pending.Issuer)
+	return !s.Pending.IsZero() && mintedBy(&s.Pending.Issuer)
 }
 
 // deletingIssuersOf maps an AccessKey to the issuers of one kind it depends
 // on that are being deleted: only those wait on their AccessKeys.
-func (r *IssuerReconciler) deletingIssuersOf(kind iamv1alpha1.IssuerKind) handler.MapFunc {
+func (r *IssuerReconciler) deletingIssuersOf(kind iamv1beta1.IssuerKind) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		ak := o.(*iamv1alpha1.AccessKey)
+		ak := o.(*iamv1beta1.AccessKey)
 		var requests []reconcile.Request
 		for _, value := range issuersOf(ak) {
 			parts := strings.Split(value, "/")
 			var key types.NamespacedName
 			switch {
-			case kind == iamv1alpha1.KeyIssuerKind && parts[0] == string(kind) && len(parts) == 3:
+			case kind == iamv1beta1.KeyIssuerKind && parts[0] == string(kind) && len(parts) == 3:
 				key = keyOf(parts[1], parts[2])
-			case kind == iamv1alpha1.ClusterKeyIssuerKind && parts[0] == string(kind) && len(parts) == 2:
+			case kind == iamv1beta1.ClusterKeyIssuerKind && parts[0] == string(kind) && len(parts) == 2:
 				key = keyOf("", parts[1])
 			default:
 				continue
 			}
-			iss, err := getIssuer(ctx, r.Client, iamv1alpha1.IssuerReference{Kind: kind, Name: key.Name}, key.Namespace)
+			iss, err := getIssuer(ctx, r.Client, iamv1beta1.IssuerReference{Kind: kind, Name: key.Name}, key.Namespace)
 			if err == nil && !iss.Object.GetDeletionTimestamp().IsZero() {
 				requests = append(requests, reconcile.Request{NamespacedName: key})
 			}

@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // holdCredentials keeps an issuer's credentials Secret through a teardown.
@@ -29,7 +29,7 @@ func (r *IssuerReconciler) holdCredentials(ctx context.Context, secret *metav1.P
 	if secret == nil {
 		return nil
 	}
-	held := controllerutil.ContainsFinalizer(secret, iamv1alpha1.CredentialsFinalizer)
+	held := controllerutil.ContainsFinalizer(secret, iamv1beta1.CredentialsFinalizer)
 	deleting := !secret.DeletionTimestamp.IsZero()
 	switch {
 	case !deleting && !held:
@@ -73,7 +73,7 @@ func (r *IssuerReconciler) credentialsNeeded(ctx context.Context, key types.Name
 // the KeyIssuers of its namespace and the ClusterKeyIssuers that name it.
 func (r *IssuerReconciler) issuersUsing(ctx context.Context, key types.NamespacedName) ([]*issuer, error) {
 	var users []*issuer
-	keyIssuers := &iamv1alpha1.KeyIssuerList{}
+	keyIssuers := &iamv1beta1.KeyIssuerList{}
 	if err := r.List(ctx, keyIssuers, client.InNamespace(key.Namespace)); err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ func (r *IssuerReconciler) issuersUsing(ctx context.Context, key types.Namespace
 			users = append(users, iss)
 		}
 	}
-	clusterIssuers := &iamv1alpha1.ClusterKeyIssuerList{}
+	clusterIssuers := &iamv1beta1.ClusterKeyIssuerList{}
 	if err := r.List(ctx, clusterIssuers); err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func (r *IssuerReconciler) issuersUsing(ctx context.Context, key types.Namespace
 // metadata alone, on the version read.
 func (r *IssuerReconciler) patchFinalizer(ctx context.Context, secret *metav1.PartialObjectMetadata, edit func(client.Object, string) bool) error {
 	base := secret.DeepCopy()
-	edit(secret, iamv1alpha1.CredentialsFinalizer)
+	edit(secret, iamv1beta1.CredentialsFinalizer)
 	err := r.Patch(ctx, secret, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	if client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("update the finalizers of credentials Secret %s: %w", client.ObjectKeyFromObject(secret), err)

@@ -14,52 +14,52 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
 // issuer is a KeyIssuer or ClusterKeyIssuer, read through one shape.
 type issuer struct {
-	Kind       iamv1alpha1.IssuerKind
+	Kind       iamv1beta1.IssuerKind
 	Key        types.NamespacedName
 	Object     client.Object
 	Generation int64
-	Spec       iamv1alpha1.IssuerSpec
+	Spec       iamv1beta1.IssuerSpec
 	// NamespaceSelector is set on a ClusterKeyIssuer only.
-	Selector *iamv1alpha1.ClusterKeyIssuerSpec
-	Status   *iamv1alpha1.IssuerStatus
+	Selector *iamv1beta1.ClusterKeyIssuerSpec
+	Status   *iamv1beta1.IssuerStatus
 }
 
 // getIssuer reads the issuer an AccessKey in namespace refers to.
-func getIssuer(ctx context.Context, c client.Reader, ref iamv1alpha1.IssuerReference, namespace string) (*issuer, error) {
-	if ref.Kind == iamv1alpha1.KeyIssuerKind {
-		obj := &iamv1alpha1.KeyIssuer{}
+func getIssuer(ctx context.Context, c client.Reader, ref iamv1beta1.IssuerReference, namespace string) (*issuer, error) {
+	if ref.Kind == iamv1beta1.KeyIssuerKind {
+		obj := &iamv1beta1.KeyIssuer{}
 		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, obj); err != nil {
 			return nil, err
 		}
 		return keyIssuer(obj), nil
 	}
-	obj := &iamv1alpha1.ClusterKeyIssuer{}
+	obj := &iamv1beta1.ClusterKeyIssuer{}
 	if err := c.Get(ctx, types.NamespacedName{Name: ref.Name}, obj); err != nil {
 		return nil, err
 	}
 	return clusterKeyIssuer(obj), nil
 }
 
-func keyIssuer(obj *iamv1alpha1.KeyIssuer) *issuer {
-	return &issuer{Kind: iamv1alpha1.KeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj, Generation: obj.Generation,
+func keyIssuer(obj *iamv1beta1.KeyIssuer) *issuer {
+	return &issuer{Kind: iamv1beta1.KeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj, Generation: obj.Generation,
 		Spec: obj.Spec, Status: &obj.Status}
 }
 
-func clusterKeyIssuer(obj *iamv1alpha1.ClusterKeyIssuer) *issuer {
-	return &issuer{Kind: iamv1alpha1.ClusterKeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj, Generation: obj.Generation,
+func clusterKeyIssuer(obj *iamv1beta1.ClusterKeyIssuer) *issuer {
+	return &issuer{Kind: iamv1beta1.ClusterKeyIssuerKind, Key: client.ObjectKeyFromObject(obj), Object: obj, Generation: obj.Generation,
 		Spec: obj.Spec.IssuerSpec, Selector: &obj.Spec, Status: &obj.Status}
 }
 
 // credentialsKey is where the issuer's credentials Secret lives.
 func (i *issuer) credentialsKey() types.NamespacedName {
 	namespace := i.Spec.CredentialsRef.Namespace
-	if i.Kind == iamv1alpha1.KeyIssuerKind {
+	if i.Kind == iamv1beta1.KeyIssuerKind {
 		namespace = i.Key.Namespace
 	}
 	return types.NamespacedName{Namespace: namespace, Name: i.Spec.CredentialsRef.Name}
@@ -137,7 +137,7 @@ func (c *IssuerClients) share(i *issuer) *mintShare {
 	if !ok {
 		qps, burst := c.Base.RateLimit()
 		callsPerMint := 1.0
-		if i.Spec.API != iamv1alpha1.IssuerAPIAccessKeyV2 {
+		if i.Spec.API != iamv1beta1.IssuerAPIAccessKeyV2 {
 			callsPerMint = 2 // a role and its key
 		}
 		share = newMintShare(qps/callsPerMint, max(1, int(float64(burst)/callsPerMint)))

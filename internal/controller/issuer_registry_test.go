@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -36,8 +36,8 @@ func TestIssuerClientsReuseTheBackend(t *testing.T) {
 		built = append(built, cfg.Key)
 		return nil, nil
 	}}
-	iss := &issuer{Kind: iamv1alpha1.KeyIssuerKind, Key: types.NamespacedName{Namespace: "team", Name: "iss"}, Generation: 1,
-		Spec: iamv1alpha1.IssuerSpec{CredentialsRef: iamv1alpha1.CredentialsReference{Name: "creds"}}}
+	iss := &issuer{Kind: iamv1beta1.KeyIssuerKind, Key: types.NamespacedName{Namespace: "team", Name: "iss"}, Generation: 1,
+		Spec: iamv1beta1.IssuerSpec{CredentialsRef: iamv1beta1.CredentialsReference{Name: "creds"}}}
 
 	for range 100 {
 		if _, err := clients.Keys(ctx, iss); err != nil {

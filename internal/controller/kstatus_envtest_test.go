@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/test/argocd"
 )
@@ -32,7 +32,7 @@ var _ = Describe("kstatus", func() {
 		emu.SetFaults(emulator.Faults{LatencyMS: 150}) // a create long enough to be seen
 		DeferCleanup(func() { emu.SetFaults(emulator.Faults{}) })
 		seen := watchKstatus(namespace)
-		ak := newAccessKey(namespace, "minted", iamv1alpha1.IssuerAPIIAMv3)
+		ak := newAccessKey(namespace, "minted", iamv1beta1.IssuerAPIIAMv3)
 
 		var first *observation
 		Eventually(func() *observation { first = seen.firstCurrent(); return first }, timeout, poll).ShouldNot(BeNil())
@@ -44,7 +44,7 @@ var _ = Describe("kstatus", func() {
 	})
 
 	It("reads a refusal only an edit fixes as Failed, with its reason, and an edit heals it", func() {
-		ak := newAccessKey(namespace, "typo", iamv1alpha1.IssuerAPIIAMv3, func(ak *iamv1alpha1.AccessKey) {
+		ak := newAccessKey(namespace, "typo", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.Operations = []string{"get-sos-objekt"}
 		})
 		var result *status.Result
@@ -53,14 +53,14 @@ var _ = Describe("kstatus", func() {
 		Expect(condition(fetch(ak), ConditionStalled).Reason).To(Equal(ReasonUnknownOperation))
 		Expect(argoHealth(fetch(ak))).To(Equal(argocd.Health{Status: "Degraded", Message: ReasonUnknownOperation + ": " + result.Message}))
 
-		edit(ak, func(ak *iamv1alpha1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
+		edit(ak, func(ak *iamv1beta1.AccessKey) { ak.Spec.Operations = []string{"get-sos-object"} })
 		Eventually(func() status.Status { return kstatusOf(fetch(ak)).Status }, timeout, poll).Should(Equal(status.CurrentStatus))
 		Expect(condition(fetch(ak), ConditionStalled)).To(BeNil())
 	})
 
 	It("reads an AccessKey waiting for its issuer as InProgress, not Failed, until the issuer arrives", func() {
-		iss := clusterIssuer("bootstrap-"+namespace, iamv1alpha1.IssuerAPIAccessKeyV2, nil)
-		ak := newAccessKey(namespace, "early", iamv1alpha1.IssuerAPIAccessKeyV2, func(ak *iamv1alpha1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name })
+		iss := clusterIssuer("bootstrap-"+namespace, iamv1beta1.IssuerAPIAccessKeyV2, nil)
+		ak := newAccessKey(namespace, "early", iamv1beta1.IssuerAPIAccessKeyV2, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = iss.Name })
 		waitRefused(ak, ReasonIssuerNotFound)
 		Consistently(func() status.Status { return kstatusOf(fetch(ak)).Status }, time.Second, poll).Should(Equal(status.InProgressStatus))
 		Expect(condition(fetch(ak), ConditionReconciling).Reason).To(Equal(ReasonIssuerNotFound))
@@ -72,19 +72,19 @@ var _ = Describe("kstatus", func() {
 
 	It("reads an AccessKey being deleted as Terminating", func() {
 		seen := watchKstatus(namespace)
-		ak := waitReady(newAccessKey(namespace, "deleted", iamv1alpha1.IssuerAPIIAMv3))
+		ak := waitReady(newAccessKey(namespace, "deleted", iamv1beta1.IssuerAPIIAMv3))
 		Expect(kstatusOf(ak).Status).To(Equal(status.CurrentStatus))
 		Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
 		Eventually(func() []status.Status { return seen.statuses() }, timeout, poll).Should(ContainElement(status.TerminatingStatus))
 	})
 
 	It("reads issuers InProgress while their credentials are missing, Failed on an endpoint refused, Current when Ready", func() {
-		iss := clusterIssuer("creds-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
-		iss.Spec.CredentialsRef = iamv1alpha1.CredentialsReference{Name: "later-" + namespace, Namespace: systemNamespace}
+		iss := clusterIssuer("creds-"+namespace, iamv1beta1.IssuerAPIIAMv3, nil)
+		iss.Spec.CredentialsRef = iamv1beta1.CredentialsReference{Name: "later-" + namespace, Namespace: systemNamespace}
 		Expect(k8sClient.Create(ctx, iss)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
-			g.Expect(iss.Status.ObservedGeneration).To(Equal(iss.Generation))
+			g.Expect(iss.Status.ObservedGeneration).To(HaveValue(Equal(iss.Generation)))
 			g.Expect(kstatusOf(iss).Status).To(Equal(status.InProgressStatus))
 			g.Expect(argoHealth(iss).Status).To(Equal("Progressing"))
 		}, timeout, poll).Should(Succeed())
@@ -99,7 +99,7 @@ var _ = Describe("kstatus", func() {
 		}, timeout, poll).Should(Equal(status.CurrentStatus))
 		Expect(argoHealth(iss).Status).To(Equal("Healthy"))
 
-		insecure := clusterIssuer("insecure-"+namespace, iamv1alpha1.IssuerAPIIAMv3, nil)
+		insecure := clusterIssuer("insecure-"+namespace, iamv1beta1.IssuerAPIIAMv3, nil)
 		insecure.Spec.Endpoint = "http://exoscale.example.com/v2"
 		Expect(k8sClient.Create(ctx, insecure)).To(Succeed())
 		Eventually(func() status.Status {
@@ -159,14 +159,14 @@ type kstatusWatch struct {
 func watchKstatus(namespace string) *kstatusWatch {
 	watcher, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	w, err := watcher.Watch(ctx, &iamv1alpha1.AccessKeyList{}, client.InNamespace(namespace))
+	w, err := watcher.Watch(ctx, &iamv1beta1.AccessKeyList{}, client.InNamespace(namespace))
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	DeferCleanup(w.Stop)
 	kw := &kstatusWatch{}
 	go func() {
 		defer GinkgoRecover()
 		for ev := range w.ResultChan() {
-			ak, ok := ev.Object.(*iamv1alpha1.AccessKey)
+			ak, ok := ev.Object.(*iamv1beta1.AccessKey)
 			if !ok {
 				continue
 			}

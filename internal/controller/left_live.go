@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // The rights on the ConfigMap are not markers: they are namespaced and name
@@ -196,7 +196,7 @@ func configMapKey(id string) string {
 }
 
 // leftLiveKeys turns the keys a released AccessKey holds into records.
-func leftLiveKeys(ak *iamv1alpha1.AccessKey, keys []heldKey, now time.Time) []LeftLiveKey {
+func leftLiveKeys(ak *iamv1beta1.AccessKey, keys []heldKey, now time.Time) []LeftLiveKey {
 	out := make([]LeftLiveKey, 0, len(keys))
 	for _, key := range keys {
 		out = append(out, LeftLiveKey{Namespace: ak.Namespace, Name: ak.Name, Issuer: key.issuerName(ak), Key: key.label(),
@@ -207,5 +207,5 @@ func leftLiveKeys(ak *iamv1alpha1.AccessKey, keys []heldKey, now time.Time) []Le
 
 // mintedBy reports whether the record's key was minted by iss.
 func (k LeftLiveKey) mintedBy(iss *issuer) bool {
-	return k.Issuer == string(iss.Kind)+"/"+iss.Key.Name && (iss.Kind == iamv1alpha1.ClusterKeyIssuerKind || iss.Key.Namespace == k.Namespace)
+	return k.Issuer == string(iss.Kind)+"/"+iss.Key.Name && (iss.Kind == iamv1beta1.ClusterKeyIssuerKind || iss.Key.Namespace == k.Namespace)
 }

@@ -11,7 +11,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // Metrics are exokey's own metrics on the manager's metrics endpoint. The
@@ -180,7 +180,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	type issuerReady struct{ issuer, ready string }
 	counts := map[issuerReady]int{}
 	pending := 0
-	err := m.eachAccessKey(ctx, func(ak *iamv1alpha1.AccessKey) {
+	err := m.eachAccessKey(ctx, func(ak *iamv1beta1.AccessKey) {
 		ready := "false"
 		if meta.IsStatusConditionTrue(ak.Status.Conditions, ConditionReady) {
 			ready = "true"
@@ -191,8 +191,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		// does not change with the clock, compared with time() in the rules.
 		if created := ak.Status.CreatedAt; created != nil {
 			ch <- prometheus.MustNewConstMetric(m.keyCreated, prometheus.GaugeValue, unixSeconds(created.Time), ak.Namespace, ak.Name)
-			if ak.Spec.Rotation != nil && ak.Spec.Rotation.Every != nil {
-				overdue := created.Add(ak.Spec.Rotation.Every.Duration + specGrace(ak))
+			if ak.Spec.Rotation != nil && ak.Spec.Rotation.EverySeconds > 0 {
+				overdue := created.Add(iamv1beta1.Seconds(ak.Spec.Rotation.EverySeconds) + specGrace(ak))
 				ch <- prometheus.MustNewConstMetric(m.keyOverdue, prometheus.GaugeValue, unixSeconds(overdue), ak.Namespace, ak.Name)
 			}
 		}
@@ -223,8 +223,8 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // change. It reads the informer's store in place: a List, even one that
 // does not deep-copy, copies every AccessKey into the list, and a scrape of
 // 10,000 of them made the manager's high-water mark.
-func (m *Metrics) eachAccessKey(ctx context.Context, fn func(*iamv1alpha1.AccessKey)) error {
-	informer, err := m.cache.GetInformer(ctx, &iamv1alpha1.AccessKey{}, cache.BlockUntilSynced(false))
+func (m *Metrics) eachAccessKey(ctx context.Context, fn func(*iamv1beta1.AccessKey)) error {
+	informer, err := m.cache.GetInformer(ctx, &iamv1beta1.AccessKey{}, cache.BlockUntilSynced(false))
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (m *Metrics) eachAccessKey(ctx context.Context, fn func(*iamv1alpha1.Access
 		return errors.New("the AccessKey informer has not synced")
 	}
 	for _, obj := range store.GetStore().List() {
-		if ak, ok := obj.(*iamv1alpha1.AccessKey); ok {
+		if ak, ok := obj.(*iamv1beta1.AccessKey); ok {
 			fn(ak)
 		}
 	}

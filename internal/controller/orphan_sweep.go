@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/exoscale"
 )
 
@@ -91,7 +91,7 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	seen := map[string]bool{} // keys already judged through another issuer of the same organisation
 	for _, iss := range issuers {
-		if iss.Spec.API == iamv1alpha1.IssuerAPIAccessKeyV2 {
+		if iss.Spec.API == iamv1beta1.IssuerAPIAccessKeyV2 {
 			continue
 		}
 		found, listed := s.Inventory.Owned(iss)
@@ -174,7 +174,7 @@ func (s *OrphanSweeper) orphaned(ctx context.Context, key exoscale.Key) (bool, e
 	if key.Labels[LabelOrphaned] == "true" || key.Labels[LabelUID] == "" {
 		return false, nil // kept on purpose (deletionPolicy Orphan), or not an AccessKey's
 	}
-	ak := &iamv1alpha1.AccessKey{}
+	ak := &iamv1beta1.AccessKey{}
 	err := s.APIReader.Get(ctx, keyOf(key.Labels[LabelNamespace], key.Labels[LabelName]), ak)
 	if isNotFound(err) {
 		return true, nil
@@ -198,7 +198,7 @@ func (s *OrphanSweeper) orphaned(ctx context.Context, key exoscale.Key) (bool, e
 // records the key). A role minted for a live AccessKey that its status does
 // not name was forgotten: a lookup of a pending create that found nothing
 // while Exoscale's role operation was still running, say.
-func holdsRole(ak *iamv1alpha1.AccessKey, key exoscale.Key) bool {
+func holdsRole(ak *iamv1beta1.AccessKey, key exoscale.Key) bool {
 	if ak.Status.RoleID == key.RoleID {
 		return true
 	}
@@ -207,7 +207,7 @@ func holdsRole(ak *iamv1alpha1.AccessKey, key exoscale.Key) bool {
 			return true
 		}
 	}
-	return ak.Status.Pending != nil && ak.Status.Pending.KeyName == key.Name
+	return !ak.Status.Pending.IsZero() && ak.Status.Pending.KeyName == key.Name
 }
 
 // confirm reads a key's role again, for labels as they are now.

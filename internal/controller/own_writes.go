@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // ownWrites remembers the writes the reconciler itself makes to
@@ -161,8 +161,8 @@ func (w *ownWrites) notOwn(kind string) predicate.Predicate {
 // before the write is recorded. Anything a tenant can write (spec,
 // labels, annotations, finalizers, owners, deletion) is not status.
 func statusOnly(oldObj, newObj client.Object) bool {
-	o, ok := oldObj.(*iamv1alpha1.AccessKey)
-	n, ok2 := newObj.(*iamv1alpha1.AccessKey)
+	o, ok := oldObj.(*iamv1beta1.AccessKey)
+	n, ok2 := newObj.(*iamv1beta1.AccessKey)
 	if !ok || !ok2 {
 		return false
 	}
@@ -180,7 +180,7 @@ type recordingClient struct {
 // writtenKind names the kinds whose writes are recorded; "" for others.
 func writtenKind(o client.Object) string {
 	switch o.(type) {
-	case *iamv1alpha1.AccessKey:
+	case *iamv1beta1.AccessKey:
 		return "AccessKey"
 	case *corev1.Secret:
 		return "Secret"

@@ -9,11 +9,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
-func accessKeyAt(name, rv string) *iamv1alpha1.AccessKey {
-	return &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, ResourceVersion: rv}}
+func accessKeyAt(name, rv string) *iamv1beta1.AccessKey {
+	return &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, ResourceVersion: rv}}
 }
 
 // TestOwnWritesPassOnlyOthersEvents: the event of a recorded write is
@@ -65,7 +65,7 @@ func TestOwnWritesInFlight(t *testing.T) {
 	p := own.notOwn("AccessKey")
 	edited := func(from, to string) event.UpdateEvent {
 		changed := accessKeyAt("a", to)
-		changed.Finalizers = []string{iamv1alpha1.RevokeFinalizer}
+		changed.Finalizers = []string{iamv1beta1.RevokeFinalizer}
 		return event.UpdateEvent{ObjectOld: accessKeyAt("a", from), ObjectNew: changed}
 	}
 	ak := accessKeyAt("a", "10")
@@ -95,21 +95,21 @@ func TestOwnWritesInFlight(t *testing.T) {
 // TestStatusOnlyChangesAreNotNews: a change of status alone is exokey's
 // (tenants cannot write status); any change a tenant can make passes.
 func TestStatusOnlyChangesAreNotNews(t *testing.T) {
-	base := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "a", ResourceVersion: "10", Generation: 1,
-		Labels: map[string]string{"team": "a"}, Annotations: map[string]string{"note": "x"}, Finalizers: []string{iamv1alpha1.RevokeFinalizer}}}
+	base := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "a", ResourceVersion: "10", Generation: 1,
+		Labels: map[string]string{"team": "a"}, Annotations: map[string]string{"note": "x"}, Finalizers: []string{iamv1beta1.RevokeFinalizer}}}
 	now := metav1.Now()
 	for _, tc := range []struct {
 		name   string
-		change func(*iamv1alpha1.AccessKey)
+		change func(*iamv1beta1.AccessKey)
 		passes bool
 	}{
-		{"status", func(ak *iamv1alpha1.AccessKey) { ak.Status.KeyID = "EXO1" }, false},
-		{"spec (a new generation)", func(ak *iamv1alpha1.AccessKey) { ak.Generation = 2 }, true},
-		{"a label", func(ak *iamv1alpha1.AccessKey) { ak.Labels["team"] = "b" }, true},
-		{"an annotation (a rotation request)", func(ak *iamv1alpha1.AccessKey) { ak.Annotations[iamv1alpha1.RotateAnnotation] = "now" }, true},
-		{"the finalizers", func(ak *iamv1alpha1.AccessKey) { ak.Finalizers = nil }, true},
-		{"an owner", func(ak *iamv1alpha1.AccessKey) { ak.OwnerReferences = []metav1.OwnerReference{{Name: "app"}} }, true},
-		{"the deletion", func(ak *iamv1alpha1.AccessKey) { ak.DeletionTimestamp = &now }, true},
+		{"status", func(ak *iamv1beta1.AccessKey) { ak.Status.KeyID = "EXO1" }, false},
+		{"spec (a new generation)", func(ak *iamv1beta1.AccessKey) { ak.Generation = 2 }, true},
+		{"a label", func(ak *iamv1beta1.AccessKey) { ak.Labels["team"] = "b" }, true},
+		{"an annotation (a rotation request)", func(ak *iamv1beta1.AccessKey) { ak.Annotations[iamv1beta1.RotateAnnotation] = "now" }, true},
+		{"the finalizers", func(ak *iamv1beta1.AccessKey) { ak.Finalizers = nil }, true},
+		{"an owner", func(ak *iamv1beta1.AccessKey) { ak.OwnerReferences = []metav1.OwnerReference{{Name: "app"}} }, true},
+		{"the deletion", func(ak *iamv1beta1.AccessKey) { ak.DeletionTimestamp = &now }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			changed := base.DeepCopy()

@@ -24,6 +24,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,7 +36,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 )
@@ -69,7 +70,7 @@ var (
 	// testRegistry holds the reconciler's metrics.
 	testRegistry = prometheus.NewRegistry()
 	// rootKeys are the root credential's backends by API, for acting behind exokey's back.
-	rootKeys = map[iamv1alpha1.IssuerAPI]exoscale.Keys{}
+	rootKeys = map[iamv1beta1.IssuerAPI]exoscale.Keys{}
 	// managerCache reads through the manager's cache, to see what it holds.
 	managerCache client.Reader
 	// clusterID labels the roles the manager mints.
@@ -93,7 +94,7 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(iamv1alpha1.AddToScheme(scheme)).To(Succeed())
+	Expect(iamv1beta1.AddToScheme(scheme)).To(Succeed())
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -113,7 +114,7 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(sos.Close)
 	sosEndpoint = sos.URL
 	rootKey, rootSecret := emu.Root()
-	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+	for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
 		config := fastConfig()
 		config.API, config.Endpoint, config.Key, config.Secret = string(api), endpoint, rootKey, exoscale.Secret(rootSecret)
 		rootKeys[api], err = exoscale.New(config)
@@ -125,7 +126,7 @@ var _ = BeforeSuite(func() {
 		ObjectMeta: metav1.ObjectMeta{Name: rootSecretName, Namespace: systemNamespace},
 		StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret},
 	})).To(Succeed())
-	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
+	for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
 		Expect(k8sClient.Create(ctx, clusterIssuer(issuerName(api), api, nil))).To(Succeed())
 	}
 
@@ -270,13 +271,13 @@ func (f *writeFaults) funcs() interceptor.Funcs {
 			return c.Update(ctx, obj, opts...)
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			if _, ok := obj.(*iamv1alpha1.AccessKey); ok && f.fail(obj, &f.recordFailures) {
+			if _, ok := obj.(*iamv1beta1.AccessKey); ok && f.fail(obj, &f.recordFailures) {
 				return errInjected
 			}
 			return c.Patch(ctx, obj, patch, opts...)
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, subResource string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-			if _, ok := obj.(*iamv1alpha1.AccessKey); ok && subResource == "status" && f.fail(obj, &f.statusFailures) {
+			if _, ok := obj.(*iamv1beta1.AccessKey); ok && subResource == "status" && f.fail(obj, &f.statusFailures) {
 				return errInjected
 			}
 			return c.SubResource(subResource).Patch(ctx, obj, patch, opts...)
@@ -327,22 +328,22 @@ func fastConfig() exoscale.Config {
 		PollInterval: 10 * time.Millisecond}
 }
 
-func issuerName(api iamv1alpha1.IssuerAPI) string { return "emulator-" + strings.ToLower(string(api)) }
+func issuerName(api iamv1beta1.IssuerAPI) string { return "emulator-" + strings.ToLower(string(api)) }
 
 // clusterIssuer is an issuer of the emulator's root key that allows
 // everything on any bucket.
-func clusterIssuer(name string, api iamv1alpha1.IssuerAPI, selector *metav1.LabelSelector) *iamv1alpha1.ClusterKeyIssuer {
-	return &iamv1alpha1.ClusterKeyIssuer{
+func clusterIssuer(name string, api iamv1beta1.IssuerAPI, selector *metav1.LabelSelector) *iamv1beta1.ClusterKeyIssuer {
+	return &iamv1beta1.ClusterKeyIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: iamv1alpha1.ClusterKeyIssuerSpec{
-			IssuerSpec: iamv1alpha1.IssuerSpec{
+		Spec: iamv1beta1.ClusterKeyIssuerSpec{
+			IssuerSpec: iamv1beta1.IssuerSpec{
 				API: api, Endpoint: endpoint, KeyNamePrefix: "k8s",
-				CredentialsRef: iamv1alpha1.CredentialsReference{Name: rootSecretName, Namespace: systemNamespace},
-				Allowed: iamv1alpha1.Allowed{
-					Operations: []string{"*"}, Tags: []string{"*"}, Resources: []string{"sos/bucket:*"}, Unrestricted: true,
+				CredentialsRef: iamv1beta1.CredentialsReference{Name: rootSecretName, Namespace: systemNamespace},
+				Allowed: iamv1beta1.Allowed{
+					Operations: []string{"*"}, Tags: []string{"*"}, Resources: []string{"sos/bucket:*"}, Unrestricted: iamv1beta1.PermissionAllow,
 				},
 				// Session credentials of seconds, so renewals happen within a test.
-				Limits: iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: time.Second}},
+				Limits: iamv1beta1.IssuerLimits{MinSessionTTLSeconds: ptr.To(iamv1beta1.SecondsOf(time.Second))},
 			},
 			NamespaceSelector: selector,
 		},

@@ -31,7 +31,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 const (
@@ -84,7 +84,7 @@ func (i *Injector) Handle(ctx context.Context, req admission.Request) admission.
 	}
 	var warnings []string
 	for _, name := range plan.accessKeys {
-		ak := &iamv1alpha1.AccessKey{}
+		ak := &iamv1beta1.AccessKey{}
 		err := i.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, ak)
 		switch {
 		case apierrors.IsNotFound(err):
@@ -195,12 +195,12 @@ func hasContainer(pod *corev1.Pod, name string) bool {
 
 // wire adds one AccessKey's Secret to the pod, once: a pod admitted again
 // keeps what it has.
-func (p *plan) wire(pod *corev1.Pod, ak *iamv1alpha1.AccessKey) {
+func (p *plan) wire(pod *corev1.Pod, ak *iamv1beta1.AccessKey) {
 	secret := ak.Spec.Secret.Name
 	if secret == "" {
 		secret = ak.Name
 	}
-	asFiles := ak.Spec.Secret.Format == iamv1alpha1.SecretFormatCredentialsFile || ak.Spec.Secret.Format == iamv1alpha1.SecretFormatTemplate
+	asFiles := ak.Spec.Secret.Format == iamv1beta1.SecretFormatCredentialsFile || ak.Spec.Secret.Format == iamv1beta1.SecretFormatTemplate
 	volume := VolumeName(ak.Name)
 	if asFiles && !slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == volume }) {
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{

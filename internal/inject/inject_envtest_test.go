@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 var _ = Describe("The injection webhook", func() {
@@ -20,8 +20,8 @@ var _ = Describe("The injection webhook", func() {
 	})
 
 	It("wires an AccessKey's Secret into the pods of a Deployment that asks for it", func() {
-		accessKey(namespace, "writer", iamv1alpha1.SecretFormatAWS, "")
-		accessKey(namespace, "reader", iamv1alpha1.SecretFormatCredentialsFile, "reader-creds")
+		accessKey(namespace, "writer", iamv1beta1.SecretFormatAWS, "")
+		accessKey(namespace, "reader", iamv1beta1.SecretFormatCredentialsFile, "reader-creds")
 		d := deployment(namespace, map[string]string{AnnotationAccessKeys: "writer,reader", AnnotationContainers: "app"})
 		Expect(k8sClient.Create(ctx, d)).To(Succeed())
 		before := calls.Load()
@@ -42,7 +42,7 @@ var _ = Describe("The injection webhook", func() {
 	})
 
 	It("never sees a pod without the label, and leaves it as it was", func() {
-		accessKey(namespace, "writer", iamv1alpha1.SecretFormatExoscale, "")
+		accessKey(namespace, "writer", iamv1beta1.SecretFormatExoscale, "")
 		before := calls.Load()
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "plain", Annotations: map[string]string{AnnotationAccessKeys: "writer"}},
@@ -55,8 +55,8 @@ var _ = Describe("The injection webhook", func() {
 	})
 
 	It("does not inject twice a pod that already has its credentials", func() {
-		accessKey(namespace, "writer", iamv1alpha1.SecretFormatExoscale, "")
-		accessKey(namespace, "reader", iamv1alpha1.SecretFormatCredentialsFile, "")
+		accessKey(namespace, "writer", iamv1beta1.SecretFormatExoscale, "")
+		accessKey(namespace, "reader", iamv1beta1.SecretFormatCredentialsFile, "")
 		d := deployment(namespace, map[string]string{AnnotationAccessKeys: "writer,reader"})
 		first, err := podOf(d, "backup-1")
 		Expect(err).NotTo(HaveOccurred())
@@ -75,8 +75,8 @@ var _ = Describe("The injection webhook", func() {
 	})
 
 	It("takes the AccessKeys from the pod's ServiceAccount, and the pod's own annotation over it", func() {
-		accessKey(namespace, "team-default", iamv1alpha1.SecretFormatExoscale, "")
-		accessKey(namespace, "special", iamv1alpha1.SecretFormatExoscale, "")
+		accessKey(namespace, "team-default", iamv1beta1.SecretFormatExoscale, "")
+		accessKey(namespace, "special", iamv1beta1.SecretFormatExoscale, "")
 		Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "backup",
 			Annotations: map[string]string{AnnotationAccessKeys: "team-default"}}})).To(Succeed())
 		time.Sleep(200 * time.Millisecond) // the webhook reads ServiceAccounts from the manager's cache

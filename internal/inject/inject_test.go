@@ -7,7 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 func podWith(annotations map[string]string, containers ...string) *corev1.Pod {
@@ -49,10 +49,10 @@ func TestPlanRefusesWhatAPodMayNotAskFor(t *testing.T) {
 }
 
 func TestWireInjectsEachFormatOnce(t *testing.T) {
-	env := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "writer"}}
-	env.Spec.Secret.Format = iamv1alpha1.SecretFormatAWS
-	file := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "reader"}}
-	file.Spec.Secret = iamv1alpha1.SecretSpec{Name: "reader-creds", Format: iamv1alpha1.SecretFormatCredentialsFile}
+	env := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "writer"}}
+	env.Spec.Secret.Format = iamv1beta1.SecretFormatAWS
+	file := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "reader"}}
+	file.Spec.Secret = iamv1beta1.SecretSpec{Name: "reader-creds", Format: iamv1beta1.SecretFormatCredentialsFile}
 
 	pod := podWith(map[string]string{AnnotationContainers: "app,init:setup"}, "app", "sidecar", "init:setup")
 	pod.Annotations[AnnotationContainers] = "app,setup"
@@ -86,7 +86,7 @@ func TestWireInjectsEachFormatOnce(t *testing.T) {
 }
 
 func TestWireDefaultsToEveryContainerButInitOnes(t *testing.T) {
-	ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "writer"}}
+	ak := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "writer"}}
 	pod := podWith(nil, "app", "sidecar", "init:setup")
 	p, err := planFor(pod, "writer")
 	if err != nil {

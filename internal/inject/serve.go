@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/conversion"
 
 	"github.com/exokey/exokey/internal/servingcert"
 )
@@ -51,7 +52,17 @@ type ServeOptions struct {
 	RequireLeaderElection bool
 	// TLSOpts apply to the server's TLS configuration (HTTP/2 off).
 	TLSOpts []func(*tls.Config)
+	// Injection serves the pod injection webhook, whose configuration is
+	// ConfigurationName.
+	Injection bool
+	// ConversionCRDs are the CRDs whose versions the server converts
+	// (/convert) and whose caBundle the certificate's issuer keeps
+	// current; none when empty.
+	ConversionCRDs []string
 }
+
+// ConvertPath is where the CRDs' conversion webhook is served.
+const ConvertPath = "/convert"
 
 // Serve registers the webhook with the manager. The server answers once a
 // valid certificate is in CertDir (mounted from the Secret the issuer of the
@@ -80,13 +91,21 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 	if err := mgr.Add(server); err != nil {
 		return err
 	}
-	server.Register(Path, &webhook.Admission{Handler: &Injector{Reader: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme())}})
-	// The ServiceAccounts' metadata is cached from the start, so the first
-	// pod does not wait for the informer.
-	sa := &metav1.PartialObjectMetadata{}
-	sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
-	if _, err := mgr.GetCache().GetInformer(context.Background(), sa, cache.BlockUntilSynced(false)); err != nil {
-		return err
+	if len(o.ConversionCRDs) > 0 {
+		// Every version of exokey's kinds converts through the hub,
+		// v1beta1 (api/v1alpha1/conversion.go); converting reads nothing
+		// from the cluster and needs no right.
+		server.Register(ConvertPath, conversion.NewWebhookHandler(mgr.GetScheme(), mgr.GetConverterRegistry()))
+	}
+	if o.Injection {
+		server.Register(Path, &webhook.Admission{Handler: &Injector{Reader: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme())}})
+		// The ServiceAccounts' metadata is cached from the start, so the
+		// first pod does not wait for the informer.
+		sa := &metav1.PartialObjectMetadata{}
+		sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
+		if _, err := mgr.GetCache().GetInformer(context.Background(), sa, cache.BlockUntilSynced(false)); err != nil {
+			return err
+		}
 	}
 	return mgr.AddReadyzCheck("webhook", func(*http.Request) error {
 		if !certificate.Serving() {
@@ -99,7 +118,8 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 // IssueCertificate has the manager issue and rotate the webhook's serving
 // certificate and its CA (cert-controller's rotator, on the leader), write
 // them into the Secret SecretName, and keep the caBundle of the
-// configuration ConfigurationName current. It needs the Secret mounted in
+// configuration ConfigurationName (with Injection) and of the
+// ConversionCRDs current. It needs the Secret mounted in
 // CertDir, as the rotator waits to see it there.
 func IssueCertificate(mgr ctrl.Manager, o ServeOptions) error {
 	validity := o.CertValidity
@@ -107,12 +127,19 @@ func IssueCertificate(mgr ctrl.Manager, o ServeOptions) error {
 		validity = 90 * 24 * time.Hour
 	}
 	service := o.ServiceName + "." + o.Namespace + ".svc"
+	var webhooks []rotator.WebhookInfo
+	if o.Injection {
+		webhooks = append(webhooks, rotator.WebhookInfo{Name: o.ConfigurationName, Type: rotator.Mutating})
+	}
+	for _, name := range o.ConversionCRDs {
+		webhooks = append(webhooks, rotator.WebhookInfo{Name: name, Type: rotator.CRDConversion})
+	}
 	return rotator.AddRotator(mgr, &rotator.CertRotator{
 		SecretKey: types.NamespacedName{Namespace: o.Namespace, Name: o.SecretName},
 		CertDir:   o.CertDir, CAName: "exokey-webhook-ca", CAOrganization: "exokey",
 		DNSName: service, ExtraDNSNames: append([]string{o.ServiceName, o.ServiceName + "." + o.Namespace, service + ".cluster.local"}, o.DNSNames...),
 		IsReady:               make(chan struct{}),
-		Webhooks:              []rotator.WebhookInfo{{Name: o.ConfigurationName, Type: rotator.Mutating}},
+		Webhooks:              webhooks,
 		RequireLeaderElection: o.RequireLeaderElection,
 		ServerCertDuration:    validity, CaCertDuration: 10 * validity,
 		LookaheadInterval: validity / 5, RotationCheckFrequency: max(min(validity/20, time.Hour), time.Second),

@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // The suite runs the webhook in a manager's webhook server, registered with
@@ -57,7 +57,7 @@ var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	ctx, cancel = context.WithCancel(context.Background())
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(iamv1alpha1.AddToScheme(scheme)).To(Succeed())
+	Expect(iamv1beta1.AddToScheme(scheme)).To(Succeed())
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -138,13 +138,13 @@ func newNamespace() string {
 	return ns.Name
 }
 
-func accessKey(namespace, name string, format iamv1alpha1.SecretFormat, secretName string) *iamv1alpha1.AccessKey {
-	ak := &iamv1alpha1.AccessKey{
+func accessKey(namespace, name string, format iamv1beta1.SecretFormat, secretName string) *iamv1beta1.AccessKey {
+	ak := &iamv1beta1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+		Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef:  iamv1beta1.IssuerReference{Name: "exoscale"},
 			Operations: []string{"get-sos-object"},
-			Secret:     iamv1alpha1.SecretSpec{Name: secretName, Format: format},
+			Secret:     iamv1beta1.SecretSpec{Name: secretName, Format: format},
 		},
 	}
 	Expect(k8sClient.Create(ctx, ak)).To(Succeed())

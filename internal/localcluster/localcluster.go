@@ -18,6 +18,7 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // Cluster is a running local control plane.
@@ -74,7 +75,10 @@ func (c *Cluster) setUp(workDir string) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
-	if err := iamv1alpha1.AddToScheme(scheme); err != nil {
+	if err := iamv1beta1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
 		return err
 	}
 	var err error
@@ -163,8 +167,10 @@ type Webhook struct {
 
 // InstallWebhook installs config/webhook's MutatingWebhookConfiguration,
 // pointed at https://localhost:<a free port> (the control plane has no
-// Service network), and the empty Secret the manager writes its
-// certificate into, in namespace (created if missing).
+// Service network), points the CRDs' conversion webhook there too (as
+// config/crd's patch does at the webhook Service), and creates the empty
+// Secret the manager writes its certificate into, in namespace (created if
+// missing). The manager writes the caBundles.
 func InstallWebhook(ctx context.Context, c client.Client, root, namespace, certDir string) (*Webhook, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -187,6 +193,23 @@ func InstallWebhook(ctx context.Context, c client.Client, root, namespace, certD
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return nil, err
 	}
+	convert := fmt.Sprintf("https://localhost:%d/convert", port)
+	for _, name := range []string{"accesskeys.iam.exokey.io", "keyissuers.iam.exokey.io", "clusterkeyissuers.iam.exokey.io"} {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+			return nil, err
+		}
+		crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{
+			Strategy: apiextensionsv1.WebhookConverter,
+			Webhook: &apiextensionsv1.WebhookConversion{
+				ConversionReviewVersions: []string{"v1"},
+				ClientConfig:             &apiextensionsv1.WebhookClientConfig{URL: &convert},
+			},
+		}
+		if err := c.Update(ctx, crd); err != nil {
+			return nil, err
+		}
+	}
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: w.Secret, Namespace: namespace}},
@@ -201,7 +224,7 @@ func InstallWebhook(ctx context.Context, c client.Client, root, namespace, certD
 
 // ManagerFlags are the manager's flags to serve the webhook.
 func (w *Webhook) ManagerFlags() []string {
-	return []string{"--enable-injection-webhook", "--webhook-port=" + strconv.Itoa(w.Port), "--webhook-cert-dir=" + w.CertDir,
+	return []string{"--enable-injection-webhook", "--enable-conversion-webhook", "--webhook-port=" + strconv.Itoa(w.Port), "--webhook-cert-dir=" + w.CertDir,
 		"--webhook-namespace=" + w.Namespace, "--webhook-secret-name=" + w.Secret,
 		"--webhook-configuration-name=" + w.Configuration, "--webhook-dns-names=localhost"}
 }

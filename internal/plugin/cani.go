@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
@@ -35,7 +35,7 @@ type verdict struct {
 	// Reason is the rule or restriction that decides.
 	Reason string `json:"reason"`
 	// API is the issuer's API the restrictions were evaluated for.
-	API iamv1alpha1.IssuerAPI `json:"api"`
+	API iamv1beta1.IssuerAPI `json:"api"`
 	// Note says when no live key holds these restrictions yet.
 	Note string `json:"note,omitempty"`
 	// AskedAs are the names the operation was evaluated under, when the
@@ -86,7 +86,7 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 	if err != nil {
 		return err
 	}
-	ak := &iamv1alpha1.AccessKey{}
+	ak := &iamv1beta1.AccessKey{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ak); err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 	}
 	v := verdict{AccessKey: namespace + "/" + name, Operation: operation, Bucket: o.bucket, API: api}
 	spec := controller.KeySpecOf(ak, "")
-	if api == iamv1alpha1.IssuerAPIAccessKeyV2 {
+	if api == iamv1beta1.IssuerAPIAccessKeyV2 {
 		restrictions, err := exoscale.Resolve(spec, o.catalog)
 		if err != nil {
 			return fmt.Errorf("the AccessKey's restrictions: %w", err)
@@ -167,8 +167,8 @@ func (o *canIOptions) run(ctx context.Context, operation, name string) error {
 
 // apiOf is the API of the key: the minting issuer's as status records it,
 // else the issuer's the spec names.
-func (o *canIOptions) apiOf(ctx context.Context, c client.Reader, ak *iamv1alpha1.AccessKey) (iamv1alpha1.IssuerAPI, error) {
-	if ak.Status.Issuer != nil && ak.Status.Issuer.API != "" &&
+func (o *canIOptions) apiOf(ctx context.Context, c client.Reader, ak *iamv1beta1.AccessKey) (iamv1beta1.IssuerAPI, error) {
+	if !ak.Status.Issuer.IsZero() && ak.Status.Issuer.API != "" &&
 		ak.Status.Issuer.Kind == ak.Spec.IssuerRef.Kind && ak.Status.Issuer.Name == ak.Spec.IssuerRef.Name {
 		return ak.Status.Issuer.API, nil
 	}
@@ -177,13 +177,13 @@ func (o *canIOptions) apiOf(ctx context.Context, c client.Reader, ak *iamv1alpha
 		return "", fmt.Errorf("the AccessKey's issuer %s %q: %w", ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, err)
 	}
 	if spec.API == "" {
-		return iamv1alpha1.IssuerAPIIAMv3, nil
+		return iamv1beta1.IssuerAPIIAMv3, nil
 	}
 	return spec.API, nil
 }
 
 // mintedNote says when no live key holds the spec's restrictions.
-func mintedNote(ak *iamv1alpha1.AccessKey) string {
+func mintedNote(ak *iamv1beta1.AccessKey) string {
 	ready := meta.FindStatusCondition(ak.Status.Conditions, "Ready")
 	switch {
 	case ready == nil || ready.Status != "True":
@@ -192,7 +192,7 @@ func mintedNote(ak *iamv1alpha1.AccessKey) string {
 			reason = ready.Reason
 		}
 		return fmt.Sprintf("the AccessKey is not Ready (%s): no key holds these restrictions yet", reason)
-	case ak.Status.ObservedGeneration != ak.Generation:
+	case ak.Status.ObservedGeneration == nil || *ak.Status.ObservedGeneration != ak.Generation:
 		return "the spec changed since the current key was minted: its replacement is on its way"
 	}
 	return ""
@@ -223,8 +223,8 @@ func decideAll(compiled policy.Decider, cat *catalog.Catalog, actions []string, 
 }
 
 // vocabularyOf names the vocabulary an API speaks.
-func vocabularyOf(api iamv1alpha1.IssuerAPI) string {
-	if api == iamv1alpha1.IssuerAPIAccessKeyV2 {
+func vocabularyOf(api iamv1beta1.IssuerAPI) string {
+	if api == iamv1beta1.IssuerAPIAccessKeyV2 {
 		return "legacy access-key"
 	}
 	return "IAM v3"
@@ -233,7 +233,7 @@ func vocabularyOf(api iamv1alpha1.IssuerAPI) string {
 // organizationPolicy reads the organisation policy through the AccessKey's
 // issuer, for those who may read its credentials (an admin; a tenant may
 // not, and is told the answer is the role's alone).
-func (o *canIOptions) organizationPolicy(ctx context.Context, c client.Reader, ak *iamv1alpha1.AccessKey) (*policy.Compiled, error) {
+func (o *canIOptions) organizationPolicy(ctx context.Context, c client.Reader, ak *iamv1beta1.AccessKey) (*policy.Compiled, error) {
 	_, keys, err := o.issuers(c).IssuerKeys(ctx, ak.Spec.IssuerRef, ak.Namespace)
 	if err != nil {
 		return nil, errors.New("the issuer's credentials could not be read")

@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
@@ -79,7 +79,7 @@ func (o *importOptions) run(cmd *cobra.Command, args []string) error {
 	}
 	ctx := cmd.Context()
 
-	var issuerSpec iamv1alpha1.IssuerSpec
+	var issuerSpec iamv1beta1.IssuerSpec
 	var spec exoscale.KeySpec
 	var source string
 	if o.fromFile != "" {
@@ -112,11 +112,14 @@ func (o *importOptions) run(cmd *cobra.Command, args []string) error {
 	if name == "" {
 		name = objectName(spec.Name)
 	}
-	ak := &iamv1alpha1.AccessKey{
-		TypeMeta:   metav1.TypeMeta{APIVersion: iamv1alpha1.GroupVersion.String(), Kind: "AccessKey"},
+	ak := &iamv1beta1.AccessKey{
+		TypeMeta:   metav1.TypeMeta{APIVersion: iamv1beta1.GroupVersion.String(), Kind: "AccessKey"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: iamv1alpha1.AccessKeySpec{IssuerRef: ref, Operations: spec.Operations, Tags: spec.Tags,
-			Resources: spec.Resources, Unrestricted: spec.Unrestricted},
+		Spec: iamv1beta1.AccessKeySpec{IssuerRef: ref, Operations: spec.Operations, Tags: spec.Tags,
+			Resources: spec.Resources},
+	}
+	if spec.Unrestricted {
+		ak.Spec.Access = iamv1beta1.AccessUnrestricted
 	}
 	for _, warning := range o.wouldRefuse(ak, ref, issuerSpec) {
 		fmt.Fprintln(o.ErrOut, "warning:", warning)
@@ -150,7 +153,7 @@ func (o *importOptions) vocabularyOf(operations []string) string {
 
 // wouldRefuse lists why the issuer would refuse the manifest: its ceiling,
 // or what its API cannot express.
-func (o *importOptions) wouldRefuse(ak *iamv1alpha1.AccessKey, ref iamv1alpha1.IssuerReference, issuerSpec iamv1alpha1.IssuerSpec) []string {
+func (o *importOptions) wouldRefuse(ak *iamv1beta1.AccessKey, ref iamv1beta1.IssuerReference, issuerSpec iamv1beta1.IssuerSpec) []string {
 	var warnings []string
 	if err := controller.CheckCeiling(ak.Spec, issuerSpec.Allowed, o.catalog); err != nil {
 		warnings = append(warnings, fmt.Sprintf("%s %q would refuse this AccessKey (NotPermitted): beyond its ceiling: %v", ref.Kind, ref.Name, err))
@@ -163,7 +166,7 @@ func (o *importOptions) wouldRefuse(ak *iamv1alpha1.AccessKey, ref iamv1alpha1.I
 
 // print writes the manifest; the note is a YAML comment, or goes to
 // stderr beside JSON.
-func (o *importOptions) print(ak *iamv1alpha1.AccessKey, source string, ref iamv1alpha1.IssuerReference, note string) error {
+func (o *importOptions) print(ak *iamv1beta1.AccessKey, source string, ref iamv1beta1.IssuerReference, note string) error {
 	if o.output == "json" {
 		if note != "" {
 			fmt.Fprintln(o.ErrOut, "note:", note)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
@@ -82,7 +82,7 @@ func (o *operationsOptions) run(ctx context.Context) error {
 	}
 	api := o.api
 	var issuerHeld map[string]bool
-	var issuerAllowed iamv1alpha1.Allowed
+	var issuerAllowed iamv1beta1.Allowed
 	if o.issuer != "" {
 		var err error
 		if issuerHeld, issuerAllowed, api, err = o.issuerGrants(ctx); err != nil {
@@ -99,12 +99,12 @@ func (o *operationsOptions) run(ctx context.Context) error {
 	if o.tag != "" {
 		tag := catalog.NormalizeTag(strings.ToLower(o.tag))
 		if !slices.Contains(services, tag) {
-			return fmt.Errorf("unknown tag %q: in the %s vocabulary the tags are %s", o.tag, vocabularyOf(iamv1alpha1.IssuerAPI(api)), strings.Join(services, ", "))
+			return fmt.Errorf("unknown tag %q: in the %s vocabulary the tags are %s", o.tag, vocabularyOf(iamv1beta1.IssuerAPI(api)), strings.Join(services, ", "))
 		}
 		services = []string{tag}
 	}
 
-	answer := operationsAnswer{Source: "the catalogue", Vocabulary: vocabularyOf(iamv1alpha1.IssuerAPI(api))}
+	answer := operationsAnswer{Source: "the catalogue", Vocabulary: vocabularyOf(iamv1beta1.IssuerAPI(api))}
 	grantable := func(string) bool { return true }
 	wholeGrantable := func(string) bool { return true }
 	switch {
@@ -112,13 +112,13 @@ func (o *operationsOptions) run(ctx context.Context) error {
 		held, allowed := issuerHeld, issuerAllowed
 		answer.Source, answer.Resources = o.issuer, allowed.Resources
 		grantable = func(name string) bool {
-			spec := iamv1alpha1.AccessKeySpec{Operations: []string{name}}
-			return held[name] && controller.CheckCeiling(spec, iamv1alpha1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, o.catalog) == nil
+			spec := iamv1beta1.AccessKeySpec{Operations: []string{name}}
+			return held[name] && controller.CheckCeiling(spec, iamv1beta1.Allowed{Operations: allowed.Operations, Tags: allowed.Tags}, o.catalog) == nil
 		}
 		wholeGrantable = func(service string) bool {
-			spec := iamv1alpha1.AccessKeySpec{Tags: []string{service}}
+			spec := iamv1beta1.AccessKeySpec{Tags: []string{service}}
 			return holdsAll(held, members(service)) &&
-				controller.CheckCeiling(spec, iamv1alpha1.Allowed{Tags: allowed.Tags}, o.catalog) == nil
+				controller.CheckCeiling(spec, iamv1beta1.Allowed{Tags: allowed.Tags}, o.catalog) == nil
 		}
 	case o.mine:
 		held, err := o.heldByMine(ctx)
@@ -177,22 +177,22 @@ func (o *operationsOptions) printText(answer operationsAnswer) error {
 
 // issuerGrants reads what the issuer's key holds, with its credentials,
 // and its ceiling.
-func (o *operationsOptions) issuerGrants(ctx context.Context) (map[string]bool, iamv1alpha1.Allowed, string, error) {
+func (o *operationsOptions) issuerGrants(ctx context.Context) (map[string]bool, iamv1beta1.Allowed, string, error) {
 	ref, err := parseIssuer(o.issuer)
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, "", err
+		return nil, iamv1beta1.Allowed{}, "", err
 	}
 	c, namespace, err := o.clientIn()
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, "", err
+		return nil, iamv1beta1.Allowed{}, "", err
 	}
 	spec, keys, err := o.issuers(c).IssuerKeys(ctx, ref, namespace)
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, "", fmt.Errorf("%s %q: %w", ref.Kind, ref.Name, err)
+		return nil, iamv1beta1.Allowed{}, "", fmt.Errorf("%s %q: %w", ref.Kind, ref.Name, err)
 	}
 	held, err := keys.Grantable(ctx)
 	if err != nil {
-		return nil, iamv1alpha1.Allowed{}, "", fmt.Errorf("%s %q: what its key holds: %w", ref.Kind, ref.Name, err)
+		return nil, iamv1beta1.Allowed{}, "", fmt.Errorf("%s %q: what its key holds: %w", ref.Kind, ref.Name, err)
 	}
 	api := string(spec.API)
 	if api == "" {

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
@@ -103,7 +103,7 @@ func (o *Options) client() (client.Client, error) {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	if err := iamv1alpha1.AddToScheme(scheme); err != nil {
+	if err := iamv1beta1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	return client.New(cfg, client.Options{Scheme: scheme})
@@ -132,21 +132,21 @@ func (o *Options) issuers(c client.Reader) *controller.IssuerClients {
 
 // parseIssuer reads KIND/NAME, e.g. ClusterKeyIssuer/exoscale or
 // keyissuer/team-a; a bare NAME is a ClusterKeyIssuer, as in an AccessKey.
-func parseIssuer(s string) (iamv1alpha1.IssuerReference, error) {
+func parseIssuer(s string) (iamv1beta1.IssuerReference, error) {
 	kind, name, found := strings.Cut(s, "/")
 	if !found {
-		kind, name = string(iamv1alpha1.ClusterKeyIssuerKind), s
+		kind, name = string(iamv1beta1.ClusterKeyIssuerKind), s
 	}
 	if name == "" {
-		return iamv1alpha1.IssuerReference{}, fmt.Errorf("--issuer %q: want KIND/NAME, e.g. ClusterKeyIssuer/exoscale", s)
+		return iamv1beta1.IssuerReference{}, fmt.Errorf("--issuer %q: want KIND/NAME, e.g. ClusterKeyIssuer/exoscale", s)
 	}
 	switch strings.ToLower(kind) {
 	case "clusterkeyissuer", "clusterkeyissuers":
-		return iamv1alpha1.IssuerReference{Kind: iamv1alpha1.ClusterKeyIssuerKind, Name: name}, nil
+		return iamv1beta1.IssuerReference{Kind: iamv1beta1.ClusterKeyIssuerKind, Name: name}, nil
 	case "keyissuer", "keyissuers":
-		return iamv1alpha1.IssuerReference{Kind: iamv1alpha1.KeyIssuerKind, Name: name}, nil
+		return iamv1beta1.IssuerReference{Kind: iamv1beta1.KeyIssuerKind, Name: name}, nil
 	}
-	return iamv1alpha1.IssuerReference{}, fmt.Errorf("--issuer %q: the kind is ClusterKeyIssuer or KeyIssuer", s)
+	return iamv1beta1.IssuerReference{}, fmt.Errorf("--issuer %q: the kind is ClusterKeyIssuer or KeyIssuer", s)
 }
 
 // outputFormat checks -o: empty (text), yaml or json.

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 	"github.com/exokey/exokey/internal/exoscale/catalog"
@@ -26,17 +26,17 @@ import (
 	"github.com/exokey/exokey/internal/plugin"
 )
 
-var apis = []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2}
+var apis = []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2}
 
 // restrictionsOf is what a spec grants, in the compiler's canonical form.
-func restrictionsOf(api iamv1alpha1.IssuerAPI, spec iamv1alpha1.AccessKeySpec) exoscale.Restrictions {
+func restrictionsOf(api iamv1beta1.IssuerAPI, spec iamv1beta1.AccessKeySpec) exoscale.Restrictions {
 	GinkgoHelper()
 	resolve := exoscale.ResolveV3
-	if api == iamv1alpha1.IssuerAPIAccessKeyV2 {
+	if api == iamv1beta1.IssuerAPIAccessKeyV2 {
 		resolve = exoscale.Resolve
 	}
 	r, err := resolve(exoscale.KeySpec{Operations: spec.Operations, Tags: spec.Tags, Resources: spec.Resources,
-		Unrestricted: spec.Unrestricted}, catalog.Default())
+		Unrestricted: spec.Access == iamv1beta1.AccessUnrestricted}, catalog.Default())
 	Expect(err).NotTo(HaveOccurred())
 	return r
 }
@@ -59,7 +59,7 @@ var _ = Describe("kubectl exokey import", func() {
 	for _, api := range apis {
 		It(fmt.Sprintf("round-trips a key exokey minted (%s): the manifest asks for the same restrictions and applies", api), func() {
 			ns := newNamespace()
-			original := readyKey(accessKey(ns, "original", api, iamv1alpha1.AccessKeySpec{
+			original := readyKey(accessKey(ns, "original", api, iamv1beta1.AccessKeySpec{
 				Operations: []string{"get-sos-object", "put-sos-object", "list-instances"},
 				Tags:       []string{"dns"},
 				Resources:  []string{"sos/bucket:alpha", "sos/bucket:beta"},
@@ -72,13 +72,13 @@ var _ = Describe("kubectl exokey import", func() {
 			Expect(r.stdout).To(ContainSubstring("# The imported key " + original.Status.KeyID + " keeps working until it is revoked"))
 			Expect(r.stdout + r.stderr).NotTo(ContainSubstring(secret))
 
-			imported := &iamv1alpha1.AccessKey{}
+			imported := &iamv1beta1.AccessKey{}
 			Expect(yaml.UnmarshalStrict([]byte(r.stdout), imported)).To(Succeed())
 			Expect(imported.Name).To(Equal("copy"))
 			Expect(imported.Namespace).To(Equal(ns))
 			Expect(imported.Spec.IssuerRef).To(Equal(original.Spec.IssuerRef))
 			Expect(restrictionsOf(api, imported.Spec)).To(Equal(restrictionsOf(api, original.Spec)))
-			if api == iamv1alpha1.IssuerAPIIAMv3 {
+			if api == iamv1beta1.IssuerAPIIAMv3 {
 				Expect(r.stdout).To(ContainSubstring("# Operations are IAM v3 names"), "import says which vocabulary it used")
 			}
 
@@ -90,10 +90,10 @@ var _ = Describe("kubectl exokey import", func() {
 
 	It("names the key after the imported one when --name is not given", func() {
 		ns := newNamespace()
-		original := readyKey(accessKey(ns, "named", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"compute"}}))
-		r := kubectlExokey(nil, "import", original.Status.KeyID, "--issuer", issuerName(iamv1alpha1.IssuerAPIIAMv3), "-n", ns, "-o", "json")
+		original := readyKey(accessKey(ns, "named", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{Tags: []string{"compute"}}))
+		r := kubectlExokey(nil, "import", original.Status.KeyID, "--issuer", issuerName(iamv1beta1.IssuerAPIIAMv3), "-n", ns, "-o", "json")
 		Expect(r.code).To(Equal(0), r.stderr)
-		imported := &iamv1alpha1.AccessKey{}
+		imported := &iamv1beta1.AccessKey{}
 		Expect(json.Unmarshal([]byte(r.stdout), imported)).To(Succeed())
 		Expect(imported.Name).To(Equal(strings.ToLower(original.Status.KeyName)))
 		Expect(imported.Spec.Tags).To(Equal([]string{"compute"}))
@@ -105,7 +105,7 @@ var _ = Describe("kubectl exokey import", func() {
 			Services: map[string]v3.IAMServicePolicy{"compute": {Type: "rules", Rules: []v3.IAMServicePolicyRule{
 				{Action: "allow", Expression: "operation == 'list-instances' && parameters.zone == 'ch-gva-2'"},
 			}}}})
-		r := kubectlExokey(nil, "import", keyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1alpha1.IssuerAPIIAMv3), "-n", ns)
+		r := kubectlExokey(nil, "import", keyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1beta1.IssuerAPIIAMv3), "-n", ns)
 		Expect(r.code).To(Equal(plugin.ExitNo))
 		Expect(r.stdout).To(BeEmpty(), "no manifest that grants more or less than the role")
 		Expect(r.stderr).To(ContainSubstring("cannot be imported"))
@@ -115,7 +115,7 @@ var _ = Describe("kubectl exokey import", func() {
 
 	It("reads a policy from a file, as exo iam role show -O json prints a role, and checks it against the issuer's ceiling", func() {
 		ns := newNamespace()
-		narrow := clusterIssuer("narrow-import", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.Allowed{Operations: []string{"get-sos-*"}, Resources: []string{"sos/bucket:*"}})
+		narrow := clusterIssuer("narrow-import", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.Allowed{Operations: []string{"get-sos-*"}, Resources: []string{"sos/bucket:*"}})
 		Expect(k8sClient.Create(ctx, narrow)).To(Succeed())
 		role := map[string]any{"name": "reader", "policy": map[string]any{
 			"default-service-strategy": "deny",
@@ -129,7 +129,7 @@ var _ = Describe("kubectl exokey import", func() {
 
 		r := kubectlExokey(nil, "import", "--from-file", path, "--issuer", "ClusterKeyIssuer/narrow-import", "-n", ns, "--name", "reader")
 		Expect(r.code).To(Equal(0), r.stderr)
-		imported := &iamv1alpha1.AccessKey{}
+		imported := &iamv1beta1.AccessKey{}
 		Expect(yaml.UnmarshalStrict([]byte(r.stdout), imported)).To(Succeed())
 		Expect(imported.Spec.Operations).To(Equal([]string{"get-sos-object", "put-sos-object"}))
 		Expect(imported.Spec.Resources).To(Equal([]string{"sos/bucket:alpha"}))
@@ -146,7 +146,7 @@ var _ = Describe("kubectl exokey can-i", func() {
 	for _, api := range apis {
 		It(fmt.Sprintf("agrees with the emulator's authorization of the minted key (%s)", api), func() {
 			ns := newNamespace()
-			ak := readyKey(accessKey(ns, "app", api, iamv1alpha1.AccessKeySpec{
+			ak := readyKey(accessKey(ns, "app", api, iamv1beta1.AccessKeySpec{
 				Operations: []string{"get-sos-object", "put-sos-object", "list-instances"},
 				Tags:       []string{"dns"},
 				Resources:  []string{"sos/bucket:alpha"},
@@ -184,7 +184,7 @@ var _ = Describe("kubectl exokey can-i", func() {
 
 	It("reads the organisation policy as a second gate, and says when a verdict depends on the caller", func() {
 		ns := newNamespace()
-		ak := readyKey(accessKey(ns, "computer", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"compute"}}))
+		ak := readyKey(accessKey(ns, "computer", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{Tags: []string{"compute"}}))
 		Expect(kubectlExokey(nil, "can-i", "list-instances", ak.Name, "-n", ns).stdout).To(HavePrefix("yes\n"))
 
 		Expect(emu.SetOrganizationPolicy(policy.Policy{DefaultServiceStrategy: "allow", Services: map[string]policy.ServicePolicy{
@@ -200,7 +200,7 @@ var _ = Describe("kubectl exokey can-i", func() {
 
 	It("says which rule decides, and when no key holds the restrictions yet", func() {
 		ns := newNamespace()
-		ak := readyKey(accessKey(ns, "reader", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{
+		ak := readyKey(accessKey(ns, "reader", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{
 			Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:alpha"},
 		}))
 		r := kubectlExokey(nil, "can-i", "get-sos-object", ak.Name, "--bucket", "alpha", "-n", ns, "-o", "json")
@@ -218,8 +218,8 @@ var _ = Describe("kubectl exokey can-i", func() {
 		Expect(kubectlExokey(nil, "can-i", "list-instances", ak.Name, "-n", ns).stdout).
 			To(ContainSubstring("class compute is not in the policy: default-service-strategy is deny"))
 
-		refused := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "orphaned", Namespace: ns}, Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef: iamv1alpha1.IssuerReference{Kind: iamv1alpha1.KeyIssuerKind, Name: "missing"}, Tags: []string{"compute"}}}
+		refused := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "orphaned", Namespace: ns}, Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef: iamv1beta1.IssuerReference{Kind: iamv1beta1.KeyIssuerKind, Name: "missing"}, Tags: []string{"compute"}}}
 		Expect(k8sClient.Create(ctx, refused)).To(Succeed())
 		r = kubectlExokey(nil, "can-i", "list-instances", "orphaned", "-n", ns)
 		Expect(r.code).To(Equal(plugin.ExitError), "the issuer says which API: without it there is no answer")
@@ -234,10 +234,10 @@ var _ = Describe("kubectl exokey can-i", func() {
 var _ = Describe("kubectl exokey status and rotate", func() {
 	It("shows live AccessKeys, a refused one with its reason and last event, and a rotation's retiring key", func() {
 		ns := newNamespace()
-		ready := readyKey(accessKey(ns, "ready", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{
-			Tags: []string{"compute"}, Rotation: &iamv1alpha1.RotationSpec{Every: &metav1.Duration{Duration: 48 * time.Hour}},
+		ready := readyKey(accessKey(ns, "ready", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{
+			Tags: []string{"compute"}, Rotation: &iamv1beta1.RotationSpec{EverySeconds: iamv1beta1.SecondsOf(48 * time.Hour)},
 		}))
-		refused := accessKey(ns, "refused", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"compute"}})
+		refused := accessKey(ns, "refused", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{Tags: []string{"compute"}})
 		refused.Spec.IssuerRef.Name = "no-such-issuer"
 		Expect(k8sClient.Create(ctx, refused)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -252,7 +252,7 @@ var _ = Describe("kubectl exokey status and rotate", func() {
 
 		r = kubectlExokey(nil, "rotate", "ready", "-n", ns, "--wait", "--timeout", "30s")
 		Expect(r.code).To(Equal(0), r.stderr)
-		rotated := &iamv1alpha1.AccessKey{}
+		rotated := &iamv1beta1.AccessKey{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ready), rotated)).To(Succeed())
 		Expect(rotated.Status.KeyID).NotTo(Equal(ready.Status.KeyID))
 		Expect(r.stdout).To(ContainSubstring("key " + rotated.Status.KeyID + " published in Secret ready; " + ready.Status.KeyID + " is revoked at"))
@@ -277,7 +277,7 @@ var _ = Describe("kubectl exokey status and rotate", func() {
 		Expect(kubectlExokey(nil, "status", "-n", ns).stdout).To(MatchRegexp(`(?m)^` + ns + `\s+ready\s+True\s+` + rotated.Status.KeyID + `\s+.*` + ready.Status.KeyID + ` revoked in \d+m`))
 
 		other := newNamespace()
-		elsewhere := accessKey(other, "elsewhere", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"dns"}})
+		elsewhere := accessKey(other, "elsewhere", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{Tags: []string{"dns"}})
 		elsewhere.Spec.IssuerRef.Name = "no-such-issuer"
 		Expect(k8sClient.Create(ctx, elsewhere)).To(Succeed())
 		all := kubectlExokey(nil, "status", "-A")
@@ -289,8 +289,8 @@ var _ = Describe("kubectl exokey status and rotate", func() {
 
 	It("shows when a session credential is renewed and when it expires", func() {
 		ns := newNamespace()
-		ak := readyKey(accessKey(ns, "short", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{
-			Tags: []string{"dns"}, TTL: &metav1.Duration{Duration: time.Hour}}))
+		ak := readyKey(accessKey(ns, "short", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{
+			Tags: []string{"dns"}, TTLSeconds: iamv1beta1.SecondsOf(time.Hour)}))
 		r := kubectlExokey(nil, "status", "-n", ns)
 		Expect(r.stdout).To(MatchRegexp(`(?m)^` + ns + `\s+short\s+True\s+` + ak.Status.KeyID + `\s+\S+\s+in 39m\d*s? \(expires in 59m\d*s?\)\s+-\s+-$`))
 		r = kubectlExokey(nil, "status", "short", "-n", ns, "-o", "json")
@@ -303,7 +303,7 @@ var _ = Describe("kubectl exokey status and rotate", func() {
 
 	It("fails rotate --wait with the reason when no new key can be published", func() {
 		ns := newNamespace()
-		ak := readyKey(accessKey(ns, "stuck", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"dns"}}))
+		ak := readyKey(accessKey(ns, "stuck", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{Tags: []string{"dns"}}))
 		// Point it at an issuer that does not exist: the rotation is refused.
 		patch := client.MergeFrom(ak.DeepCopy())
 		ak.Spec.IssuerRef.Name = "gone"
@@ -319,16 +319,16 @@ var _ = Describe("kubectl exokey operations", func() {
 		ns := newNamespace()
 		// A key that holds compute reads only, made the issuer of a KeyIssuer
 		// whose ceiling is the whole compute tag and sos.
-		holder := readyKey(accessKey(ns, "issuer-key", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{
+		holder := readyKey(accessKey(ns, "issuer-key", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{
 			Operations: []string{"list-instances", "get-instance", "get-operation", "get-api-key", "get-iam-role"},
 		}))
 		key, secret := credentials(holder)
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "team-key", Namespace: ns},
 			StringData: map[string]string{"EXOSCALE_API_KEY": key, "EXOSCALE_API_SECRET": secret}})).To(Succeed())
-		Expect(k8sClient.Create(ctx, &iamv1alpha1.KeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "team", Namespace: ns},
-			Spec: iamv1alpha1.IssuerSpec{API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: endpoint,
-				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "team-key"},
-				Allowed:        iamv1alpha1.Allowed{Tags: []string{"compute", "sos"}, Resources: []string{"sos/bucket:team-*"}}}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &iamv1beta1.KeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: "team", Namespace: ns},
+			Spec: iamv1beta1.IssuerSpec{API: iamv1beta1.IssuerAPIIAMv3, Endpoint: endpoint,
+				CredentialsRef: iamv1beta1.CredentialsReference{Name: "team-key"},
+				Allowed:        iamv1beta1.Allowed{Tags: []string{"compute", "sos"}, Resources: []string{"sos/bucket:team-*"}}}})).To(Succeed())
 
 		r := kubectlExokey(nil, "operations", "--issuer", "KeyIssuer/team", "-n", ns)
 		Expect(r.code).To(Equal(0), r.stderr)
@@ -371,10 +371,10 @@ var _ = Describe("kubectl exokey operations", func() {
 var _ = Describe("kubectl exokey as a tenant", func() {
 	It("has the user's rights and no more: status and can-i in their namespace, no issuer credentials to import with", func() {
 		ns := newNamespace()
-		ak := readyKey(accessKey(ns, "app", iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.AccessKeySpec{Tags: []string{"dns"}}))
+		ak := readyKey(accessKey(ns, "app", iamv1beta1.IssuerAPIIAMv3, iamv1beta1.AccessKeySpec{Tags: []string{"dns"}}))
 		Expect(k8sClient.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "accesskey-reader", Namespace: ns},
 			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{iamv1alpha1.GroupVersion.Group}, Resources: []string{"accesskeys"}, Verbs: []string{"get", "list", "patch"}},
+				{APIGroups: []string{iamv1beta1.GroupVersion.Group}, Resources: []string{"accesskeys"}, Verbs: []string{"get", "list", "patch"}},
 				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list"}},
 			}})).To(Succeed())
 		Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "team", Namespace: ns},
@@ -389,17 +389,17 @@ var _ = Describe("kubectl exokey as a tenant", func() {
 		// Even a tenant who may read the issuers signs nothing with their
 		// credentials: the plugin reads the Secret with the user's rights.
 		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-issuer-reader"},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{iamv1alpha1.GroupVersion.Group}, Resources: []string{"clusterkeyissuers"}, Verbs: []string{"get"}}}})).To(Succeed())
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{iamv1beta1.GroupVersion.Group}, Resources: []string{"clusterkeyissuers"}, Verbs: []string{"get"}}}})).To(Succeed())
 		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-issuer-reader"},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ns + "-issuer-reader"},
 			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "team-member"}}})).To(Succeed())
 		Eventually(func() string {
-			return kubectlExokeyAs(tenant, nil, "import", ak.Status.KeyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1alpha1.IssuerAPIIAMv3), "-n", ns).stderr
+			return kubectlExokeyAs(tenant, nil, "import", ak.Status.KeyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1beta1.IssuerAPIIAMv3), "-n", ns).stderr
 		}).Should(ContainSubstring(`secrets "` + rootSecretName + `" is forbidden`))
-		r := kubectlExokeyAs(tenant, nil, "import", ak.Status.KeyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1alpha1.IssuerAPIIAMv3), "-n", ns)
+		r := kubectlExokeyAs(tenant, nil, "import", ak.Status.KeyID, "--issuer", "ClusterKeyIssuer/"+issuerName(iamv1beta1.IssuerAPIIAMv3), "-n", ns)
 		Expect(r.code).To(Equal(plugin.ExitError))
 		Expect(r.stdout).To(BeEmpty())
 		Expect(kubectlExokeyAs(tenant, nil, "status", "-A").stderr).To(ContainSubstring("forbidden"), "other namespaces stay closed")
-		Expect(kubectlExokeyAs(tenant, nil, "operations", "--issuer", issuerName(iamv1alpha1.IssuerAPIIAMv3)).stderr).To(ContainSubstring("forbidden"))
+		Expect(kubectlExokeyAs(tenant, nil, "operations", "--issuer", issuerName(iamv1beta1.IssuerAPIIAMv3)).stderr).To(ContainSubstring("forbidden"))
 	})
 })

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
 )
 
@@ -44,7 +44,7 @@ func (o *rotateOptions) run(ctx context.Context, name string) error {
 		return err
 	}
 	key := types.NamespacedName{Namespace: namespace, Name: name}
-	ak := &iamv1alpha1.AccessKey{}
+	ak := &iamv1beta1.AccessKey{}
 	if err := c.Get(ctx, key, ak); err != nil {
 		return err
 	}
@@ -54,11 +54,11 @@ func (o *rotateOptions) run(ctx context.Context, name string) error {
 	if ak.Annotations == nil {
 		ak.Annotations = map[string]string{}
 	}
-	ak.Annotations[iamv1alpha1.RotateAnnotation] = request
+	ak.Annotations[iamv1beta1.RotateAnnotation] = request
 	if err := c.Patch(ctx, ak, patch); err != nil {
 		return fmt.Errorf("ask for a rotation: %w", err)
 	}
-	fmt.Fprintf(o.Out, "accesskey %s: rotation requested (%s=%s)\n", key, iamv1alpha1.RotateAnnotation, request)
+	fmt.Fprintf(o.Out, "accesskey %s: rotation requested (%s=%s)\n", key, iamv1beta1.RotateAnnotation, request)
 	if !o.wait {
 		return nil
 	}

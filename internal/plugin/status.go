@@ -15,9 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
 )
 
@@ -98,7 +99,7 @@ func (o *statusOptions) run(ctx context.Context, names []string) error {
 		}
 		opts = append(opts, client.InNamespace(namespace))
 	}
-	list := &iamv1alpha1.AccessKeyList{}
+	list := &iamv1beta1.AccessKeyList{}
 	if err := c.List(ctx, list, opts...); err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func (o *statusOptions) run(ctx context.Context, names []string) error {
 	return o.printTable(rows)
 }
 
-func statusOf(ak *iamv1alpha1.AccessKey) accessKeyStatus {
+func statusOf(ak *iamv1beta1.AccessKey) accessKeyStatus {
 	row := accessKeyStatus{Namespace: ak.Namespace, Name: ak.Name, Ready: "Unknown", KeyID: ak.Status.KeyID,
 		KeyCreatedAt: ak.Status.CreatedAt, NextRotationAt: ak.Status.NextRotationAt, ExpiresAt: ak.Status.ExpiresAt}
 	if ready := meta.FindStatusCondition(ak.Status.Conditions, controller.ConditionReady); ready != nil {
@@ -147,7 +148,7 @@ func statusOf(ak *iamv1alpha1.AccessKey) accessKeyStatus {
 		}
 	}
 	for _, retiring := range ak.Status.Retiring {
-		row.Retiring = append(row.Retiring, retiringState{KeyID: retiring.KeyID, RevokeAt: retiring.RevokeAt})
+		row.Retiring = append(row.Retiring, retiringState{KeyID: retiring.KeyID, RevokeAt: ptr.Deref(retiring.RevokeAt, metav1.Time{})})
 	}
 	return row
 }

@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	exokey "github.com/exokey/exokey/internal/controller"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
@@ -68,7 +68,7 @@ var _ = BeforeSuite(func() {
 
 	scheme := runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(iamv1alpha1.AddToScheme(scheme)).To(Succeed())
+	Expect(iamv1beta1.AddToScheme(scheme)).To(Succeed())
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -98,8 +98,8 @@ var _ = BeforeSuite(func() {
 		ObjectMeta: metav1.ObjectMeta{Name: rootSecretName, Namespace: systemNamespace},
 		StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret},
 	})).To(Succeed())
-	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
-		Expect(k8sClient.Create(ctx, clusterIssuer(issuerName(api), api, iamv1alpha1.Allowed{
+	for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
+		Expect(k8sClient.Create(ctx, clusterIssuer(issuerName(api), api, iamv1beta1.Allowed{
 			// A key of an issuer reads its own role: IAM operations are named.
 			Operations: []string{"*", "get-api-key", "get-iam-role"}, Tags: []string{"*"}, Resources: []string{"sos/bucket:*"},
 		}))).To(Succeed())
@@ -155,14 +155,14 @@ func fastConfig() exoscale.Config {
 		PollInterval: 10 * time.Millisecond}
 }
 
-func issuerName(api iamv1alpha1.IssuerAPI) string { return "emulator-" + strings.ToLower(string(api)) }
+func issuerName(api iamv1beta1.IssuerAPI) string { return "emulator-" + strings.ToLower(string(api)) }
 
-func clusterIssuer(name string, api iamv1alpha1.IssuerAPI, allowed iamv1alpha1.Allowed) *iamv1alpha1.ClusterKeyIssuer {
-	return &iamv1alpha1.ClusterKeyIssuer{
+func clusterIssuer(name string, api iamv1beta1.IssuerAPI, allowed iamv1beta1.Allowed) *iamv1beta1.ClusterKeyIssuer {
+	return &iamv1beta1.ClusterKeyIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: iamv1alpha1.ClusterKeyIssuerSpec{IssuerSpec: iamv1alpha1.IssuerSpec{
+		Spec: iamv1beta1.ClusterKeyIssuerSpec{IssuerSpec: iamv1beta1.IssuerSpec{
 			API: api, Endpoint: endpoint,
-			CredentialsRef: iamv1alpha1.CredentialsReference{Name: rootSecretName, Namespace: systemNamespace},
+			CredentialsRef: iamv1beta1.CredentialsReference{Name: rootSecretName, Namespace: systemNamespace},
 			Allowed:        allowed,
 		}},
 	}
@@ -205,21 +205,21 @@ func newNamespace() string {
 	return ns.Name
 }
 
-func accessKey(namespace, name string, api iamv1alpha1.IssuerAPI, spec iamv1alpha1.AccessKeySpec) *iamv1alpha1.AccessKey {
-	spec.IssuerRef = iamv1alpha1.IssuerReference{Kind: iamv1alpha1.ClusterKeyIssuerKind, Name: issuerName(api)}
-	return &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}, Spec: spec}
+func accessKey(namespace, name string, api iamv1beta1.IssuerAPI, spec iamv1beta1.AccessKeySpec) *iamv1beta1.AccessKey {
+	spec.IssuerRef = iamv1beta1.IssuerReference{Kind: iamv1beta1.ClusterKeyIssuerKind, Name: issuerName(api)}
+	return &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}, Spec: spec}
 }
 
 // readyKey creates ak and waits until it is Ready.
-func readyKey(ak *iamv1alpha1.AccessKey) *iamv1alpha1.AccessKey {
+func readyKey(ak *iamv1beta1.AccessKey) *iamv1beta1.AccessKey {
 	GinkgoHelper()
 	Expect(k8sClient.Create(ctx, ak)).To(Succeed())
 	return waitReady(client.ObjectKeyFromObject(ak))
 }
 
-func waitReady(key client.ObjectKey) *iamv1alpha1.AccessKey {
+func waitReady(key client.ObjectKey) *iamv1beta1.AccessKey {
 	GinkgoHelper()
-	ak := &iamv1alpha1.AccessKey{}
+	ak := &iamv1beta1.AccessKey{}
 	Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, key, ak)).To(Succeed())
 		g.Expect(meta.IsStatusConditionTrue(ak.Status.Conditions, exokey.ConditionReady)).To(BeTrue(), "conditions %+v", ak.Status.Conditions)
@@ -228,7 +228,7 @@ func waitReady(key client.ObjectKey) *iamv1alpha1.AccessKey {
 }
 
 // credentials reads the key and secret an AccessKey's Secret publishes.
-func credentials(ak *iamv1alpha1.AccessKey) (key, secret string) {
+func credentials(ak *iamv1beta1.AccessKey) (key, secret string) {
 	GinkgoHelper()
 	s := &corev1.Secret{}
 	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ak.Namespace, Name: ak.Status.SecretName}, s)).To(Succeed())

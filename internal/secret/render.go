@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // Values are what a Secret is rendered from.
@@ -61,7 +61,7 @@ type Rendered struct {
 }
 
 // Render lays a credential out in the spec's format.
-func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
+func Render(spec iamv1beta1.SecretSpec, v Values) (Rendered, error) {
 	out := Rendered{Data: map[string][]byte{}, Labels: maps.Clone(spec.Labels), Annotations: maps.Clone(spec.Annotations)}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
@@ -70,7 +70,7 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		out.Annotations = map[string]string{}
 	}
 	switch spec.Format {
-	case iamv1alpha1.SecretFormatExoscale, "":
+	case iamv1beta1.SecretFormatExoscale, "":
 		out.Data["EXOSCALE_API_KEY"] = []byte(v.KeyID)
 		out.Data["EXOSCALE_API_SECRET"] = []byte(v.Secret)
 		out.Data["EXOSCALE_ZONE"] = []byte(v.Zone)
@@ -80,20 +80,20 @@ func Render(spec iamv1alpha1.SecretSpec, v Values) (Rendered, error) {
 		if v.SOS != "" {
 			out.Data["EXOSCALE_SOS_ENDPOINT"] = []byte(v.SOS)
 		}
-	case iamv1alpha1.SecretFormatAWS:
+	case iamv1beta1.SecretFormatAWS:
 		out.Data["AWS_ACCESS_KEY_ID"] = []byte(v.KeyID)
 		out.Data["AWS_SECRET_ACCESS_KEY"] = []byte(v.Secret)
 		out.Data["AWS_REGION"] = []byte(v.Zone)
 		out.Data["AWS_ENDPOINT_URL_S3"] = []byte(v.SOSEndpoint())
-	case iamv1alpha1.SecretFormatCredentialsFile:
+	case iamv1beta1.SecretFormatCredentialsFile:
 		file, err := json.Marshal(credentialsFile{APIKey: v.KeyID, APISecret: v.Secret})
 		if err != nil {
 			return Rendered{}, err
 		}
 		out.Data[CredentialsFileKey] = file
-	case iamv1alpha1.SecretFormatTemplate:
-		if spec.Template == nil {
-			return Rendered{}, fmt.Errorf("secret.format Template needs secret.template")
+	case iamv1beta1.SecretFormatTemplate:
+		if len(spec.Template.Data) == 0 {
+			return Rendered{}, fmt.Errorf("secret.format Template needs secret.template.data")
 		}
 		work := &workBudget{left: MaxWorkBytes}
 		budget := MaxSecretBytes
@@ -231,7 +231,7 @@ func Scrub(err error, secret string) error {
 // Validate renders the spec with placeholders shaped like a real key, so a
 // broken template, or a Secret the API server would refuse, is reported
 // before any key is minted. keyName is the name the key will have.
-func Validate(spec iamv1alpha1.SecretSpec, v Values, keyName string) error {
+func Validate(spec iamv1beta1.SecretSpec, v Values, keyName string) error {
 	v.KeyID, v.Secret, v.KeyName = "EXO"+strings.Repeat("0", 24), strings.Repeat("x", 43), keyName
 	_, err := Render(spec, v)
 	return err

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 var values = Values{KeyID: "EXO1", Secret: "s3cr3t", KeyName: "k8s-ns-ak-1", Zone: "de-fra-1", Name: "ak", Namespace: "ns"}
@@ -16,19 +16,19 @@ func TestFormats(t *testing.T) {
 	withEndpoint.APIEndpoint = "http://127.0.0.1:8080/v2"
 	for _, tc := range []struct {
 		name   string
-		spec   iamv1alpha1.SecretSpec
+		spec   iamv1beta1.SecretSpec
 		values Values
 		want   map[string]string
 	}{
-		{"default", iamv1alpha1.SecretSpec{}, values, map[string]string{
+		{"default", iamv1beta1.SecretSpec{}, values, map[string]string{
 			"EXOSCALE_API_KEY": "EXO1", "EXOSCALE_API_SECRET": "s3cr3t", "EXOSCALE_ZONE": "de-fra-1"}},
-		{"endpoint override", iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatExoscale}, withEndpoint, map[string]string{
+		{"endpoint override", iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatExoscale}, withEndpoint, map[string]string{
 			"EXOSCALE_API_KEY": "EXO1", "EXOSCALE_API_SECRET": "s3cr3t", "EXOSCALE_ZONE": "de-fra-1", "EXOSCALE_API_ENDPOINT": "http://127.0.0.1:8080/v2"}},
-		{"AWS", iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatAWS}, values, map[string]string{
+		{"AWS", iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatAWS}, values, map[string]string{
 			"AWS_ACCESS_KEY_ID": "EXO1", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_REGION": "de-fra-1", "AWS_ENDPOINT_URL_S3": "https://sos-de-fra-1.exo.io"}},
-		{"credentials file", iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatCredentialsFile}, values, map[string]string{
+		{"credentials file", iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatCredentialsFile}, values, map[string]string{
 			"credentials.json": `{"api_key":"EXO1","api_secret":"s3cr3t"}`}},
-		{"template", iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{
+		{"template", iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate, Template: iamv1beta1.SecretTemplate{Data: map[string]string{
 			"config":  "{{ .KeyID }}:{{ .Secret | b64enc }}@{{ .Endpoint }}",
 			"owner":   "{{ .Namespace }}/{{ .Name | upper }}",
 			"literal": "plain",
@@ -53,18 +53,18 @@ func TestFormats(t *testing.T) {
 }
 
 func TestTemplateErrorsNeverHoldTheSecret(t *testing.T) {
-	spec := iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{
+	spec := iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate, Template: iamv1beta1.SecretTemplate{
 		Data: map[string]string{"k": `{{ index .Labels .Secret }}{{ .Secret.Nope }}`},
 	}}
 	_, err := Render(spec, values)
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("want an error without the secret, got %v", err)
 	}
-	if err := Validate(iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{
+	if err := Validate(iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate, Template: iamv1beta1.SecretTemplate{
 		Data: map[string]string{"k": "{{ .Missing }}"}}}, values, "k8s-ns-ak-0a0b0c"); err == nil || !strings.Contains(err.Error(), "secret.template.data[k]") {
 		t.Errorf("Validate: %v", err)
 	}
-	if err := Validate(iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate, Template: &iamv1alpha1.SecretTemplate{
+	if err := Validate(iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate, Template: iamv1beta1.SecretTemplate{
 		Data: map[string]string{"k": "{{ .KeyID "}}}, values, "k8s-ns-ak-0a0b0c"); err == nil {
 		t.Error("Validate accepted a template that does not parse")
 	}

@@ -5,18 +5,18 @@ import (
 	"strings"
 	"testing"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
-func templated(data, labels, annotations map[string]string) iamv1alpha1.SecretSpec {
-	return iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
-		Template: &iamv1alpha1.SecretTemplate{Data: data, Labels: labels, Annotations: annotations}}
+func templated(data, labels, annotations map[string]string) iamv1beta1.SecretSpec {
+	return iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate,
+		Template: iamv1beta1.SecretTemplate{Data: data, Labels: labels, Annotations: annotations}}
 }
 
 func TestSandboxRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		spec iamv1alpha1.SecretSpec
+		spec iamv1beta1.SecretSpec
 		want string // in the error
 	}{
 		{"define", templated(map[string]string{"k": `{{define "x"}}{{.KeyID}}{{end}}{{template "x" .}}`}, nil, nil), "define"},

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // churn measures a deletion against the creation before it: n AccessKeys
@@ -143,7 +143,7 @@ func (b *bench) deleteAll(ctx context.Context, m *managerProcess, namespaces []s
 			}
 		}
 	} else {
-		list := &iamv1alpha1.AccessKeyList{}
+		list := &iamv1beta1.AccessKeyList{}
 		for _, ns := range namespaces {
 			if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
 				return deletion{}, err
@@ -169,7 +169,7 @@ func (b *bench) deleteAll(ctx context.Context, m *managerProcess, namespaces []s
 				continue
 			}
 			list := &metav1.PartialObjectMetadataList{}
-			list.SetGroupVersionKind(iamv1alpha1.GroupVersion.WithKind("AccessKeyList"))
+			list.SetGroupVersionKind(iamv1beta1.GroupVersion.WithKind("AccessKeyList"))
 			if err := b.c.List(ctx, list, client.InNamespace(ns)); err != nil {
 				return deletion{}, err
 			}

@@ -15,7 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // consumers measures rotation that waits for its consumers: n AccessKeys,
@@ -59,12 +59,12 @@ func (b *bench) consumers(ctx context.Context, n int) (map[string]any, error) {
 		if err := b.c.Create(ctx, d); err != nil {
 			return err
 		}
-		return b.c.Create(ctx, &iamv1alpha1.AccessKey{
+		return b.c.Create(ctx, &iamv1beta1.AccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-			Spec: iamv1alpha1.AccessKeySpec{
-				IssuerRef: iamv1alpha1.IssuerReference{Name: "iamv3"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:bench"},
-				RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: name}},
-				Rotation:       &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 10 * time.Minute}},
+			Spec: iamv1beta1.AccessKeySpec{
+				IssuerRef: iamv1beta1.IssuerReference{Name: "iamv3"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:bench"},
+				RestartTargets: []iamv1beta1.RestartTarget{{Kind: "Deployment", Name: name}},
+				Rotation:       &iamv1beta1.RotationSpec{GracePeriodSeconds: 600},
 			},
 		})
 	})
@@ -80,7 +80,7 @@ func (b *bench) consumers(ctx context.Context, n int) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	aks := &iamv1alpha1.AccessKeyList{}
+	aks := &iamv1beta1.AccessKeyList{}
 	if err := b.c.List(ctx, aks, client.InNamespace(namespace)); err != nil {
 		return nil, err
 	}
@@ -93,14 +93,14 @@ func (b *bench) consumers(ctx context.Context, n int) (map[string]any, error) {
 	started := time.Now()
 	for _, ak := range aks.Items {
 		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			got := &iamv1alpha1.AccessKey{}
+			got := &iamv1beta1.AccessKey{}
 			if err := b.c.Get(ctx, client.ObjectKeyFromObject(&ak), got); err != nil {
 				return err
 			}
 			if got.Annotations == nil {
 				got.Annotations = map[string]string{}
 			}
-			got.Annotations[iamv1alpha1.RotateAnnotation] = "consumers"
+			got.Annotations[iamv1beta1.RotateAnnotation] = "consumers"
 			return b.c.Update(ctx, got)
 		}); err != nil {
 			return nil, err
@@ -158,14 +158,14 @@ func (b *bench) consumers(ctx context.Context, n int) (map[string]any, error) {
 // consumersSettled reports whether n AccessKeys are Ready and their
 // Deployments fully rolled out.
 func (b *bench) consumersSettled(ctx context.Context, namespace string, n int) (bool, error) {
-	aks := &iamv1alpha1.AccessKeyList{}
+	aks := &iamv1beta1.AccessKeyList{}
 	if err := b.c.List(ctx, aks, client.InNamespace(namespace)); err != nil {
 		return false, err
 	}
 	ready := 0
 	for _, ak := range aks.Items {
 		for _, c := range ak.Status.Conditions {
-			if c.Type == "Ready" && c.Status == metav1.ConditionTrue && ak.Status.Pending == nil {
+			if c.Type == "Ready" && c.Status == metav1.ConditionTrue && ak.Status.Pending.IsZero() {
 				ready++
 			}
 		}

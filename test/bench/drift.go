@@ -9,14 +9,14 @@ import (
 	v3 "github.com/exoscale/egoscale/v3"
 	"github.com/exoscale/egoscale/v3/credentials"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // driftCorrection widens the roles of some of a namespace's AccessKeys out
 // of band, as an admin in the portal would, and measures how long the
 // manager takes to put each back, at the bench's drift period.
 func (b *bench) driftCorrection(ctx context.Context, namespace string, n int) (map[string]any, error) {
-	list := &iamv1alpha1.AccessKeyList{}
+	list := &iamv1beta1.AccessKeyList{}
 	if err := b.c.List(ctx, list); err != nil {
 		return nil, err
 	}

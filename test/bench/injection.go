@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/inject"
 	"github.com/exokey/exokey/internal/localcluster"
 )
@@ -35,8 +35,8 @@ func (b *bench) injection(ctx context.Context, n int, rate float64) (map[string]
 	}()
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
-		&iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: namespace}, Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef: iamv1alpha1.IssuerReference{Name: "iamv3"}, Operations: []string{"get-sos-object"}}},
+		&iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: namespace}, Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef: iamv1beta1.IssuerReference{Name: "iamv3"}, Operations: []string{"get-sos-object"}}},
 	} {
 		if err := b.c.Create(ctx, obj); err != nil {
 			return nil, err

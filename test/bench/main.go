@@ -39,10 +39,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/localcluster"
 )
@@ -465,14 +466,14 @@ func setUpIssuers(ctx context.Context, c client.Client, emu *emulator.Server, en
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "exoscale-root", Namespace: "exokey-system"},
 			StringData: map[string]string{"EXOSCALE_API_KEY": key, "EXOSCALE_API_SECRET": secret}},
 	}
-	for _, api := range []iamv1alpha1.IssuerAPI{iamv1alpha1.IssuerAPIIAMv3, iamv1alpha1.IssuerAPIAccessKeyV2} {
-		objects = append(objects, &iamv1alpha1.ClusterKeyIssuer{
+	for _, api := range []iamv1beta1.IssuerAPI{iamv1beta1.IssuerAPIIAMv3, iamv1beta1.IssuerAPIAccessKeyV2} {
+		objects = append(objects, &iamv1beta1.ClusterKeyIssuer{
 			ObjectMeta: metav1.ObjectMeta{Name: strings.ToLower(string(api))},
-			Spec: iamv1alpha1.ClusterKeyIssuerSpec{IssuerSpec: iamv1alpha1.IssuerSpec{
+			Spec: iamv1beta1.ClusterKeyIssuerSpec{IssuerSpec: iamv1beta1.IssuerSpec{
 				API: api, Endpoint: endpoint, KeyNamePrefix: "bench",
-				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
-				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*"}, Resources: []string{"sos/bucket:*"}},
-				Limits:         iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: 30 * time.Second}},
+				CredentialsRef: iamv1beta1.CredentialsReference{Name: "exoscale-root", Namespace: "exokey-system"},
+				Allowed:        iamv1beta1.Allowed{Operations: []string{"*"}, Resources: []string{"sos/bucket:*"}},
+				Limits:         iamv1beta1.IssuerLimits{MinSessionTTLSeconds: ptr.To[int64](30)},
 			}},
 		})
 	}
@@ -599,7 +600,7 @@ type writeCounter struct {
 
 func (b *bench) watch(ctx context.Context, namespace string) (*writeCounter, error) {
 	wc := &writeCounter{readyAt: map[string]time.Time{}, notReady: map[string]int{}, lastStatus: map[string]string{}, lastMeta: map[string]string{}}
-	akWatch, err := b.watchFromNow(ctx, namespace, func() client.ObjectList { return &iamv1alpha1.AccessKeyList{} })
+	akWatch, err := b.watchFromNow(ctx, namespace, func() client.ObjectList { return &iamv1beta1.AccessKeyList{} })
 	if err != nil {
 		return nil, err
 	}
@@ -609,7 +610,7 @@ func (b *bench) watch(ctx context.Context, namespace string) (*writeCounter, err
 	}
 	go func() {
 		for ev := range akWatch.ResultChan() {
-			ak, ok := ev.Object.(*iamv1alpha1.AccessKey)
+			ak, ok := ev.Object.(*iamv1beta1.AccessKey)
 			if !ok || ev.Type == watch.Bookmark {
 				continue
 			}
@@ -779,11 +780,11 @@ func (b *bench) converge(ctx context.Context, rn trial) (Convergence, error) {
 	}
 	cpuBefore := cpuSeconds(m)
 	started := time.Now()
-	keys, err := b.createAccessKeys(ctx, namespaces, rn.n, labels, iamv1alpha1.AccessKeySpec{
-		IssuerRef:  iamv1alpha1.IssuerReference{Name: strings.ToLower(rn.api)},
+	keys, err := b.createAccessKeys(ctx, namespaces, rn.n, labels, iamv1beta1.AccessKeySpec{
+		IssuerRef:  iamv1beta1.IssuerReference{Name: strings.ToLower(rn.api)},
 		Operations: []string{"get-sos-object", "put-sos-object"},
 		Resources:  []string{"sos/bucket:bench"},
-		Rotation:   &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 5 * time.Second}},
+		Rotation:   &iamv1beta1.RotationSpec{GracePeriodSeconds: 5},
 	})
 	if err != nil {
 		return r, err
@@ -898,10 +899,10 @@ type createdKey struct {
 // createAccessKeys creates key-00000... with spec and labels, spread over
 // namespaces, 32 at a time, and returns when each was created.
 func (b *bench) createAccessKeys(ctx context.Context, namespaces []string, n int, labels map[string]string,
-	spec iamv1alpha1.AccessKeySpec) ([]createdKey, error) {
+	spec iamv1beta1.AccessKeySpec) ([]createdKey, error) {
 	keys := make([]createdKey, n)
 	err := forEach(n, func(i int) error {
-		ak := &iamv1alpha1.AccessKey{
+		ak := &iamv1beta1.AccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("key-%05d", i), Namespace: namespaces[i%len(namespaces)], Labels: labels},
 			Spec:       *spec.DeepCopy(),
 		}
@@ -936,18 +937,18 @@ func (b *bench) renewals(ctx context.Context, m *managerProcess, n int, quick bo
 	}
 	b.emu.ResetStats()
 	started := time.Now()
-	if _, err := b.createAccessKeys(ctx, []string{namespace}, n, nil, iamv1alpha1.AccessKeySpec{
-		IssuerRef:  iamv1alpha1.IssuerReference{Name: "iamv3"},
+	if _, err := b.createAccessKeys(ctx, []string{namespace}, n, nil, iamv1beta1.AccessKeySpec{
+		IssuerRef:  iamv1beta1.IssuerReference{Name: "iamv3"},
 		Operations: []string{"get-sos-object", "put-sos-object"},
 		Resources:  []string{"sos/bucket:bench"},
-		TTL:        &metav1.Duration{Duration: ttl},
-		Rotation:   &iamv1alpha1.RotationSpec{RenewBefore: &metav1.Duration{Duration: renewBefore}},
+		TTLSeconds: iamv1beta1.SecondsOf(ttl),
+		Rotation:   &iamv1beta1.RotationSpec{RenewBeforeSeconds: iamv1beta1.SecondsOf(renewBefore)},
 	}); err != nil {
 		return nil, err
 	}
 	// Each AccessKey's first credential is the first key it was Ready with.
 	first := map[string]string{}
-	list := &iamv1alpha1.AccessKeyList{}
+	list := &iamv1beta1.AccessKeyList{}
 	deadline := time.Now().Add(15 * time.Minute)
 	for {
 		if err := b.c.List(ctx, list, client.InNamespace(namespace)); err != nil {
@@ -1018,7 +1019,7 @@ func printConvergence(r Convergence) {
 // and its queue is empty, and says how long that took from its start.
 func (b *bench) caughtUp(ctx context.Context, m *managerProcess) (time.Duration, error) {
 	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(iamv1alpha1.GroupVersion.WithKind("AccessKeyList"))
+	list.SetGroupVersionKind(iamv1beta1.GroupVersion.WithKind("AccessKeyList"))
 	if err := b.c.List(ctx, list); err != nil {
 		return 0, err
 	}
@@ -1071,11 +1072,11 @@ func (b *bench) steady(ctx context.Context, n, workers int) (map[string]any, err
 	lookups := lookupsOf(stats.Operations)
 	// Every AccessKey the bench made is checked, across namespaces, by
 	// every issuer's inventory.
-	list := &iamv1alpha1.AccessKeyList{}
+	list := &iamv1beta1.AccessKeyList{}
 	if err := b.c.List(ctx, list); err != nil {
 		return nil, err
 	}
-	issuers := &iamv1alpha1.ClusterKeyIssuerList{}
+	issuers := &iamv1beta1.ClusterKeyIssuerList{}
 	if err := b.c.List(ctx, issuers); err != nil {
 		return nil, err
 	}
@@ -1155,7 +1156,7 @@ func settle(m *managerProcess) (map[string]float64, error) {
 // rotate asks every AccessKey of a namespace to rotate and measures until
 // every old key is revoked (grace period 5s).
 func (b *bench) rotate(ctx context.Context, namespace string, n int) (map[string]any, error) {
-	list := &iamv1alpha1.AccessKeyList{}
+	list := &iamv1beta1.AccessKeyList{}
 	if err := b.c.List(ctx, list, client.InNamespace(namespace)); err != nil {
 		return nil, err
 	}
@@ -1167,14 +1168,14 @@ func (b *bench) rotate(ctx context.Context, namespace string, n int) (map[string
 	started := time.Now()
 	for _, ak := range list.Items {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			got := &iamv1alpha1.AccessKey{}
+			got := &iamv1beta1.AccessKey{}
 			if err := b.c.Get(ctx, client.ObjectKeyFromObject(&ak), got); err != nil {
 				return err
 			}
 			if got.Annotations == nil {
 				got.Annotations = map[string]string{}
 			}
-			got.Annotations[iamv1alpha1.RotateAnnotation] = "bench"
+			got.Annotations[iamv1beta1.RotateAnnotation] = "bench"
 			return b.c.Update(ctx, got)
 		})
 		if err != nil {

@@ -17,10 +17,11 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 )
 
@@ -107,7 +108,7 @@ func runReference(ctx context.Context, cfg *rest.Config, c client.Client, worker
 	ca, err := cache.New(cfg, cache.Options{
 		Scheme: c.Scheme(),
 		ByObject: map[client.Object]cache.ByObject{
-			&iamv1alpha1.AccessKey{}: {Label: labels.SelectorFromSet(labels.Set{referenceLabel: "true"})},
+			&iamv1beta1.AccessKey{}: {Label: labels.SelectorFromSet(labels.Set{referenceLabel: "true"})},
 		},
 		DefaultTransform: cache.TransformStripManagedFields(),
 	})
@@ -128,12 +129,12 @@ func runReference(ctx context.Context, cfg *rest.Config, c client.Client, worker
 		recorder: broadcaster.NewRecorder(c.Scheme(), "exokey-reference"),
 		queue:    workqueue.NewTyped[types.NamespacedName](),
 	}
-	informer, err := ca.GetInformer(ctx, &iamv1alpha1.AccessKey{})
+	informer, err := ca.GetInformer(ctx, &iamv1beta1.AccessKey{})
 	if err != nil {
 		return err
 	}
 	enqueue := func(obj any) {
-		if ak, ok := obj.(*iamv1alpha1.AccessKey); ok {
+		if ak, ok := obj.(*iamv1beta1.AccessKey); ok {
 			r.queue.Add(client.ObjectKeyFromObject(ak))
 		}
 	}
@@ -177,7 +178,7 @@ func (r *referenceController) reconcile(ctx context.Context, key types.Namespace
 	if done {
 		return nil
 	}
-	ak := &iamv1alpha1.AccessKey{}
+	ak := &iamv1beta1.AccessKey{}
 	if err := r.cache.Get(ctx, key, ak); err != nil {
 		return client.IgnoreNotFound(err)
 	}
@@ -189,8 +190,8 @@ func (r *referenceController) reconcile(ctx context.Context, key types.Namespace
 	}
 	name := fmt.Sprintf("bench-%s", ak.UID)
 	statusPatch := client.MergeFrom(ak.DeepCopy())
-	ak.Status.Pending = &iamv1alpha1.PendingKey{KeyName: name, StartedAt: metav1.Now(), Issuer: iamv1alpha1.MintingIssuer{
-		Kind: iamv1alpha1.IssuerKind("ClusterKeyIssuer"), Name: ak.Spec.IssuerRef.Name, UID: "reference", API: iamv1alpha1.IssuerAPI(r.cloud.api)}}
+	ak.Status.Pending = iamv1beta1.PendingKey{KeyName: name, StartedAt: ptr.To(metav1.Now()), Issuer: iamv1beta1.MintingIssuer{
+		Kind: iamv1beta1.IssuerKind("ClusterKeyIssuer"), Name: ak.Spec.IssuerRef.Name, UID: "reference", API: iamv1beta1.IssuerAPI(r.cloud.api)}}
 	if err := r.c.Status().Patch(ctx, ak, statusPatch); err != nil {
 		return err
 	}
@@ -201,15 +202,15 @@ func (r *referenceController) reconcile(ctx context.Context, key types.Namespace
 	r.recorder.Eventf(ak, nil, corev1.EventTypeNormal, "KeyCreated", "Create", "created key %s", keyID)
 	if err := r.c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: ak.Name, Namespace: ak.Namespace,
-			Labels:          map[string]string{iamv1alpha1.ManagedByLabel: "exokey-reference"},
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ak, iamv1alpha1.GroupVersion.WithKind("AccessKey"))}},
+			Labels:          map[string]string{iamv1beta1.ManagedByLabel: "exokey-reference"},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ak, iamv1beta1.GroupVersion.WithKind("AccessKey"))}},
 		StringData: map[string]string{"EXOSCALE_API_KEY": keyID, "EXOSCALE_API_SECRET": "reference"},
 	}); err != nil {
 		return err
 	}
 	r.recorder.Eventf(ak, nil, corev1.EventTypeNormal, "KeyPublished", "Publish", "published key %s", keyID)
 	statusPatch = client.MergeFrom(ak.DeepCopy())
-	ak.Status.Pending, ak.Status.KeyID, ak.Status.ObservedGeneration = nil, keyID, ak.Generation
+	ak.Status.Pending, ak.Status.KeyID, ak.Status.ObservedGeneration = iamv1beta1.PendingKey{}, keyID, ptr.To(ak.Generation)
 	meta.SetStatusCondition(&ak.Status.Conditions, metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue,
 		Reason: "KeyPublished", Message: "published", ObservedGeneration: ak.Generation})
 	if err := r.c.Status().Patch(ctx, ak, statusPatch); err != nil {
@@ -226,7 +227,7 @@ func (r *referenceController) reconcile(ctx context.Context, key types.Namespace
 // cluster.
 func removeReferenceKeys(ctx context.Context, c client.Client, namespaces []string) error {
 	for _, ns := range namespaces {
-		list := &iamv1alpha1.AccessKeyList{}
+		list := &iamv1beta1.AccessKeyList{}
 		if err := c.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{referenceLabel: "true"}); err != nil {
 			return err
 		}
@@ -238,11 +239,11 @@ func removeReferenceKeys(ctx context.Context, c client.Client, namespaces []stri
 		}); err != nil {
 			return err
 		}
-		if err := c.DeleteAllOf(ctx, &iamv1alpha1.AccessKey{}, client.InNamespace(ns), client.MatchingLabels{referenceLabel: "true"}); err != nil {
+		if err := c.DeleteAllOf(ctx, &iamv1beta1.AccessKey{}, client.InNamespace(ns), client.MatchingLabels{referenceLabel: "true"}); err != nil {
 			return err
 		}
 		if err := c.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns),
-			client.MatchingLabels{iamv1alpha1.ManagedByLabel: "exokey-reference"}); err != nil {
+			client.MatchingLabels{iamv1beta1.ManagedByLabel: "exokey-reference"}); err != nil {
 			return err
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 type scaleOptions struct {
@@ -231,7 +231,7 @@ func (b *bench) steadyAtScale(ctx context.Context, m *managerProcess, o scaleOpt
 			byMethod[method] = round(v / minutes)
 		}
 	}
-	issuers := &iamv1alpha1.ClusterKeyIssuerList{}
+	issuers := &iamv1beta1.ClusterKeyIssuerList{}
 	if err := b.c.List(ctx, issuers); err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 )
@@ -137,17 +137,17 @@ func (c *cloud) liveKeys(prefix string) map[string]bool {
 }
 
 // issuer makes a ClusterKeyIssuer of the cloud's root key, allowing SOS.
-func (c *cloud) issuer(name string, mutate ...func(*iamv1alpha1.ClusterKeyIssuer)) *iamv1alpha1.ClusterKeyIssuer {
+func (c *cloud) issuer(name string, mutate ...func(*iamv1beta1.ClusterKeyIssuer)) *iamv1beta1.ClusterKeyIssuer {
 	Expect(k8sClient.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name + "-credentials", Namespace: releaseNamespace},
 		StringData: map[string]string{"EXOSCALE_API_KEY": c.key, "EXOSCALE_API_SECRET": c.secret},
 	})).To(Succeed())
-	iss := &iamv1alpha1.ClusterKeyIssuer{
+	iss := &iamv1beta1.ClusterKeyIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: iamv1alpha1.ClusterKeyIssuerSpec{IssuerSpec: iamv1alpha1.IssuerSpec{
-			API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: c.endpoint(), KeyNamePrefix: name,
-			CredentialsRef: iamv1alpha1.CredentialsReference{Name: name + "-credentials", Namespace: releaseNamespace},
-			Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+		Spec: iamv1beta1.ClusterKeyIssuerSpec{IssuerSpec: iamv1beta1.IssuerSpec{
+			API: iamv1beta1.IssuerAPIIAMv3, Endpoint: c.endpoint(), KeyNamePrefix: name,
+			CredentialsRef: iamv1beta1.CredentialsReference{Name: name + "-credentials", Namespace: releaseNamespace},
+			Allowed:        iamv1beta1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
 		}},
 	}
 	for _, m := range mutate {
@@ -163,11 +163,11 @@ func (c *cloud) works(s *corev1.Secret) bool {
 	return err == nil && ok
 }
 
-func accessKeyOn(namespace, name, issuer string, mutate ...func(*iamv1alpha1.AccessKey)) *iamv1alpha1.AccessKey {
-	ak := &iamv1alpha1.AccessKey{
+func accessKeyOn(namespace, name, issuer string, mutate ...func(*iamv1beta1.AccessKey)) *iamv1beta1.AccessKey {
+	ak := &iamv1beta1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef:  iamv1alpha1.IssuerReference{Name: issuer},
+		Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef:  iamv1beta1.IssuerReference{Name: issuer},
 			Operations: []string{"get-sos-object"},
 			Resources:  []string{"sos/bucket:e2e"},
 		},
@@ -179,8 +179,8 @@ func accessKeyOn(namespace, name, issuer string, mutate ...func(*iamv1alpha1.Acc
 	return ak
 }
 
-func syncedReason(ak *iamv1alpha1.AccessKey) string {
-	got := &iamv1alpha1.AccessKey{}
+func syncedReason(ak *iamv1beta1.AccessKey) string {
+	got := &iamv1beta1.AccessKey{}
 	if k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got) != nil {
 		return ""
 	}
@@ -316,13 +316,13 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		})
 	})
 
-	waitReady := func(ak *iamv1alpha1.AccessKey, within time.Duration) time.Duration {
+	waitReady := func(ak *iamv1beta1.AccessKey, within time.Duration) time.Duration {
 		started := time.Now()
 		EventuallyWithOffset(1, func() bool { return ready(ak) }, within, 100*time.Millisecond).Should(BeTrue(),
 			"%s/%s (Synced reason %q): %s", ak.Namespace, ak.Name, syncedReason(ak), describe(mgr))
 		return time.Since(started)
 	}
-	waitRefused := func(ak *iamv1alpha1.AccessKey, reason string) {
+	waitRefused := func(ak *iamv1beta1.AccessKey, reason string) {
 		EventuallyWithOffset(1, func() string { return syncedReason(ak) }, timeout, poll).Should(Equal(reason), describe(mgr))
 	}
 
@@ -348,12 +348,12 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		healed["IssuerNotFound"] = time.Since(started)
 
 		By("IssuerNotReady: the issuer's credentials Secret is created")
-		Expect(k8sClient.Create(ctx, &iamv1alpha1.ClusterKeyIssuer{
+		Expect(k8sClient.Create(ctx, &iamv1beta1.ClusterKeyIssuer{
 			ObjectMeta: metav1.ObjectMeta{Name: "chaos-nocreds"},
-			Spec: iamv1alpha1.ClusterKeyIssuerSpec{IssuerSpec: iamv1alpha1.IssuerSpec{
-				API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: healthy.endpoint(), KeyNamePrefix: "chaos-nocreds",
-				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "chaos-nocreds-credentials", Namespace: releaseNamespace},
-				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+			Spec: iamv1beta1.ClusterKeyIssuerSpec{IssuerSpec: iamv1beta1.IssuerSpec{
+				API: iamv1beta1.IssuerAPIIAMv3, Endpoint: healthy.endpoint(), KeyNamePrefix: "chaos-nocreds",
+				CredentialsRef: iamv1beta1.CredentialsReference{Name: "chaos-nocreds-credentials", Namespace: releaseNamespace},
+				Allowed:        iamv1beta1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
 			}},
 		})).To(Succeed())
 		waiting := accessKeyOn(namespace, "waiting", "chaos-nocreds")
@@ -367,7 +367,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		healed["IssuerNotReady"] = time.Since(started)
 
 		By("NotPermitted: the namespace is relabelled")
-		healthy.issuer("chaos-selective", func(iss *iamv1alpha1.ClusterKeyIssuer) {
+		healthy.issuer("chaos-selective", func(iss *iamv1beta1.ClusterKeyIssuer) {
 			iss.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"exokey-chaos": "allowed"}}
 		})
 		outside := accessKeyOn(namespace, "outside", "chaos-selective")
@@ -384,7 +384,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		healed["NotPermitted (namespace)"] = time.Since(started)
 
 		By("NotPermitted: the issuer's allowed operations grow")
-		narrow := healthy.issuer("chaos-narrow", func(iss *iamv1alpha1.ClusterKeyIssuer) {
+		narrow := healthy.issuer("chaos-narrow", func(iss *iamv1beta1.ClusterKeyIssuer) {
 			iss.Spec.Allowed.Operations = []string{"list-sos-buckets"}
 		})
 		beyond := accessKeyOn(namespace, "beyond", "chaos-narrow")
@@ -396,7 +396,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		waitReady(beyond, 30*time.Second)
 		healed["NotPermitted (issuer)"] = time.Since(started)
 
-		for _, ak := range []*iamv1alpha1.AccessKey{conflict, early, waiting, outside, beyond} {
+		for _, ak := range []*iamv1beta1.AccessKey{conflict, early, waiting, outside, beyond} {
 			Expect(healthy.works(secretOf(ak))).To(BeTrue(), ak.Name)
 		}
 		AddReportEntry("refusals healed", fmt.Sprint(healed))
@@ -409,7 +409,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 	It("deletes an AccessKey whose ClusterKeyIssuer and credentials were deleted first, revoking its keys", func() {
 		namespace := newNamespace()
 		doomed := healthy.issuer("chaos-doomed")
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range 3 {
 			aks = append(aks, accessKeyOn(namespace, fmt.Sprintf("doomed-%d", i), doomed.Name))
 		}
@@ -422,7 +422,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chaos-doomed-credentials", Namespace: releaseNamespace}})).To(Succeed())
 		Consistently(func() bool { return gone(doomed) }, 3*time.Second, poll).Should(BeFalse(), "the issuer waits for its AccessKeys")
 		Eventually(func() string {
-			got := &iamv1alpha1.ClusterKeyIssuer{}
+			got := &iamv1beta1.ClusterKeyIssuer{}
 			_ = k8sClient.Get(ctx, client.ObjectKeyFromObject(doomed), got)
 			if c := meta.FindStatusCondition(got.Status.Conditions, "Ready"); c != nil {
 				return c.Reason
@@ -454,17 +454,17 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 				StringData: map[string]string{"EXOSCALE_API_KEY": healthy.key, "EXOSCALE_API_SECRET": healthy.secret},
 			})).To(Succeed())
 			prefix := "chaos-ns-" + namespace
-			Expect(k8sClient.Create(ctx, &iamv1alpha1.KeyIssuer{
+			Expect(k8sClient.Create(ctx, &iamv1beta1.KeyIssuer{
 				ObjectMeta: metav1.ObjectMeta{Name: "own", Namespace: namespace},
-				Spec: iamv1alpha1.IssuerSpec{
-					API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: healthy.endpoint(), KeyNamePrefix: prefix,
-					CredentialsRef: iamv1alpha1.CredentialsReference{Name: "own-credentials"},
-					Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+				Spec: iamv1beta1.IssuerSpec{
+					API: iamv1beta1.IssuerAPIIAMv3, Endpoint: healthy.endpoint(), KeyNamePrefix: prefix,
+					CredentialsRef: iamv1beta1.CredentialsReference{Name: "own-credentials"},
+					Allowed:        iamv1beta1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
 				},
 			})).To(Succeed())
 			for i := range 5 {
-				ak := accessKeyOn(namespace, fmt.Sprintf("team-%d", i), "own", func(ak *iamv1alpha1.AccessKey) {
-					ak.Spec.IssuerRef.Kind = iamv1alpha1.KeyIssuerKind
+				ak := accessKeyOn(namespace, fmt.Sprintf("team-%d", i), "own", func(ak *iamv1beta1.AccessKey) {
+					ak.Spec.IssuerRef.Kind = iamv1beta1.KeyIssuerKind
 				})
 				waitReady(ak, timeout)
 			}
@@ -473,7 +473,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			Eventually(func() []string {
 				_ = k8sClient.Get(ctx, client.ObjectKeyFromObject(credentials), credentials)
 				return credentials.Finalizers
-			}, timeout, poll).Should(ContainElement(iamv1alpha1.CredentialsFinalizer), "the Secret is held while its keys live")
+			}, timeout, poll).Should(ContainElement(iamv1beta1.CredentialsFinalizer), "the Secret is held while its keys live")
 
 			if failover {
 				By("killing the manager, deleting the namespace while none runs, and starting another")
@@ -578,18 +578,18 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			ObjectMeta: metav1.ObjectMeta{Name: "chaos-dead-credentials", Namespace: releaseNamespace},
 			StringData: map[string]string{"EXOSCALE_API_KEY": "EXOdead", "EXOSCALE_API_SECRET": "dead"},
 		})).To(Succeed())
-		Expect(k8sClient.Create(ctx, &iamv1alpha1.ClusterKeyIssuer{
+		Expect(k8sClient.Create(ctx, &iamv1beta1.ClusterKeyIssuer{
 			ObjectMeta: metav1.ObjectMeta{Name: "chaos-dead"},
-			Spec: iamv1alpha1.ClusterKeyIssuerSpec{IssuerSpec: iamv1alpha1.IssuerSpec{
-				API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: "http://" + dead.Addr().String() + "/v2", KeyNamePrefix: "chaos-dead",
-				CredentialsRef: iamv1alpha1.CredentialsReference{Name: "chaos-dead-credentials", Namespace: releaseNamespace},
-				Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+			Spec: iamv1beta1.ClusterKeyIssuerSpec{IssuerSpec: iamv1beta1.IssuerSpec{
+				API: iamv1beta1.IssuerAPIIAMv3, Endpoint: "http://" + dead.Addr().String() + "/v2", KeyNamePrefix: "chaos-dead",
+				CredentialsRef: iamv1beta1.CredentialsReference{Name: "chaos-dead-credentials", Namespace: releaseNamespace},
+				Allowed:        iamv1beta1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
 			}},
 		})).To(Succeed())
 		throttling.issuer("chaos-throttled")
 
 		bad := newNamespace()
-		var stuck []*iamv1alpha1.AccessKey
+		var stuck []*iamv1beta1.AccessKey
 		for i := range 20 {
 			stuck = append(stuck, accessKeyOn(bad, fmt.Sprintf("dead-%02d", i), "chaos-dead"),
 				accessKeyOn(bad, fmt.Sprintf("throttled-%02d", i), "chaos-throttled"))
@@ -598,7 +598,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 
 		good := newNamespace()
 		started := time.Now()
-		var healthyKeys []*iamv1alpha1.AccessKey
+		var healthyKeys []*iamv1beta1.AccessKey
 		for i := range 20 {
 			healthyKeys = append(healthyKeys, accessKeyOn(good, fmt.Sprintf("healthy-%02d", i), "chaos"))
 		}
@@ -628,7 +628,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			Eventually(func() bool { return gone(ak) }, 2*timeout, poll).Should(BeTrue(), ak.Name+": "+describe(mgr))
 		}
 		for _, name := range []string{"chaos-dead", "chaos-throttled"} {
-			iss := &iamv1alpha1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: name}}
+			iss := &iamv1beta1.ClusterKeyIssuer{ObjectMeta: metav1.ObjectMeta{Name: name}}
 			Expect(k8sClient.Delete(ctx, iss)).To(Succeed())
 			Eventually(func() bool { return gone(iss) }, timeout, poll).Should(BeTrue(), name)
 		}
@@ -645,7 +645,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		createsBefore := healthy.total("create-api-key")
 		callsBefore := healthy.total("")
 		started := time.Now()
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range size.keys {
 			aks = append(aks, accessKeyOn(namespaces[i%4], fmt.Sprintf("burst-%04d", i), "chaos"))
 		}
@@ -668,12 +668,12 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			startChaosManager(fmt.Sprintf("chaos-manager-kill-%02d", kills))
 		}
 		readyCount := func() int {
-			list := &iamv1alpha1.AccessKeyList{}
+			list := &iamv1beta1.AccessKeyList{}
 			n := 0
 			for _, ns := range namespaces {
 				Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 				for _, ak := range list.Items {
-					if meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") && ak.Status.Pending == nil {
+					if meta.IsStatusConditionTrue(ak.Status.Conditions, "Ready") && ak.Status.Pending.IsZero() {
 						n++
 					}
 				}
@@ -711,7 +711,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		}))
 		// Other specs' AccessKeys of this issuer that are still alive.
 		others := map[string]bool{}
-		list := &iamv1alpha1.AccessKeyList{}
+		list := &iamv1beta1.AccessKeyList{}
 		Expect(k8sClient.List(ctx, list)).To(Succeed())
 		for _, ak := range list.Items {
 			if ak.Status.KeyID != "" && !published[ak.Status.KeyID] {
@@ -769,12 +769,12 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 		heap := func() float64 { return liveHeap(pprofAddr) }
 		before := heap()
 		namespace := newNamespace()
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range size.churn {
 			aks = append(aks, accessKeyOn(namespace, fmt.Sprintf("churn-%05d", i), "chaos"))
 		}
 		Eventually(func() int {
-			list := &iamv1alpha1.AccessKeyList{}
+			list := &iamv1beta1.AccessKeyList{}
 			Expect(k8sClient.List(ctx, list, client.InNamespace(namespace))).To(Succeed())
 			n := 0
 			for _, ak := range list.Items {
@@ -789,7 +789,7 @@ var _ = Describe("exokey under failure", Ordered, Label("chaos"), func() {
 			Expect(k8sClient.Delete(ctx, ak)).To(Succeed())
 		}
 		Eventually(func() int {
-			list := &iamv1alpha1.AccessKeyList{}
+			list := &iamv1beta1.AccessKeyList{}
 			Expect(k8sClient.List(ctx, list, client.InNamespace(namespace))).To(Succeed())
 			return len(list.Items)
 		}, within, time.Second).Should(BeZero())

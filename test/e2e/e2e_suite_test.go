@@ -33,10 +33,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 const (
@@ -89,7 +90,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	scheme := runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(iamv1alpha1.AddToScheme(scheme)).To(Succeed())
+	Expect(iamv1beta1.AddToScheme(scheme)).To(Succeed())
 	k8sClient, err = client.New(adminCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -116,7 +117,7 @@ var _ = BeforeSuite(func() {
 	Expect(applied["ClusterRole"]).To(BeNumerically(">=", 4), "the manager's, and view, edit and admin for tenants")
 	Expect(applied["ValidatingAdmissionPolicy"]).To(Equal(1))
 	Eventually(func() error {
-		return k8sClient.List(ctx, &iamv1alpha1.AccessKeyList{})
+		return k8sClient.List(ctx, &iamv1beta1.AccessKeyList{})
 	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
 
 	By("issuing tokens for the chart's ServiceAccounts, the controllers' and the webhook's (TokenRequest)")
@@ -129,13 +130,13 @@ var _ = BeforeSuite(func() {
 		ObjectMeta: metav1.ObjectMeta{Name: "exoscale-root", Namespace: releaseNamespace},
 		StringData: map[string]string{"EXOSCALE_API_KEY": rootKey, "EXOSCALE_API_SECRET": rootSecret},
 	})).To(Succeed())
-	Expect(k8sClient.Create(ctx, &iamv1alpha1.ClusterKeyIssuer{
+	Expect(k8sClient.Create(ctx, &iamv1beta1.ClusterKeyIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "exoscale"},
-		Spec: iamv1alpha1.ClusterKeyIssuerSpec{IssuerSpec: iamv1alpha1.IssuerSpec{
-			API: iamv1alpha1.IssuerAPIIAMv3, Endpoint: endpoint, KeyNamePrefix: "e2e",
-			CredentialsRef: iamv1alpha1.CredentialsReference{Name: "exoscale-root", Namespace: releaseNamespace},
-			Allowed:        iamv1alpha1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
-			Limits:         iamv1alpha1.IssuerLimits{MinSessionTTL: &metav1.Duration{Duration: time.Second}},
+		Spec: iamv1beta1.ClusterKeyIssuerSpec{IssuerSpec: iamv1beta1.IssuerSpec{
+			API: iamv1beta1.IssuerAPIIAMv3, Endpoint: endpoint, KeyNamePrefix: "e2e",
+			CredentialsRef: iamv1beta1.CredentialsReference{Name: "exoscale-root", Namespace: releaseNamespace},
+			Allowed:        iamv1beta1.Allowed{Operations: []string{"*-sos-*"}, Resources: []string{"sos/bucket:*"}},
+			Limits:         iamv1beta1.IssuerLimits{MinSessionTTLSeconds: ptr.To(iamv1beta1.SecondsOf(time.Second))},
 		}},
 	})).To(Succeed())
 })

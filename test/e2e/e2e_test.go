@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/emulator"
 )
 
@@ -33,11 +33,11 @@ func newNamespace() string {
 	return ns.Name
 }
 
-func newAccessKey(namespace, name string) *iamv1alpha1.AccessKey {
-	ak := &iamv1alpha1.AccessKey{
+func newAccessKey(namespace, name string) *iamv1beta1.AccessKey {
+	ak := &iamv1beta1.AccessKey{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+		Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef:  iamv1beta1.IssuerReference{Name: "exoscale"},
 			Operations: []string{"get-sos-object"},
 			Resources:  []string{"sos/bucket:e2e"},
 		},
@@ -46,8 +46,8 @@ func newAccessKey(namespace, name string) *iamv1alpha1.AccessKey {
 	return ak
 }
 
-func ready(ak *iamv1alpha1.AccessKey) bool {
-	got := &iamv1alpha1.AccessKey{}
+func ready(ak *iamv1beta1.AccessKey) bool {
+	got := &iamv1beta1.AccessKey{}
 	if k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got) != nil {
 		return false
 	}
@@ -55,11 +55,11 @@ func ready(ak *iamv1alpha1.AccessKey) bool {
 }
 
 // createInFlight reports a key create recorded and not yet finished.
-func createInFlight(ak *iamv1alpha1.AccessKey) bool {
-	return ak.Status.Pending != nil
+func createInFlight(ak *iamv1beta1.AccessKey) bool {
+	return !ak.Status.Pending.IsZero()
 }
 
-func secretOf(ak *iamv1alpha1.AccessKey) *corev1.Secret {
+func secretOf(ak *iamv1beta1.AccessKey) *corev1.Secret {
 	s := &corev1.Secret{}
 	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: ak.Namespace, Name: ak.Name}, s)).To(Succeed())
 	return s
@@ -134,13 +134,13 @@ var _ = Describe("exokey on real binaries", Ordered, func() {
 
 	It("hands out session credentials that are renewed before they expire, and deletes their role with the AccessKey", func() {
 		namespace := newNamespace()
-		ak := &iamv1alpha1.AccessKey{
+		ak := &iamv1beta1.AccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: "session", Namespace: namespace},
-			Spec: iamv1alpha1.AccessKeySpec{
-				IssuerRef:  iamv1alpha1.IssuerReference{Name: "exoscale"},
+			Spec: iamv1beta1.AccessKeySpec{
+				IssuerRef:  iamv1beta1.IssuerReference{Name: "exoscale"},
 				Operations: []string{"get-sos-object"},
 				Resources:  []string{"sos/bucket:e2e"},
-				TTL:        &metav1.Duration{Duration: 6 * time.Second},
+				TTLSeconds: iamv1beta1.SecondsOf(6 * time.Second),
 			},
 		}
 		Expect(k8sClient.Create(ctx, ak)).To(Succeed())
@@ -164,7 +164,7 @@ var _ = Describe("exokey on real binaries", Ordered, func() {
 		first.kill()
 		first = startManager("manager-1-defaults", "--drift-check-period=10m")
 		storm := newNamespace()
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range 100 {
 			aks = append(aks, newAccessKey(storm, fmt.Sprintf("storm-%03d", i)))
 		}
@@ -192,7 +192,7 @@ var _ = Describe("exokey on real binaries", Ordered, func() {
 
 	It("leaks no key when the manager is killed in the middle of a burst", func() {
 		namespace := newNamespace()
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range 30 {
 			aks = append(aks, newAccessKey(namespace, fmt.Sprintf("burst-%02d", i)))
 		}

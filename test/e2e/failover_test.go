@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // A leader that stops cleanly (a rollout, a node drain) releases its lease
@@ -73,7 +73,7 @@ var _ = Describe("Failover in a flood", Label("chaos"), func() {
 
 		namespace := newNamespace()
 		started := time.Now()
-		var aks []*iamv1alpha1.AccessKey
+		var aks []*iamv1beta1.AccessKey
 		for i := range size {
 			aks = append(aks, accessKeyOn(namespace, fmt.Sprintf("flood-%03d", i), "failover"))
 		}
@@ -105,10 +105,10 @@ var _ = Describe("Failover in a flood", Label("chaos"), func() {
 
 		published := map[string]bool{}
 		for _, ak := range aks {
-			got := &iamv1alpha1.AccessKey{}
+			got := &iamv1beta1.AccessKey{}
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got)).To(Succeed())
 			Expect(got.Status.Retiring).To(BeEmpty(), "%s got a second key", ak.Name)
-			Expect(got.Status.Pending).To(BeNil())
+			Expect(got.Status.Pending).To(BeZero())
 			s := secretOf(ak)
 			Expect(string(s.Data["EXOSCALE_API_KEY"])).To(Equal(got.Status.KeyID))
 			Expect(cloud.works(s)).To(BeTrue(), ak.Name)

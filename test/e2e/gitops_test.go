@@ -16,7 +16,7 @@ import (
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // The tools that deploy AccessKeys and wait for them, run as their users
@@ -47,7 +47,7 @@ var _ = Describe("Tools that wait", Ordered, func() {
 			"--wait", "--timeout", "2m")
 		took := time.Since(started)
 		Expect(err).NotTo(HaveOccurred(), out)
-		ak := &iamv1alpha1.AccessKey{}
+		ak := &iamv1beta1.AccessKey{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "slow"}, ak)).To(Succeed())
 		s := secretOf(ak) // fails if Helm returned before the Secret was written
 		setEmulatorFaults(`{}`)
@@ -84,7 +84,7 @@ var _ = Describe("Tools that wait", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), ak)).To(Succeed())
 		Expect(ak.Status.KeyID).NotTo(Equal(first), "kubectl wait returned on the last generation's Ready")
-		Expect(secretOf(ak).Annotations[iamv1alpha1.KeyIDAnnotation]).To(Equal(ak.Status.KeyID))
+		Expect(secretOf(ak).Annotations[iamv1beta1.KeyIDAnnotation]).To(Equal(ak.Status.KeyID))
 		setEmulatorFaults(`{}`)
 	})
 })

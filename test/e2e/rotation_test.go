@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 	"github.com/exokey/exokey/internal/controller"
 )
 
@@ -39,7 +39,7 @@ var _ = Describe("Rotation that waits for its consumers", Ordered, func() {
 	// consumed creates a Deployment of replicas pods reading the Secret of
 	// AccessKey name through envFrom (maxSurge 1, maxUnavailable 0), then
 	// the AccessKey restarting it, and waits for every pod to run its key.
-	consumed := func(namespace, name string, replicas int32, grace time.Duration, kubelet *kubelet) (*iamv1alpha1.AccessKey, *appsv1.Deployment) {
+	consumed := func(namespace, name string, replicas int32, grace time.Duration, kubelet *kubelet) (*iamv1beta1.AccessKey, *appsv1.Deployment) {
 		GinkgoHelper()
 		labels := map[string]string{"app": name}
 		d := &appsv1.Deployment{
@@ -57,25 +57,25 @@ var _ = Describe("Rotation that waits for its consumers", Ordered, func() {
 			},
 		}
 		Expect(k8sClient.Create(ctx, d)).To(Succeed())
-		ak := &iamv1alpha1.AccessKey{
+		ak := &iamv1beta1.AccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-			Spec: iamv1alpha1.AccessKeySpec{
-				IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
-				RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: name}},
-				Rotation:       &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: grace}},
+			Spec: iamv1beta1.AccessKeySpec{
+				IssuerRef: iamv1beta1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+				RestartTargets: []iamv1beta1.RestartTarget{{Kind: "Deployment", Name: name}},
+				Rotation:       &iamv1beta1.RotationSpec{GracePeriodSeconds: iamv1beta1.SecondsOf(grace)},
 			},
 		}
 		Expect(k8sClient.Create(ctx, ak)).To(Succeed())
 		Eventually(func() bool { return ready(ak) }, timeout, poll).Should(BeTrue(), describe(m))
-		checksum := secretOf(ak).Annotations[iamv1alpha1.ChecksumAnnotation]
+		checksum := secretOf(ak).Annotations[iamv1beta1.ChecksumAnnotation]
 		Eventually(func() int { return kubelet.running(checksum) }, 2*timeout, poll).Should(Equal(int(replicas)), "every pod runs the first key")
 		Eventually(func() bool { return deploymentDone(d) }, timeout, poll).Should(BeTrue())
 		return ak, d
 	}
-	rotate := func(ak *iamv1alpha1.AccessKey) {
+	rotate := func(ak *iamv1beta1.AccessKey) {
 		GinkgoHelper()
 		Expect(k8sClient.Patch(ctx, ak, client.RawPatch("application/merge-patch+json",
-			[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, iamv1alpha1.RotateAnnotation, time.Now().String()))))).To(Succeed())
+			[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, iamv1beta1.RotateAnnotation, time.Now().String()))))).To(Succeed())
 	}
 
 	It("revokes the old key within seconds of the last pod that started with it, not at gracePeriod", func() {
@@ -84,7 +84,7 @@ var _ = Describe("Rotation that waits for its consumers", Ordered, func() {
 		DeferCleanup(kubelet.stop)
 		ak, _ := consumed(namespace, "web", 5, 10*time.Minute, kubelet)
 		old := secretOf(ak)
-		oldChecksum := old.Annotations[iamv1alpha1.ChecksumAnnotation]
+		oldChecksum := old.Annotations[iamv1beta1.ChecksumAnnotation]
 
 		rotated := time.Now()
 		rotate(ak)
@@ -112,7 +112,7 @@ var _ = Describe("Rotation that waits for its consumers", Ordered, func() {
 		kubelet := startKubelet(namespace, time.Second)
 		DeferCleanup(kubelet.stop)
 		ak, d := consumed(namespace, "alpha", 2, 10*time.Minute, kubelet)
-		aks := []*iamv1alpha1.AccessKey{ak}
+		aks := []*iamv1beta1.AccessKey{ak}
 		for _, name := range []string{"beta", "gamma"} {
 			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 				Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
@@ -120,12 +120,12 @@ var _ = Describe("Rotation that waits for its consumers", Ordered, func() {
 					corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}})
 				return k8sClient.Update(ctx, d)
 			})).To(Succeed())
-			other := &iamv1alpha1.AccessKey{
+			other := &iamv1beta1.AccessKey{
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-				Spec: iamv1alpha1.AccessKeySpec{
-					IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
-					RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "Deployment", Name: "alpha"}},
-					Rotation:       &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 10 * time.Minute}},
+				Spec: iamv1beta1.AccessKeySpec{
+					IssuerRef: iamv1beta1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+					RestartTargets: []iamv1beta1.RestartTarget{{Kind: "Deployment", Name: "alpha"}},
+					Rotation:       &iamv1beta1.RotationSpec{GracePeriodSeconds: iamv1beta1.SecondsOf(10 * time.Minute)},
 				},
 			}
 			Expect(k8sClient.Create(ctx, other)).To(Succeed())
@@ -176,7 +176,7 @@ var _ = Describe("Rotation that waits for its consumers", Ordered, func() {
 		rotated := time.Now()
 		rotate(ak)
 		Eventually(func() string {
-			got := &iamv1alpha1.AccessKey{}
+			got := &iamv1beta1.AccessKey{}
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got)).To(Succeed())
 			if len(got.Status.Retiring) == 0 {
 				return ""
@@ -207,7 +207,7 @@ func deploymentDone(d *appsv1.Deployment) bool {
 }
 
 // eventsNamed returns the messages of an AccessKey's events of a reason.
-func eventsNamed(ak *iamv1alpha1.AccessKey, reason string) []string {
+func eventsNamed(ak *iamv1beta1.AccessKey, reason string) []string {
 	events := &corev1.EventList{}
 	Expect(k8sClient.List(ctx, events, client.InNamespace(ak.Namespace))).To(Succeed())
 	var messages []string
@@ -350,12 +350,12 @@ var _ = Describe("An Argo Rollout as a restart target", Ordered, func() {
 			},
 		}}
 		Expect(k8sClient.Create(ctx, rollout)).To(Succeed())
-		ak := &iamv1alpha1.AccessKey{
+		ak := &iamv1beta1.AccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: namespace},
-			Spec: iamv1alpha1.AccessKeySpec{
-				IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
-				RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "Rollout", Name: "api"}},
-				Rotation:       &iamv1alpha1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 10 * time.Minute}},
+			Spec: iamv1beta1.AccessKeySpec{
+				IssuerRef: iamv1beta1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+				RestartTargets: []iamv1beta1.RestartTarget{{Kind: "Rollout", Name: "api"}},
+				Rotation:       &iamv1beta1.RotationSpec{GracePeriodSeconds: iamv1beta1.SecondsOf(10 * time.Minute)},
 			},
 		}
 		Expect(k8sClient.Create(ctx, ak)).To(Succeed())
@@ -371,7 +371,7 @@ var _ = Describe("An Argo Rollout as a restart target", Ordered, func() {
 
 		time.Sleep(time.Second) // restartAt has a resolution of a second
 		Expect(k8sClient.Patch(ctx, ak, client.RawPatch("application/merge-patch+json",
-			[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"again"}}}`, iamv1alpha1.RotateAnnotation))))).To(Succeed())
+			[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"again"}}}`, iamv1beta1.RotateAnnotation))))).To(Succeed())
 		Eventually(restartAt, timeout, poll).ShouldNot(Equal(first), "the new key restarts it again")
 		Consistently(func() bool { return liveKeys(namespace)[oldKey] }, 2*time.Second, poll).Should(BeTrue(), "the old key waits for the restart")
 
@@ -386,11 +386,11 @@ var _ = Describe("An Argo Rollout as a restart target", Ordered, func() {
 	})
 
 	It("refuses a restart target of a kind exokey cannot roll, naming the kinds it can", func() {
-		ak := &iamv1alpha1.AccessKey{
+		ak := &iamv1beta1.AccessKey{
 			ObjectMeta: metav1.ObjectMeta{Name: "cron", Namespace: newNamespace()},
-			Spec: iamv1alpha1.AccessKeySpec{
-				IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
-				RestartTargets: []iamv1alpha1.RestartTarget{{Kind: "CronJob", Name: "nightly"}},
+			Spec: iamv1beta1.AccessKeySpec{
+				IssuerRef: iamv1beta1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
+				RestartTargets: []iamv1beta1.RestartTarget{{Kind: "CronJob", Name: "nightly"}},
 			},
 		}
 		err := k8sClient.Create(ctx, ak)

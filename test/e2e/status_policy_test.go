@@ -12,9 +12,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // tenantClient is a client with the token of a ServiceAccount of namespace,
@@ -51,17 +52,17 @@ var _ = Describe("Status written by exokey alone", Ordered, func() {
 		ak := newAccessKey(namespace, "mine")
 		Eventually(func() bool { return ready(ak) }, timeout, poll).Should(BeTrue(), "the manager writes status through the policy: %s", describe(m))
 		Eventually(func() error {
-			got := &iamv1alpha1.AccessKey{}
+			got := &iamv1beta1.AccessKey{}
 			if err := tenant.Get(ctx, client.ObjectKeyFromObject(ak), got); err != nil {
 				return err
 			}
-			got.Status.Retiring = append(got.Status.Retiring, iamv1alpha1.RetiringKey{KeyID: "EXO000000000000000000000000",
-				RevokeAt: metav1.NewTime(time.Now())})
+			got.Status.Retiring = append(got.Status.Retiring, iamv1beta1.RetiringKey{KeyID: "EXO000000000000000000000000",
+				RevokeAt: ptr.To(metav1.NewTime(time.Now()))})
 			return tenant.Status().Update(ctx, got)
 		}, timeout, poll).Should(MatchError(ContainSubstring("written by the exokey manager alone")))
 
 		By("the tenant still edits its AccessKey's spec")
-		got := &iamv1alpha1.AccessKey{}
+		got := &iamv1beta1.AccessKey{}
 		Expect(tenant.Get(ctx, client.ObjectKeyFromObject(ak), got)).To(Succeed())
 		got.Spec.Operations = append(got.Spec.Operations, "list-sos-bucket")
 		Expect(tenant.Update(ctx, got)).To(Succeed())
@@ -70,10 +71,10 @@ var _ = Describe("Status written by exokey alone", Ordered, func() {
 	It("gives the aggregated edit role AccessKeys and no status", func() {
 		namespace := newNamespace()
 		editor := tenantClient(namespace, "editor", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"})
-		ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "edited", Namespace: namespace}, Spec: iamv1alpha1.AccessKeySpec{
-			IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"}}}
+		ak := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: "edited", Namespace: namespace}, Spec: iamv1beta1.AccessKeySpec{
+			IssuerRef: iamv1beta1.IssuerReference{Name: "exoscale"}, Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"}}}
 		Eventually(func() error { return editor.Create(ctx, ak) }, timeout, poll).Should(Succeed(), "edit aggregates exokey-edit")
-		ak.Status.ObservedGeneration = 42
+		ak.Status.ObservedGeneration = ptr.To[int64](42)
 		err := editor.Status().Update(ctx, ak)
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("forbidden"))

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	iamv1alpha1 "github.com/exokey/exokey/api/v1alpha1"
+	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
 )
 
 // cpuSeconds is the CPU time a process has used, from /proc/PID/stat
@@ -73,14 +73,14 @@ func applyTemplateBombs(namespace string, m *manager) {
 		"escapers":          strings.Repeat(`{{if js (printf "%s%s%s" $.Annotations "" "")}}{{end}}`, 60),
 	}
 	for name, template := range bombs {
-		ak := &iamv1alpha1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: annotations},
-			Spec: iamv1alpha1.AccessKeySpec{IssuerRef: iamv1alpha1.IssuerReference{Name: "exoscale"},
+		ak := &iamv1beta1.AccessKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: annotations},
+			Spec: iamv1beta1.AccessKeySpec{IssuerRef: iamv1beta1.IssuerReference{Name: "exoscale"},
 				Operations: []string{"get-sos-object"}, Resources: []string{"sos/bucket:e2e"},
-				Secret: iamv1alpha1.SecretSpec{Format: iamv1alpha1.SecretFormatTemplate,
-					Template: &iamv1alpha1.SecretTemplate{Data: map[string]string{"value": template}}}}}
+				Secret: iamv1beta1.SecretSpec{Format: iamv1beta1.SecretFormatTemplate,
+					Template: iamv1beta1.SecretTemplate{Data: map[string]string{"value": template}}}}}
 		Expect(k8sClient.Create(ctx, ak)).To(Succeed())
 		Eventually(func() string {
-			got := &iamv1alpha1.AccessKey{}
+			got := &iamv1beta1.AccessKey{}
 			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), got); err != nil {
 				return err.Error()
 			}
