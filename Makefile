@@ -21,6 +21,7 @@ CRD_REF_DOCS := $(BIN)/crd-ref-docs
 KUSTOMIZE   := $(BIN)/kustomize
 PROMTOOL    := $(BIN)/promtool
 METRICNAMES := $(BIN)/metricnames
+KUBE_API_LINTER := $(BIN)/kube-api-linter
 IMG         ?= exokey:dev
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -40,8 +41,12 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC from the markers.
 .PHONY: generate
 generate: $(CONTROLLER_GEN) $(CRD_REF_DOCS) ## Generate the deepcopy methods and the API reference (docs/reference/api.md).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
-	$(CRD_REF_DOCS) --source-path ./api/v1alpha1 --config hack/crd-ref-docs.yaml --renderer markdown \
+	$(CRD_REF_DOCS) --source-path ./api --config hack/crd-ref-docs.yaml --renderer markdown \
 		--output-path docs/reference/api.md --log-level ERROR
+
+.PHONY: lint-api
+lint-api: $(KUBE_API_LINTER) ## kube-api-linter on the stored API version, api/v1beta1 (.golangci-kal.yml says which linters and why).
+	$(KUBE_API_LINTER) run -c .golangci-kal.yml ./api/v1beta1/...
 
 .PHONY: verify-generated
 verify-generated: ## Fail when the committed generated files are not what the markers produce.
@@ -65,7 +70,7 @@ $(K8S_BIN)/kubectl:
 FUZZ_TIME ?= 10s
 
 .PHONY: test
-test: verify-generated vet control-plane helm-lint release-lint $(PROMTOOL) $(METRICNAMES) ## Everything: unit, emulator and envtest suites, chart, workflow and krew checks, a short fuzz, end-to-end.
+test: verify-generated vet lint-api control-plane helm-lint release-lint $(PROMTOOL) $(METRICNAMES) ## Everything: unit, emulator and envtest suites, chart, workflow and krew checks, a short fuzz, end-to-end.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-e2e
@@ -208,6 +213,11 @@ $(PROMTOOL): hack/tools/promtool/go.mod
 $(METRICNAMES): hack/tools/promtool/go.mod hack/tools/promtool/metricnames/main.go
 	mkdir -p $(BIN)
 	cd hack/tools/promtool && go build -o $(METRICNAMES) ./metricnames
+
+# kube-api-linter: golangci-lint with Kubernetes' API conventions built in.
+$(KUBE_API_LINTER): hack/tools/kal/go.mod
+	@mkdir -p $(BIN)
+	cd hack/tools/kal && go build -o $(KUBE_API_LINTER) sigs.k8s.io/kube-api-linter/cmd/golangci-lint-kube-api-linter
 
 $(HELM4): hack/tools/helm4/go.mod
 	mkdir -p $(BIN)

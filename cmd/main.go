@@ -273,8 +273,22 @@ func main() {
 		}
 	}
 
+	// The webhook server's certificate is issued and loaded by a manager of
+	// its own, started beside the main one: while objects are stored at
+	// v1alpha1 (right after an upgrade), the main manager's caches sync
+	// only once the conversion webhook answers, and its other runnables
+	// start only after they have. Every replica issues (the first write
+	// wins; the others read it back).
+	var early ctrl.Manager
 	if enableWebhook || enableConversion {
-		hook.TLSOpts, hook.RequireLeaderElection, hook.Injection = tlsOpts, leaderElect, enableWebhook
+		hook.TLSOpts, hook.Injection = tlsOpts, enableWebhook
+		early, err = ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+			Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		})
+		if err != nil {
+			log.Error(err, "unable to create the certificate's manager")
+			os.Exit(1)
+		}
 		if enableConversion {
 			for _, c := range builtin {
 				hook.ConversionCRDs = append(hook.ConversionCRDs, c.Name)
@@ -285,13 +299,13 @@ func main() {
 			os.Exit(1)
 		}
 		if mode != modeWebhook && !hook.CertManager {
-			if err := inject.IssueCertificate(mgr, hook); err != nil {
+			if err := inject.IssueCertificate(early, hook); err != nil {
 				log.Error(err, "unable to set up the webhook's certificate")
 				os.Exit(1)
 			}
 		}
 		if mode != modeControllers {
-			if err := inject.Serve(mgr, hook); err != nil {
+			if err := inject.Serve(mgr, early, hook); err != nil {
 				log.Error(err, "unable to set up the webhook server")
 				os.Exit(1)
 			}
@@ -307,8 +321,17 @@ func main() {
 		os.Exit(1)
 	}
 
+	ctx := ctrl.SetupSignalHandler()
+	if early != nil {
+		go func() {
+			if err := early.Start(ctx); err != nil {
+				log.Error(err, "the certificate's manager stopped with an error")
+				os.Exit(1)
+			}
+		}()
+	}
 	log.Info("starting the manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "the manager stopped with an error")
 		os.Exit(1)
 	}

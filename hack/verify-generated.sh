@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/chart/crds dist/chart/templates/clusterrole.yaml config/prometheus/rules.yaml docs/reference/api.md)
+generated=(api/v1alpha1/zz_generated.deepcopy.go api/v1beta1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/chart/templates/crds dist/chart/templates/clusterrole.yaml config/prometheus/rules.yaml docs/reference/api.md)
 snapshot() { find "${generated[@]}" -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum; }
 
 before="$(snapshot)"

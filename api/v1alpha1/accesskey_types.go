@@ -134,7 +134,7 @@ type RotationSpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.every must be a positive duration such as 720h"
 	// +optional
-	Every *metav1.Duration `json:"every,omitempty"`
+	Every *Duration `json:"every,omitempty"`
 
 	// GracePeriod is the longest a replaced key stays valid after its
 	// successor is published. When the AccessKey has consumers (restart
@@ -147,7 +147,7 @@ type RotationSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.gracePeriod must be a positive duration such as 10m"
 	// +kubebuilder:default="10m"
 	// +optional
-	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+	GracePeriod *Duration `json:"gracePeriod,omitempty"`
 
 	// MinGracePeriod keeps a replaced key valid at least this long after
 	// its successor is published, even once every consumer has rolled
@@ -157,7 +157,7 @@ type RotationSpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="rotation.minGracePeriod must be a duration such as 30s"
 	// +optional
-	MinGracePeriod *metav1.Duration `json:"minGracePeriod,omitempty"`
+	MinGracePeriod *Duration `json:"minGracePeriod,omitempty"`
 
 	// RenewBefore, with spec.ttl, publishes a fresh session credential this
 	// long before the current one expires; by default a third of the ttl.
@@ -165,7 +165,7 @@ type RotationSpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.renewBefore must be a positive duration such as 20m"
 	// +optional
-	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+	RenewBefore *Duration `json:"renewBefore,omitempty"`
 }
 
 // RestartTargetKind is a kind of workload exokey can roll: the apps/v1
@@ -256,7 +256,7 @@ type AccessKeySpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('168h')",message="ttl must be between 1s and 168h, e.g. 1h"
 	// +optional
-	TTL *metav1.Duration `json:"ttl,omitempty"`
+	TTL *Duration `json:"ttl,omitempty"`
 
 	// Rotation replaces keys on a schedule and sets the grace period of a replaced key.
 	// +optional

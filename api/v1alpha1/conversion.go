@@ -16,19 +16,20 @@ import (
 // (docs/reference/api.md says what changed). Every valid object converts
 // both ways without loss, with two remarks:
 //   - v1beta1 counts whole seconds where v1alpha1 has durations. A duration
-//     with a fraction of a second (1.5s) is rounded up in v1beta1, and its
-//     exact value is kept in the annotation FractionalDurationsAnnotation,
-//     so it reads back at v1alpha1 as written. Durations read back in Go's
-//     own spelling (720h reads 720h0m0s), the same length of time.
+//     is rounded up to whole seconds in v1beta1 (1.5s is 2), and, when the
+//     seconds would not spell it back the same (720h reads 720h0m0s from
+//     2592000), its spelling is kept in the annotation DurationsAnnotation,
+//     so it reads back at v1alpha1 as written and a v1alpha1 manifest
+//     applied again is unchanged.
 //   - status fields that v1alpha1 leaves at their zero value until a
 //     controller has served the object (grantable, canAssumeRoles) read as
 //     unset in v1beta1 until then.
 
-// FractionalDurationsAnnotation keeps, on a v1beta1 object written at
-// v1alpha1, the durations that were not a whole number of seconds, by
-// their v1alpha1 field path. It is used only while it agrees with the
-// v1beta1 fields, so writing it changes nothing but how v1alpha1 reads.
-const FractionalDurationsAnnotation = "iam.exokey.io/v1alpha1-durations"
+// DurationsAnnotation keeps, on a v1beta1 object written at v1alpha1, the
+// spelling of its durations, by their v1alpha1 field path. A spelling is
+// used only while it agrees with the v1beta1 field, so writing the
+// annotation changes nothing but how v1alpha1 reads.
+const DurationsAnnotation = "iam.exokey.io/v1alpha1-durations"
 
 // ConvertTo converts this AccessKey to the hub version.
 func (src *AccessKey) ConvertTo(dstRaw conversion.Hub) error {
@@ -96,24 +97,28 @@ func (dst *ClusterKeyIssuer) ConvertFrom(srcRaw conversion.Hub) error {
 	return nil
 }
 
-// durations are the fractional durations of one object, by field path.
-type durations map[string]time.Duration
+// durations are the spellings of one object's durations that v1beta1's
+// whole seconds do not give back, by field path.
+type durations map[string]string
 
-// seconds converts a duration to whole seconds, rounded up, recording it
-// under path when it has a fraction of a second.
-func (f durations) seconds(path string, d *metav1.Duration) int64 {
+// roundedUp is a duration in whole seconds, rounded up.
+func roundedUp(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+// seconds converts a duration to whole seconds, rounded up, recording its
+// spelling under path unless the seconds spell it back the same.
+func (f durations) seconds(path string, d *Duration) int64 {
 	if d == nil {
 		return 0
 	}
-	s := int64((d.Duration + time.Second - 1) / time.Second)
-	if d.Duration%time.Second != 0 {
-		f[path] = d.Duration
+	s := roundedUp(d.Duration)
+	if d.String() != (time.Duration(s) * time.Second).String() {
+		f[path] = d.String()
 	}
 	return s
 }
 
 // secondsPtr is seconds for an optional v1beta1 field.
-func (f durations) secondsPtr(path string, d *metav1.Duration) *int64 {
+func (f durations) secondsPtr(path string, d *Duration) *int64 {
 	if d == nil {
 		return nil
 	}
@@ -121,17 +126,19 @@ func (f durations) secondsPtr(path string, d *metav1.Duration) *int64 {
 	return &s
 }
 
-// duration converts whole seconds back, to the recorded fractional
-// duration when it still rounds up to them.
-func (f durations) duration(path string, s int64) *metav1.Duration {
-	if d, ok := f[path]; ok && int64((d+time.Second-1)/time.Second) == s {
-		return &metav1.Duration{Duration: d}
+// duration converts whole seconds back, in the recorded spelling when it
+// still rounds up to them (the field was not changed at v1beta1).
+func (f durations) duration(path string, s int64) *Duration {
+	if text, ok := f[path]; ok {
+		if d, err := NewDuration(text); err == nil && roundedUp(d.Duration) == s {
+			return d
+		}
 	}
-	return &metav1.Duration{Duration: time.Duration(s) * time.Second}
+	return &Duration{Duration: time.Duration(s) * time.Second}
 }
 
 // durationOrNil is duration for a v1beta1 field where 0 means unset.
-func (f durations) durationOrNil(path string, s int64) *metav1.Duration {
+func (f durations) durationOrNil(path string, s int64) *Duration {
 	if s == 0 {
 		return nil
 	}
@@ -139,57 +146,48 @@ func (f durations) durationOrNil(path string, s int64) *metav1.Duration {
 }
 
 // durationPtr is duration for an optional v1beta1 field.
-func (f durations) durationPtr(path string, s *int64) *metav1.Duration {
+func (f durations) durationPtr(path string, s *int64) *Duration {
 	if s == nil {
 		return nil
 	}
 	return f.duration(path, *s)
 }
 
-// store writes the fractional durations into the annotation, or removes it.
+// store writes the spellings into the annotation, or removes it.
 func (f durations) store(meta *metav1.ObjectMeta) error {
-	delete(meta.Annotations, FractionalDurationsAnnotation)
+	delete(meta.Annotations, DurationsAnnotation)
 	if len(f) == 0 {
 		if len(meta.Annotations) == 0 {
 			meta.Annotations = nil
 		}
 		return nil
 	}
-	text := make(map[string]string, len(f))
-	for path, d := range f {
-		text[path] = d.String()
-	}
-	raw, err := json.Marshal(text)
+	raw, err := json.Marshal(map[string]string(f))
 	if err != nil {
 		return err
 	}
 	if meta.Annotations == nil {
 		meta.Annotations = map[string]string{}
 	}
-	meta.Annotations[FractionalDurationsAnnotation] = string(raw)
+	meta.Annotations[DurationsAnnotation] = string(raw)
 	return nil
 }
 
 // loadDurations reads and removes the annotation; what does not parse is
-// ignored (anyone who can write the object can write it).
+// ignored (anyone who can write the object can write it, and it changes
+// nothing but a spelling).
 func loadDurations(meta *metav1.ObjectMeta) durations {
-	raw, ok := meta.Annotations[FractionalDurationsAnnotation]
+	raw, ok := meta.Annotations[DurationsAnnotation]
 	if !ok {
 		return nil
 	}
-	delete(meta.Annotations, FractionalDurationsAnnotation)
+	delete(meta.Annotations, DurationsAnnotation)
 	if len(meta.Annotations) == 0 {
 		meta.Annotations = nil
 	}
-	var text map[string]string
-	if json.Unmarshal([]byte(raw), &text) != nil {
+	var f durations
+	if json.Unmarshal([]byte(raw), &f) != nil {
 		return nil
-	}
-	f := durations{}
-	for path, s := range text {
-		if d, err := time.ParseDuration(s); err == nil && d > 0 {
-			f[path] = d
-		}
 	}
 	return f
 }

@@ -1,6 +1,7 @@
 package v1alpha1_test
 
 import (
+	"encoding/json"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -29,12 +30,14 @@ var _ = Describe("Conversion through the API server", func() {
 		Expect(beta.Spec.Rotation).To(Equal(&iamv1beta1.RotationSpec{EverySeconds: 2592000, GracePeriodSeconds: 2, MinGracePeriodSeconds: ptr.To[int64](0)}))
 		Expect(beta.Spec.Access).To(Equal(iamv1beta1.AccessRestricted))
 		Expect(beta.Spec.Secret.Format).To(Equal(iamv1beta1.SecretFormatExoscale))
-		Expect(beta.Annotations).To(HaveKeyWithValue(iamv1alpha1.FractionalDurationsAnnotation, `{"spec.rotation.gracePeriod":"1.5s"}`))
+		Expect(beta.Annotations).To(HaveKeyWithValue(iamv1alpha1.DurationsAnnotation, `{"spec.rotation.every":"720h","spec.rotation.gracePeriod":"1.5s"}`))
 
 		alpha := &iamv1alpha1.AccessKey{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ak), alpha)).To(Succeed())
-		Expect(alpha.Spec).To(Equal(ak.Spec), "the spec reads back at v1alpha1 as written, defaults aside")
-		Expect(alpha.Annotations).NotTo(HaveKey(iamv1alpha1.FractionalDurationsAnnotation))
+		written, err := json.Marshal(ak.Spec)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(json.Marshal(alpha.Spec)).To(MatchJSON(written), "the spec reads back at v1alpha1 as written, 720h and 1.5s included")
+		Expect(alpha.Annotations).NotTo(HaveKey(iamv1alpha1.DurationsAnnotation))
 		Expect(alpha.Status.ObservedGeneration).To(Equal(int64(-1)))
 	})
 

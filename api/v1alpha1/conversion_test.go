@@ -1,10 +1,11 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/diff"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
@@ -21,13 +22,27 @@ import (
 const rounds = 2000
 
 func filler(seed int64) *randfill.Filler {
-	duration := func(c randfill.Continue) *metav1.Duration {
-		if c.Intn(3) == 0 { // a fraction of a second now and then
-			return &metav1.Duration{Duration: time.Duration(1+c.Intn(5000)) * time.Millisecond}
+	// A duration as people write them: 720h, 90s, 1h30m, 1.5s, or Go's own
+	// spelling.
+	duration := func(c randfill.Continue) *Duration {
+		var text string
+		switch c.Intn(4) {
+		case 0: // a fraction of a second
+			text = fmt.Sprintf("%dms", 1+c.Intn(5000))
+		case 1:
+			text = fmt.Sprintf("%dh", 1+c.Intn(1000))
+		case 2:
+			text = fmt.Sprintf("%ds", 1+c.Intn(100_000))
+		default:
+			text = (time.Duration(1+c.Intn(1_000_000)) * time.Second).String()
 		}
-		return &metav1.Duration{Duration: time.Duration(1+c.Intn(1_000_000)) * time.Second}
+		d, err := NewDuration(text)
+		if err != nil {
+			panic(err)
+		}
+		return d
 	}
-	optional := func(c randfill.Continue) *metav1.Duration {
+	optional := func(c randfill.Continue) *Duration {
 		if c.Bool() {
 			return nil
 		}
@@ -181,7 +196,7 @@ func TestRoundTrips(t *testing.T) {
 			for seed := range int64(rounds) {
 				in := kind.spoke()
 				filler(seed).Fill(in)
-				delete(in.(metav1.Object).GetAnnotations(), FractionalDurationsAnnotation)
+				delete(in.(metav1.Object).GetAnnotations(), DurationsAnnotation)
 				hub := kind.hub()
 				if err := in.ConvertTo(hub); err != nil {
 					t.Fatal(err)
@@ -190,16 +205,14 @@ func TestRoundTrips(t *testing.T) {
 				if err := out.ConvertFrom(hub); err != nil {
 					t.Fatal(err)
 				}
-				if !equality.Semantic.DeepEqual(in, out) {
-					t.Fatalf("seed %d changed on the way:\n%s", seed, diff.Diff(in, out))
-				}
+				sameJSON(t, seed, in, out)
 			}
 		})
 		t.Run(kind.name+" v1beta1 to v1alpha1 and back", func(t *testing.T) {
 			for seed := range int64(rounds) {
 				in := kind.hub()
 				filler(seed).Fill(in)
-				delete(in.(metav1.Object).GetAnnotations(), FractionalDurationsAnnotation)
+				delete(in.(metav1.Object).GetAnnotations(), DurationsAnnotation)
 				spoke := kind.spoke()
 				if err := spoke.ConvertFrom(in); err != nil {
 					t.Fatal(err)
@@ -208,19 +221,37 @@ func TestRoundTrips(t *testing.T) {
 				if err := spoke.ConvertTo(out); err != nil {
 					t.Fatal(err)
 				}
-				if !equality.Semantic.DeepEqual(in, out) {
-					t.Fatalf("seed %d changed on the way:\n%s", seed, diff.Diff(in, out))
-				}
+				sameJSON(t, seed, in, out)
 			}
 		})
 	}
 }
 
+// sameJSON compares two objects as the API server sees them: as JSON.
+func sameJSON(t *testing.T, seed int64, in, out any) {
+	t.Helper()
+	want, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != string(got) {
+		t.Fatalf("seed %d changed on the way:\n%s", seed, diff.Diff(in, out))
+	}
+}
+
 // A fraction of a second rounds up in v1beta1 and reads back exactly at
-// v1alpha1; an annotation that no longer agrees with v1beta1 (the field was
-// changed there) is ignored.
-func TestFractionalDurations(t *testing.T) {
-	in := &AccessKey{Spec: AccessKeySpec{TTL: &metav1.Duration{Duration: 1500 * time.Millisecond}}}
+// v1alpha1, as does a spelling such as 90s; an annotation that no longer
+// agrees with v1beta1 (the field was changed there) is ignored.
+func TestDurationSpellings(t *testing.T) {
+	ttl, err := NewDuration("1.5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &AccessKey{Spec: AccessKeySpec{TTL: ttl}}
 	hub := &v1beta1.AccessKey{}
 	if err := in.ConvertTo(hub); err != nil {
 		t.Fatal(err)
@@ -228,15 +259,15 @@ func TestFractionalDurations(t *testing.T) {
 	if hub.Spec.TTLSeconds != 2 {
 		t.Fatalf("ttl 1.5s is %d seconds in v1beta1, want 2", hub.Spec.TTLSeconds)
 	}
-	if got := hub.Annotations[FractionalDurationsAnnotation]; got != `{"spec.ttl":"1.5s"}` {
+	if got := hub.Annotations[DurationsAnnotation]; got != `{"spec.ttl":"1.5s"}` {
 		t.Fatalf("annotation %q", got)
 	}
 	back := &AccessKey{}
 	if err := back.ConvertFrom(hub); err != nil {
 		t.Fatal(err)
 	}
-	if back.Spec.TTL.Duration != 1500*time.Millisecond || back.Annotations != nil {
-		t.Fatalf("read back as %v with annotations %v", back.Spec.TTL.Duration, back.Annotations)
+	if back.Spec.TTL.String() != "1.5s" || back.Annotations != nil {
+		t.Fatalf("read back as %v with annotations %v", back.Spec.TTL, back.Annotations)
 	}
 
 	hub.Spec.TTLSeconds = 60 // edited at v1beta1
@@ -245,5 +276,20 @@ func TestFractionalDurations(t *testing.T) {
 	}
 	if back.Spec.TTL.Duration != time.Minute {
 		t.Fatalf("a stale annotation was used: ttl %v, want 1m", back.Spec.TTL.Duration)
+	}
+
+	every, err := NewDuration("720h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = &AccessKey{Spec: AccessKeySpec{Rotation: &RotationSpec{Every: every}}}
+	if err := in.ConvertTo(hub); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.ConvertFrom(hub); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := json.Marshal(back.Spec.Rotation); string(raw) != `{"every":"720h"}` {
+		t.Fatalf("720h reads back as %s", raw)
 	}
 }

@@ -65,13 +65,13 @@ type IssuerLimits struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:default="1h"
 	// +optional
-	MaxGracePeriod *metav1.Duration `json:"maxGracePeriod,omitempty"`
+	MaxGracePeriod *Duration `json:"maxGracePeriod,omitempty"`
 	// MinRotationPeriod is the shortest rotation.every an AccessKey may ask for.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:default="1h"
 	// +optional
-	MinRotationPeriod *metav1.Duration `json:"minRotationPeriod,omitempty"`
+	MinRotationPeriod *Duration `json:"minRotationPeriod,omitempty"`
 	// MinSessionTTL is the shortest spec.ttl an AccessKey may ask for: each
 	// renewal costs a call to Exoscale, a Secret write and a roll of the
 	// restart targets, so a tenant cannot make them run every second.
@@ -79,7 +79,7 @@ type IssuerLimits struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:default="15m"
 	// +optional
-	MinSessionTTL *metav1.Duration `json:"minSessionTTL,omitempty"`
+	MinSessionTTL *Duration `json:"minSessionTTL,omitempty"`
 	// MaxKeysPerAccessKey caps the live keys (current and retiring) of one
 	// AccessKey; a replacement waits until a retiring key is revoked.
 	// +kubebuilder:validation:Minimum=2
@@ -95,7 +95,7 @@ type IssuerLimits struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:default="0s"
 	// +optional
-	BeyondCeilingGrace *metav1.Duration `json:"beyondCeilingGrace,omitempty"`
+	BeyondCeilingGrace *Duration `json:"beyondCeilingGrace,omitempty"`
 }
 
 // BeyondCeilingPolicy says what happens to a key that an issuer's narrowed

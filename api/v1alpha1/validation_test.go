@@ -3,7 +3,6 @@ package v1alpha1_test
 import (
 	"os"
 	"path/filepath"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -46,10 +45,10 @@ func validClusterKeyIssuer() *iamv1alpha1.ClusterKeyIssuer {
 	}
 }
 
-func duration(s string) *metav1.Duration {
-	d, err := time.ParseDuration(s)
+func duration(s string) *iamv1alpha1.Duration {
+	d, err := iamv1alpha1.NewDuration(s)
 	Expect(err).NotTo(HaveOccurred())
-	return &metav1.Duration{Duration: d}
+	return d
 }
 
 // createInvalid asks the API server to create obj and expects a refusal

@@ -113,7 +113,7 @@ func TestInventoryJudgesOnlySettledKeysOlderThanTheListing(t *testing.T) {
 	}{
 		{"settled and older", func(*iamv1beta1.AccessKey) {}, true},
 		{"no key", func(ak *iamv1beta1.AccessKey) { ak.Status.KeyID = "" }, false},
-		{"a create in flight", func(ak *iamv1beta1.AccessKey) { ak.Status.Pending = iamv1beta1.PendingKey{} }, false},
+		{"a create in flight", func(ak *iamv1beta1.AccessKey) { ak.Status.Pending = iamv1beta1.PendingKey{KeyName: "k"} }, false},
 		{"minted after the listing began", func(ak *iamv1beta1.AccessKey) {
 			after := metav1.NewTime(listedAt.Add(time.Millisecond))
 			ak.Status.CreatedAt = &after

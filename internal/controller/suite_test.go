@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
+	"github.com/exokey/exokey/internal/crds"
 	"github.com/exokey/exokey/internal/emulator"
 	"github.com/exokey/exokey/internal/exoscale"
 )
@@ -81,6 +83,8 @@ var (
 	testInventory *Inventory
 	// testKeyNames names the manager's keys.
 	testKeyNames *KeyNames
+	// testCRDs is the controllers' check of the installed CRDs.
+	testCRDs *CRDGate
 )
 
 func TestControllers(t *testing.T) {
@@ -95,6 +99,7 @@ var _ = BeforeSuite(func() {
 
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(iamv1beta1.AddToScheme(scheme)).To(Succeed())
+	Expect(apiextensionsv1.AddToScheme(scheme)).To(Succeed())
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -166,16 +171,22 @@ func startManager() {
 	keyNames, err := LoadKeyNames(ctx, k8sClient, systemNamespace, "exokey-key-names")
 	Expect(err).NotTo(HaveOccurred())
 	testKeyNames = keyNames
+	builtin, err := crds.Builtin()
+	Expect(err).NotTo(HaveOccurred())
+	testCRDs = &CRDGate{Reader: mgr.GetAPIReader(), Builtin: builtin, Period: 200 * time.Millisecond}
+	Expect(testCRDs.Check(ctx)).To(Succeed())
+	Expect(testCRDs.Refusal()).To(BeEmpty(), "the suite's CRDs are this tree's")
+	Expect(mgr.Add(testCRDs)).To(Succeed())
 	Expect((&AccessKeyReconciler{
 		Client: faultyClient, APIReader: failingReads{mgr.GetAPIReader()}, Recorder: recorder,
 		Issuers: issuers, DriftCheckPeriod: driftCheckPeriod, Clock: testClock, Metrics: metrics, ClusterID: clusterID,
-		Inventory: testInventory, ResyncPeriod: driftCheckPeriod, KeyNames: keyNames, RestartBatchWindow: time.Second,
+		Inventory: testInventory, ResyncPeriod: driftCheckPeriod, KeyNames: keyNames, RestartBatchWindow: time.Second, CRDs: testCRDs,
 	}).SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(mgr.Add(&OrphanSweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Issuers: issuers, Inventory: testInventory,
 		Recorder: recorder, ClusterID: clusterID, Period: time.Second, Metrics: metrics, KeyNames: keyNames})).To(Succeed())
 	for _, cluster := range []bool{false, true} {
 		Expect((&IssuerReconciler{Client: mgr.GetClient(), Issuers: issuers, Cluster: cluster, RecheckPeriod: time.Minute,
-			CredentialsPollPeriod: 500 * time.Millisecond}).
+			CredentialsPollPeriod: 500 * time.Millisecond, CRDs: testCRDs}).
 			SetupWithManager(mgr, opts)).To(Succeed())
 	}
 	managerDone = make(chan struct{})

@@ -99,3 +99,23 @@ func SetStorageVersion(ctx context.Context, c client.Client, name, version strin
 	}
 	return c.Patch(ctx, crd, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
+
+// ServeOnly has the CRD named name serve version alone, with no conversion:
+// the shape of a CRD from before a second version, which the previous
+// release's manager (and every other client) reads without the webhook.
+// It refuses unless every object is stored at version already (Migrate).
+func ServeOnly(ctx context.Context, c client.Client, name, version string) error {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+		return fmt.Errorf("reading CRD %s: %w", name, err)
+	}
+	if !slices.Equal(crd.Status.StoredVersions, []string{version}) {
+		return fmt.Errorf("CRD %s has objects stored at %v: move them to %s first", name, crd.Status.StoredVersions, version)
+	}
+	base := crd.DeepCopy()
+	for i := range crd.Spec.Versions {
+		crd.Spec.Versions[i].Served = crd.Spec.Versions[i].Name == version
+	}
+	crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.NoneConverter}
+	return c.Patch(ctx, crd, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+}

@@ -47,9 +47,6 @@ type ServeOptions struct {
 	// valid (its CA: ten times as long); it is renewed a fifth of it
 	// before it expires.
 	CertValidity time.Duration
-	// RequireLeaderElection: only the leader rotates the certificate;
-	// every replica serves what it wrote.
-	RequireLeaderElection bool
 	// TLSOpts apply to the server's TLS configuration (HTTP/2 off).
 	TLSOpts []func(*tls.Config)
 	// Injection serves the pod injection webhook, whose configuration is
@@ -71,17 +68,20 @@ const ConvertPath = "/convert"
 // replica that could not answer it. Serving needs read access to
 // AccessKeys and ServiceAccounts and nothing else: the webhook's own
 // Deployment runs with no other right (docs/guides/tenancy.md).
-func Serve(mgr ctrl.Manager, o ServeOptions) error {
+//
+// The certificate's loader runs in early, a manager that does not wait for
+// mgr's caches (which may need this very server to convert what they list).
+func Serve(mgr, early ctrl.Manager, o ServeOptions) error {
 	// Once a valid certificate is mounted, the server serves it, and
-	// follows it as it is renewed. Every replica does this, leader or not:
-	// the certificate's issuer runs on the leader alone (or in another
-	// Deployment, or is cert-manager), so a replica serves the certificate
-	// written into the Secret as soon as the kubelet has mounted it.
+	// follows it as it is renewed. Every replica does this: the
+	// certificate's issuer runs in the controllers (or is cert-manager),
+	// so a replica serves the certificate written into the Secret as soon
+	// as the kubelet has mounted it.
 	certificate := servingcert.New(o.CertDir)
 	certificate.OnServing = func(certFile string) {
 		ctrl.Log.WithName("webhook").Info("serving the injection webhook", "certificate", certFile)
 	}
-	if err := mgr.Add(certificate); err != nil {
+	if err := early.Add(certificate); err != nil {
 		return err
 	}
 	server := webhook.NewServer(webhook.Options{Port: o.Port, TLSOpts: append(o.TLSOpts, func(c *tls.Config) {
@@ -116,7 +116,7 @@ func Serve(mgr ctrl.Manager, o ServeOptions) error {
 }
 
 // IssueCertificate has the manager issue and rotate the webhook's serving
-// certificate and its CA (cert-controller's rotator, on the leader), write
+// certificate and its CA (cert-controller's rotator, on every replica), write
 // them into the Secret SecretName, and keep the caBundle of the
 // configuration ConfigurationName (with Injection) and of the
 // ConversionCRDs current. It needs the Secret mounted in
@@ -140,9 +140,7 @@ func IssueCertificate(mgr ctrl.Manager, o ServeOptions) error {
 		DNSName: service, ExtraDNSNames: append([]string{o.ServiceName, o.ServiceName + "." + o.Namespace, service + ".cluster.local"}, o.DNSNames...),
 		IsReady:               make(chan struct{}),
 		Webhooks:              webhooks,
-		RequireLeaderElection: o.RequireLeaderElection,
 		ServerCertDuration:    validity, CaCertDuration: 10 * validity,
 		LookaheadInterval: validity / 5, RotationCheckFrequency: max(min(validity/20, time.Hour), time.Second),
-		EnableReadinessCheck: true,
 	})
 }

@@ -89,7 +89,8 @@ why, shows every AccessKey at a glance, and rotates one.`,
 	root.SetOut(o.Out)
 	root.SetErr(o.ErrOut)
 	o.ConfigFlags.AddFlags(root.PersistentFlags())
-	root.AddCommand(newImportCommand(o), newOperationsCommand(o), newCanICommand(o), newStatusCommand(o), newRotateCommand(o))
+	root.AddCommand(newImportCommand(o), newOperationsCommand(o), newCanICommand(o), newStatusCommand(o), newRotateCommand(o),
+		newMigrateCommand(o))
 	return root
 }
 
