@@ -1,5 +1,8 @@
 // Package v1alpha1 contains the exokey API: AccessKey, KeyIssuer and
-// ClusterKeyIssuer in the group iam.exokey.io.
+// ClusterKeyIssuer in the group iam.exokey.io. It is served, and stored
+// at v1beta1: objects written at either version read back at the other
+// through the conversion webhook (conversion.go). Write new manifests at
+// v1beta1.
 //
 // +kubebuilder:object:generate=true
 // +groupName=iam.exokey.io

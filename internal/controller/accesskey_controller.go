@@ -43,9 +43,9 @@ type AccessKeyReconciler struct {
 	Clock     clock.PassiveClock
 	// CRDs holds reconciling while the installed CRDs are older than the
 	// manager; nil checks nothing.
-	CRDs *CRDGate
-	Issuers   *IssuerClients
-	Catalog   *catalog.Catalog
+	CRDs    *CRDGate
+	Issuers *IssuerClients
+	Catalog *catalog.Catalog
 	// DriftCheckPeriod is how often each issuer's inventory is taken
 	// (default DefaultDriftCheckPeriod).
 	DriftCheckPeriod time.Duration

@@ -138,9 +138,9 @@ func IssueCertificate(mgr ctrl.Manager, o ServeOptions) error {
 		SecretKey: types.NamespacedName{Namespace: o.Namespace, Name: o.SecretName},
 		CertDir:   o.CertDir, CAName: "exokey-webhook-ca", CAOrganization: "exokey",
 		DNSName: service, ExtraDNSNames: append([]string{o.ServiceName, o.ServiceName + "." + o.Namespace, service + ".cluster.local"}, o.DNSNames...),
-		IsReady:               make(chan struct{}),
-		Webhooks:              webhooks,
-		ServerCertDuration:    validity, CaCertDuration: 10 * validity,
+		IsReady:            make(chan struct{}),
+		Webhooks:           webhooks,
+		ServerCertDuration: validity, CaCertDuration: 10 * validity,
 		LookaheadInterval: validity / 5, RotationCheckFrequency: max(min(validity/20, time.Hour), time.Second),
 	})
 }

@@ -105,7 +105,7 @@ var _ = BeforeSuite(func() {
 	By("applying the chart's CRDs and RBAC (helm template)")
 	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNamespace}})).To(Succeed())
 	applied := map[string]int{}
-	for _, obj := range renderChart("--include-crds") {
+	for _, obj := range renderChart() {
 		switch obj.GetKind() {
 		case "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":

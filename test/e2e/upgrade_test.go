@@ -125,9 +125,11 @@ var _ = Describe("An upgrade from the last release", Ordered, func() {
 		By(fmt.Sprintf("building the last release, %s (%s), from its commit", version, commit[:12]))
 		source := filepath.Join(workDir, "last-release")
 		Expect(os.MkdirAll(source, 0o755)).To(Succeed())
-		archive := exec.Command("sh", "-c", fmt.Sprintf("git -C %q archive %s | tar -x -C %q", root, commit, source))
+		// A shallow clone fetches the commit first.
+		archive := exec.Command("sh", "-c", fmt.Sprintf(`cd %[1]q && { git cat-file -e %[2]s^{commit} 2>/dev/null || git fetch --quiet --unshallow origin || git fetch --quiet origin %[2]s; } && git archive %[2]s | tar -x -C %[3]q`,
+			root, commit, source))
 		out, err := archive.CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), "git archive of the last release (a clone with its history): %s", out)
+		Expect(err).NotTo(HaveOccurred(), "git archive of the last release (a clone with its history, or one that can fetch it): %s", out)
 		previous = filepath.Join(source, "bin", "manager")
 		build := exec.Command("go", "build", "-o", previous, "./cmd")
 		build.Dir = source
@@ -339,11 +341,12 @@ metadata:
 spec:
   issuerRef: {name: iamv3}
   operations: [get-sos-object]
+  resources: ["sos/bucket:after-upgrade"]
   rotation: {every: 720h}
 `, apps)), 0o600)).To(Succeed())
 		u.kubectl("apply", "-f", extra)
 		allReadyAt("v1beta1", n+1)
-		Expect(minted() - mintedBefore).To(Equal(2), "the new AccessKey's role and key, nothing else")
+		Expect(minted()-mintedBefore).To(Equal(2), "the new AccessKey's role and key, nothing else")
 		Expect(revoked() - revokedBefore).To(BeZero())
 		before = state()
 		AddReportEntry("upgrade", fmt.Sprintf("%d AccessKeys Ready at v1beta1; 0 minted, 0 revoked, %d Secrets unchanged; v1alpha1 manifests apply (%d unchanged, 1 new)",
