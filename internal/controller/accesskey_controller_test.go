@@ -488,7 +488,7 @@ var _ = Describe("Issuers", func() {
 			ready := meta.FindStatusCondition(got.Status.Conditions, ConditionReady)
 			g.Expect(ready).NotTo(BeNil())
 			g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "permanent keys are still minted")
-			g.Expect(ready.Message).To(ContainSubstring("it lacks assume-iam-role, so it cannot hand out session credentials (spec.ttl)"))
+			g.Expect(ready.Message).To(ContainSubstring("it lacks assume-iam-role, so it cannot hand out session credentials (spec.ttlSeconds)"))
 		}, timeout, poll).Should(Succeed())
 
 		ak := newAccessKey(namespace, "short", iamv1beta1.IssuerAPIIAMv3, func(ak *iamv1beta1.AccessKey) {

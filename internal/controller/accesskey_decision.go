@@ -142,7 +142,7 @@ func rotationRequested(s keyState) decision {
 
 func rotationDue(s keyState) decision {
 	if s.RotateEvery > 0 && s.Status.CreatedAt != nil && !s.Now.Before(s.Status.CreatedAt.Add(s.RotateEvery)) {
-		return decision{true, RotationDue, fmt.Sprintf("the key is older than rotation.every (%s)", s.RotateEvery)}
+		return decision{true, RotationDue, fmt.Sprintf("the key is older than rotation.everySeconds (%s)", s.RotateEvery)}
 	}
 	return decision{}
 }

@@ -111,11 +111,11 @@ func (r *AccessKeyReconciler) resolveIssuer(ctx context.Context, ak *iamv1beta1.
 // and a ttl shorter than the issuer allows.
 func checkSessions(ak *iamv1beta1.AccessKey, iss *issuer) error {
 	if iss.Spec.API == iamv1beta1.IssuerAPIAccessKeyV2 {
-		return refuse(ReasonInvalidSpec, "spec.ttl asks for session credentials, which need IAM v3: %s %q mints legacy access keys (api: AccessKeyV2)",
+		return refuse(ReasonInvalidSpec, "spec.ttlSeconds asks for session credentials, which need IAM v3: %s %q mints legacy access keys (api: AccessKeyV2)",
 			iss.Kind, iss.Key.Name)
 	}
 	if least := limitsOf(iss).minSessionTTL; ttlOf(ak) < least {
-		return refuse(ReasonNotPermitted, "spec.ttl %s is shorter than %s %q allows (limits.minSessionTTL %s): each renewal costs a call, a Secret write and a restart",
+		return refuse(ReasonNotPermitted, "spec.ttlSeconds (%s) is shorter than %s %q allows (limits.minSessionTTLSeconds, %s): each renewal costs a call, a Secret write and a restart",
 			ttlOf(ak), iss.Kind, iss.Key.Name, least)
 	}
 	ready := findCondition(iss.Status.Conditions, ConditionReady)
@@ -154,7 +154,7 @@ func checkEndpoint(spec iamv1beta1.IssuerSpec) error {
 		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
 			continue
 		}
-		return fmt.Errorf("%s %s is plain http beyond loopback: use https, or set allowInsecureEndpoint to accept the risk", field, endpoint)
+		return fmt.Errorf("%s %s is plain http beyond loopback: use https, or set insecureEndpoint: Allow to accept the risk", field, endpoint)
 	}
 	return nil
 }

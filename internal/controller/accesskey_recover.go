@@ -79,7 +79,7 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1beta1
 	}
 	found = mintedFor(ak, found, r.KeyNames)
 	if len(found) == 0 && !r.settled.ended(ak.UID, pending.KeyName) {
-		if age := r.Clock.Since(pending.StartedAt.Time); age >= 0 && age < r.PendingSettle {
+		if age := r.Clock.Since(timeOf(pending.StartedAt)); age >= 0 && age < r.PendingSettle {
 			log.V(1).Info("an interrupted create may still be finishing at Exoscale: its record is kept", "age", age.Round(time.Second))
 			// Looked up again as the age doubles (5 s, 10 s, 20 s, ...): a
 			// key that appears soon is revoked (or adopted) soon, and a
@@ -95,7 +95,7 @@ func (r *AccessKeyReconciler) recoverPending(ctx context.Context, ak *iamv1beta1
 	for _, key := range found {
 		if key.ID != "" && key.ID == publishedID {
 			consumers := r.rollTargets(ctx, ak, current.Annotations[iamv1beta1.ChecksumAnnotation])
-			retired := r.promote(ak, status, key, pending.Issuer, pending.StartedAt.Time, retireAfterGrace, limitsOf(iss))
+			retired := r.promote(ak, status, key, pending.Issuer, timeOf(pending.StartedAt), retireAfterGrace, limitsOf(iss))
 			awaitConsumers(ak, status, retired, consumers, r.Clock.Now())
 			status.RestrictionHash, status.RotateRequest, status.CeilingHash = pending.RestrictionHash, pending.RotateRequest, pending.CeilingHash
 			log.Info("adopted a key published before an interruption", "keyID", key.ID)

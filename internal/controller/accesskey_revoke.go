@@ -29,10 +29,10 @@ func (r *AccessKeyReconciler) revokeRetiring(ctx context.Context, ak *iamv1beta1
 		why := "after its grace period"
 		forced := false
 		switch {
-		case now.Before(old.RevokeAt.Time) && len(old.Consumers) == 0:
+		case now.Before(timeOf(old.RevokeAt)) && len(old.Consumers) == 0:
 			kept = append(kept, old)
 			continue
-		case now.Before(old.RevokeAt.Time):
+		case now.Before(timeOf(old.RevokeAt)):
 			if old.RevokeAfter != nil && now.Before(old.RevokeAfter.Time) {
 				kept = append(kept, old)
 				continue

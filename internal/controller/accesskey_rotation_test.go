@@ -19,7 +19,7 @@ var _ = Describe("Rotation", func() {
 	BeforeEach(func() { namespace = newNamespace(nil) })
 	api := iamv1beta1.IssuerAPIIAMv3
 
-	It("replaces a key older than rotation.every and revokes the old one after the grace period", func() {
+	It("replaces a key older than rotation.everySeconds and revokes the old one after the grace period", func() {
 		ak := waitReady(newAccessKey(namespace, "scheduled", api, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.Rotation = &iamv1beta1.RotationSpec{EverySeconds: iamv1beta1.SecondsOf(time.Hour), GracePeriodSeconds: iamv1beta1.SecondsOf(10 * time.Minute)}
 		}))

@@ -23,7 +23,7 @@ const (
 func (r *AccessKeyReconciler) nextRevocation(status *iamv1beta1.AccessKeyStatus) time.Duration {
 	var next time.Duration
 	for _, old := range status.Retiring {
-		d := max(old.RevokeAt.Sub(r.Clock.Now()), time.Second)
+		d := max(timeOf(old.RevokeAt).Sub(r.Clock.Now()), time.Second)
 		if next == 0 || d < next {
 			next = d
 		}
@@ -42,7 +42,7 @@ func (r *AccessKeyReconciler) nextWake(status *iamv1beta1.AccessKeyStatus) time.
 		}
 	}
 	for _, old := range status.Retiring {
-		consider(old.RevokeAt.Time)
+		consider(timeOf(old.RevokeAt))
 		if len(old.Consumers) > 0 { // waiting for consumers: look again soon
 			if old.RevokeAfter != nil && now.Before(old.RevokeAfter.Time) {
 				consider(old.RevokeAfter.Time)

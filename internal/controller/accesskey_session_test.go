@@ -122,7 +122,7 @@ var _ = Describe("Session credentials (spec.ttl)", func() {
 		ak := newAccessKey(namespace, "legacy", iamv1beta1.IssuerAPIAccessKeyV2, func(ak *iamv1beta1.AccessKey) {
 			ak.Spec.TTLSeconds = iamv1beta1.SecondsOf(time.Hour)
 		})
-		Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring("spec.ttl asks for session credentials, which need IAM v3"))
+		Expect(waitRefused(ak, ReasonInvalidSpec)).To(ContainSubstring("spec.ttlSeconds asks for session credentials, which need IAM v3"))
 		Expect(liveKeysOf(ak)).To(BeEmpty())
 	})
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -171,4 +172,13 @@ func recorded(m *iamv1beta1.MintingIssuer) iamv1beta1.MintingIssuer {
 		return iamv1beta1.MintingIssuer{}
 	}
 	return *m
+}
+
+// timeOf is a recorded time, zero when none is (a record written without
+// it can only be forged: the schema requires it).
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
 }

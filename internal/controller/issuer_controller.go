@@ -245,7 +245,7 @@ func (r *IssuerReconciler) check(ctx context.Context, iss *issuer) (reason, mess
 	message = fmt.Sprintf("the issuer's key holds %d operations", len(held))
 	if api == iamv1beta1.IssuerAPIIAMv3 && !slices.Contains(held, assumeOperation) {
 		// Permanent keys are minted; AccessKeys with spec.ttl are refused.
-		message += fmt.Sprintf("; it lacks %s, so it cannot hand out session credentials (spec.ttl)", assumeOperation)
+		message += fmt.Sprintf("; it lacks %s, so it cannot hand out session credentials (spec.ttlSeconds)", assumeOperation)
 	}
 	message += inventoryWarning(api, held)
 	if len(grantable.Depends) > 0 {

@@ -80,18 +80,18 @@ func NewMetrics(reg prometheus.Registerer, c cache.Cache) *Metrics {
 		keyCreated: prometheus.NewDesc("exokey_key_created_timestamp_seconds",
 			"When each AccessKey's current key was created (Unix time).", []string{"namespace", "name"}, nil),
 		keyOverdue: prometheus.NewDesc("exokey_key_overdue_timestamp_seconds",
-			"When each current key of an AccessKey that rotates on a schedule is overdue: created plus rotation.every plus rotation.gracePeriod (Unix time).",
+			"When each current key of an AccessKey that rotates on a schedule is overdue: created plus rotation.everySeconds plus rotation.gracePeriodSeconds (Unix time).",
 			[]string{"namespace", "name"}, nil),
 		revocationsPending: prometheus.NewDesc("exokey_revocations_pending",
 			"Replaced keys waiting for their grace period to end.", nil, nil),
 		sessionExpiration: prometheus.NewDesc("exokey_session_expiration_timestamp_seconds",
-			"When the current session credential of each AccessKey with spec.ttl expires (Unix time).", []string{"namespace", "name"}, nil),
+			"When the current session credential of each AccessKey with spec.ttlSeconds expires (Unix time).", []string{"namespace", "name"}, nil),
 		unrevoked: prometheus.NewDesc("exokey_unrevoked_keys",
 			"Keys of deleted AccessKeys that could not be revoked before the finalizer was released: revoke them by hand. "+
 				"1 per key, from the record the manager keeps (ConfigMap exokey-keys-left-live).",
 			[]string{"namespace", "name", "issuer", "key"}, nil),
 		sessionTTL: prometheus.NewDesc("exokey_session_ttl_seconds",
-			"spec.ttl of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
+			"spec.ttlSeconds of each AccessKey with session credentials.", []string{"namespace", "name"}, nil),
 	}
 	reg.MustRegister(m.rotations, m.orphans, m.drift, m.unproven, m.restarts, m.forced, m.toRevoke, m)
 	return m

@@ -195,7 +195,7 @@ var _ = Describe("Tenant boundary", func() {
 		Expect(k8sClient.Create(ctx, strict)).To(Succeed())
 		ak := sessionKey(namespace, "churner", time.Second, func(ak *iamv1beta1.AccessKey) { ak.Spec.IssuerRef.Name = strict.Name })
 		Expect(waitRefused(ak, ReasonNotPermitted)).To(ContainSubstring(
-			fmt.Sprintf("spec.ttl 1s is shorter than ClusterKeyIssuer %q allows (limits.minSessionTTL 15m0s)", strict.Name)))
+			fmt.Sprintf("spec.ttlSeconds (1s) is shorter than ClusterKeyIssuer %q allows (limits.minSessionTTLSeconds, 15m0s)", strict.Name)))
 		Consistently(func() []string { return rolesOf(ak) }, 2*time.Second, poll).Should(BeEmpty(), "no role, no credential")
 
 		// At the floor it is served.

@@ -7,8 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
@@ -82,7 +84,7 @@ func (o *rotateOptions) run(ctx context.Context, name string) error {
 	fmt.Fprintf(o.Out, "accesskey %s: key %s published in Secret %s", key, ak.Status.KeyID, ak.Status.SecretName)
 	for _, retiring := range ak.Status.Retiring {
 		if retiring.KeyID == oldKey {
-			fmt.Fprintf(o.Out, "; %s is revoked at %s", oldKey, retiring.RevokeAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(o.Out, "; %s is revoked at %s", oldKey, ptr.Deref(retiring.RevokeAt, metav1.Time{}).UTC().Format(time.RFC3339))
 		}
 	}
 	fmt.Fprintln(o.Out)
