@@ -80,7 +80,8 @@ func NewCommand(o *Options) *cobra.Command {
 		Short: "Work with exokey's AccessKeys and the Exoscale keys behind them",
 		Long: `kubectl exokey imports existing Exoscale keys as AccessKeys, lists the operations
 an issuer may grant, says whether an AccessKey's key may call an operation and
-why, shows every AccessKey at a glance, and rotates one.`,
+why, shows every AccessKey at a glance, rotates one, and moves stored objects
+to a CRD's storage version.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl exokey"},
