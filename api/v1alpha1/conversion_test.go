@@ -278,6 +278,21 @@ func TestDurationSpellings(t *testing.T) {
 		t.Fatalf("a stale annotation was used: ttl %v, want 1m", back.Spec.TTL.Duration)
 	}
 
+	// Anyone who can write the object can write the annotation: what does
+	// not parse, or does not agree with the seconds, changes nothing.
+	for _, forged := range []string{`{"spec.ttl":"1h"}`, `{"spec.ttl":"not a duration"}`, `not json`, `{"spec.ttl":5}`} {
+		hub.Annotations = map[string]string{DurationsAnnotation: forged}
+		if err := back.ConvertFrom(hub); err != nil {
+			t.Fatalf("annotation %s: %v", forged, err)
+		}
+		if back.Spec.TTL.Duration != time.Minute || back.Spec.TTL.String() != "1m0s" {
+			t.Fatalf("annotation %s made ttl read %s, want 1m0s", forged, back.Spec.TTL)
+		}
+		if _, kept := back.Annotations[DurationsAnnotation]; kept {
+			t.Fatalf("annotation %s reads back at v1alpha1", forged)
+		}
+	}
+
 	every, err := NewDuration("720h")
 	if err != nil {
 		t.Fatal(err)
