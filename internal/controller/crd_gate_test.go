@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -64,10 +67,21 @@ var _ = Describe("The installed CRDs", func() {
 		}, timeout, poll).Should(Succeed())
 		Consistently(func() string { return fetch(ak).Status.KeyID }, "1s", poll).Should(BeEmpty(), "nothing is minted into a pruned status")
 		Expect(liveKeysOf(ak)).To(BeEmpty())
+		issuerReason := func() string {
+			iss := &iamv1beta1.ClusterKeyIssuer{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: issuerName(iamv1beta1.IssuerAPIIAMv3)}, iss)).To(Succeed())
+			if ready := meta.FindStatusCondition(iss.Status.Conditions, ConditionReady); ready != nil {
+				return ready.Reason
+			}
+			return ""
+		}
+		Eventually(issuerReason, timeout, poll).Should(Equal(ReasonCRDOutdated), "issuers are held too")
 
 		restore()
 		got := waitReady(ak)
 		Expect(got.Status.KeyID).NotTo(BeEmpty())
 		Expect(condition(got, ConditionStalled)).To(BeNil())
+		// At once, not at the issuer's next recheck (a minute here).
+		Eventually(issuerReason, 10*time.Second, poll).Should(Equal(ReasonIssuerReady))
 	})
 })

@@ -87,6 +87,9 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, err
 	}
 	if refusal := r.CRDs.Refusal(); refusal != "" {
+		// Checked afresh once the CRDs are current: the Ready this writes
+		// must not outlive the refusal.
+		r.checked.Delete(issuerID(iss))
 		status := iss.Status.DeepCopy()
 		status.ObservedGeneration = &iss.Generation
 		refuseOutdated(&status.Conditions, r.Clock.Now(), iss.Generation, refusal)
