@@ -270,8 +270,7 @@ spec:
 	}
 
 	startPrevious := func() *manager {
-		return startManagerFrom("upgrade-previous", previous, "--kubeconfig="+u.tokenFor(serviceAccount), "--drift-check-period=5s",
-			"--key-name-secret-namespace="+releaseNamespace)
+		return startManagerFrom("upgrade-previous", previous, "--kubeconfig="+u.tokenFor(serviceAccount), "--drift-check-period=5s")
 	}
 
 	It("runs the last release's AccessKeys to Ready on both APIs", func() {
@@ -310,7 +309,7 @@ spec:
 		DeferCleanup(stopMount)
 		go localcluster.MountSecret(mountCtx, u.c, releaseNamespace, "exokey-webhook-cert", certDir)
 		running = startManagerFrom("upgrade-current", current, "--kubeconfig="+u.tokenFor(serviceAccount), "--drift-check-period=5s",
-			"--key-name-secret-namespace="+releaseNamespace, "--enable-conversion-webhook", "--webhook-port="+strconv.Itoa(port),
+			"--enable-conversion-webhook", "--webhook-port="+strconv.Itoa(port),
 			"--webhook-cert-dir="+certDir, "--webhook-namespace="+releaseNamespace, "--webhook-service-name=exokey-webhook",
 			"--webhook-secret-name=exokey-webhook-cert", "--webhook-dns-names=localhost", "--crd-check-period=2s")
 
