@@ -245,7 +245,7 @@ func main() {
 	var gate *controller.CRDGate
 	if mode != modeWebhook {
 		gate = &controller.CRDGate{Reader: mgr.GetAPIReader(), Builtin: builtin, Period: crdCheckPeriod}
-		if err := checkCRDs(gate, builtin); err != nil {
+		if err := checkCRDs(gate); err != nil {
 			log.Error(err, "the installed CRDs cannot be used: apply this release's CRDs (helm upgrade, or kubectl apply of the installer)")
 			os.Exit(1)
 		}
@@ -290,8 +290,9 @@ func main() {
 			os.Exit(1)
 		}
 		if enableConversion {
-			for _, c := range builtin {
-				hook.ConversionCRDs = append(hook.ConversionCRDs, c.Name)
+			if hook.ConversionCRDs, err = crds.Names(); err != nil {
+				log.Error(err, "reading the built-in CRDs")
+				os.Exit(1)
 			}
 		}
 		if hook.Namespace == "" {
@@ -481,21 +482,14 @@ func loadKeyNames(namespace, leaderElectionNamespace, name string) (*controller.
 // that does not serve a version the manager reads cannot be watched at
 // all: that ends the process, with what to do. One that lacks fields holds
 // the controllers (the gate's condition, CRDOutdated) until it is applied.
-func checkCRDs(gate *controller.CRDGate, builtin []*apiextensionsv1.CustomResourceDefinition) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, want := range builtin {
-		installed := &apiextensionsv1.CustomResourceDefinition{}
-		if err := gate.Reader.Get(ctx, client.ObjectKey{Name: want.Name}, installed); err != nil {
-			return fmt.Errorf("reading CRD %s: %w", want.Name, err)
-		}
-		for _, missing := range crds.Missing(want, installed) {
-			if strings.HasSuffix(missing, " is not served") {
-				return fmt.Errorf("CRD %s: %s", want.Name, missing)
-			}
-		}
+func checkCRDs(gate *controller.CRDGate) error {
+	if err := gate.Check(ctrl.LoggerInto(context.Background(), ctrl.Log)); err != nil {
+		return err
 	}
-	return gate.Check(ctrl.LoggerInto(ctx, ctrl.Log))
+	if unserved := gate.Unserved(); len(unserved) > 0 {
+		return fmt.Errorf("%s", strings.Join(unserved, "; "))
+	}
+	return nil
 }
 
 // storageMigration has the leader rewrite every stored object at the
@@ -514,7 +508,11 @@ func (m *storageMigration) Start(ctx context.Context) error {
 	for len(left) > 0 {
 		if m.gate.Refusal() == "" {
 			for i := 0; i < len(left); {
-				done, err := crds.Migrate(ctx, m.reader, m.writer, left[i].Name)
+				// A CRD's objects are listed and patched within a bound; a
+				// CRD that fails is tried again on the next round.
+				migrateCtx, cancel := context.WithTimeout(ctx, migrationTimeout)
+				done, err := crds.Migrate(migrateCtx, m.reader, m.writer, left[i].Name)
+				cancel()
 				if err != nil {
 					log.Error(err, "moving stored objects to the storage version; retrying", "crd", left[i].Name)
 					i++
@@ -537,6 +535,10 @@ func (m *storageMigration) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// migrationTimeout bounds the rewrite of one CRD's objects (an empty patch
+// each, a few milliseconds apiece).
+const migrationTimeout = 10 * time.Minute
 
 // NeedLeaderElection: one replica rewrites.
 func (m *storageMigration) NeedLeaderElection() bool { return true }

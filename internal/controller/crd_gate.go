@@ -43,17 +43,32 @@ type CRDGate struct {
 
 	mu       sync.RWMutex
 	outdated string
+	unserved []string
 }
 
-// Check reads the installed CRDs now, and logs what changed.
+// Unserved lists the CRDs that do not serve a version the manager reads,
+// as of the last check: the controllers cannot start on them.
+func (g *CRDGate) Unserved() []string {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.unserved
+}
+
+// crdCheckTimeout bounds one check: three reads of the API server.
+const crdCheckTimeout = 30 * time.Second
+
+// Check reads the installed CRDs now, and logs what changed. A check that
+// fails leaves the gate as it was.
 func (g *CRDGate) Check(ctx context.Context) error {
-	outdated, err := crds.Outdated(ctx, g.Reader, g.Builtin)
+	ctx, cancel := context.WithTimeout(ctx, crdCheckTimeout)
+	defer cancel()
+	outdated, unserved, err := crds.Outdated(ctx, g.Reader, g.Builtin)
 	if err != nil {
 		return err
 	}
 	g.mu.Lock()
 	was := g.outdated
-	g.outdated = outdated
+	g.outdated, g.unserved = outdated, unserved
 	g.mu.Unlock()
 	log := logf.FromContext(ctx).WithName("crds")
 	switch {

@@ -44,6 +44,19 @@ func Builtin() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	return out, nil
 }
 
+// Names are the names of the CRDs the manager was built with.
+func Names() ([]string, error) {
+	builtin, err := Builtin()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(builtin))
+	for _, c := range builtin {
+		names = append(names, c.Name)
+	}
+	return names, nil
+}
+
 // StorageVersion is the version a CRD stores.
 func StorageVersion(c *apiextensionsv1.CustomResourceDefinition) string {
 	for _, v := range c.Spec.Versions {
@@ -53,6 +66,8 @@ func StorageVersion(c *apiextensionsv1.CustomResourceDefinition) string {
 	}
 	return ""
 }
+
+const notServed = " is not served"
 
 // Missing lists what the installed CRD lacks of the built-in one: a served
 // version, or a field of a version's schema, by path (such as
@@ -65,7 +80,7 @@ func Missing(builtin, installed *apiextensionsv1.CustomResourceDefinition) []str
 			return v.Name == want.Name
 		})
 		if i < 0 || !installed.Spec.Versions[i].Served {
-			missing = append(missing, want.Name+" is not served")
+			missing = append(missing, want.Name+notServed)
 			continue
 		}
 		have := map[string]bool{}
@@ -106,15 +121,21 @@ func paths(prefix string, s *apiextensionsv1.JSONSchemaProps, found func(string)
 }
 
 // Outdated reads the installed CRDs and says what they lack, one line a
-// CRD; "" when they are current.
-func Outdated(ctx context.Context, r client.Reader, builtin []*apiextensionsv1.CustomResourceDefinition) (string, error) {
+// CRD ("" when they are current), and which of them do not serve a version
+// the manager reads at all (such a CRD cannot even be watched).
+func Outdated(ctx context.Context, r client.Reader, builtin []*apiextensionsv1.CustomResourceDefinition) (lacks string, unserved []string, err error) {
 	var lines []string
 	for _, want := range builtin {
 		installed := &apiextensionsv1.CustomResourceDefinition{}
 		if err := r.Get(ctx, client.ObjectKey{Name: want.Name}, installed); err != nil {
-			return "", fmt.Errorf("reading CRD %s: %w", want.Name, err)
+			return "", nil, fmt.Errorf("reading CRD %s: %w", want.Name, err)
 		}
 		if missing := Missing(want, installed); len(missing) > 0 {
+			for _, m := range missing {
+				if strings.HasSuffix(m, notServed) {
+					unserved = append(unserved, want.Name+": "+m)
+				}
+			}
 			more := ""
 			if len(missing) > 3 {
 				more = fmt.Sprintf(" and %d more", len(missing)-3)
@@ -123,5 +144,5 @@ func Outdated(ctx context.Context, r client.Reader, builtin []*apiextensionsv1.C
 			lines = append(lines, fmt.Sprintf("CRD %s lacks %s%s", want.Name, strings.Join(missing, ", "), more))
 		}
 	}
-	return strings.Join(lines, "; "), nil
+	return strings.Join(lines, "; "), unserved, nil
 }

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	iamv1beta1 "github.com/exokey/exokey/api/v1beta1"
+	"github.com/exokey/exokey/internal/crds"
 )
 
 // Cluster is a running local control plane.
@@ -194,7 +195,11 @@ func InstallWebhook(ctx context.Context, c client.Client, root, namespace, certD
 		return nil, err
 	}
 	convert := fmt.Sprintf("https://localhost:%d/convert", port)
-	for _, name := range []string{"accesskeys.iam.exokey.io", "keyissuers.iam.exokey.io", "clusterkeyissuers.iam.exokey.io"} {
+	names, err := crds.Names()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		if err := c.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
 			return nil, err

@@ -13,9 +13,6 @@ import (
 	"github.com/exokey/exokey/internal/crds"
 )
 
-// exokeyCRDs are the CRDs migrate works on.
-var exokeyCRDs = []string{"accesskeys.iam.exokey.io", "keyissuers.iam.exokey.io", "clusterkeyissuers.iam.exokey.io"}
-
 type migrateOptions struct {
 	*Options
 	storageVersion string
@@ -58,6 +55,10 @@ func (o *migrateOptions) run(ctx context.Context) error {
 		return err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	exokeyCRDs, err := crds.Names()
 	if err != nil {
 		return err
 	}

@@ -188,12 +188,19 @@ func renderChart(args ...string) []*unstructured.Unstructured {
 // ServiceAccount of the release namespace.
 func serviceAccountKubeconfig(name string) string {
 	GinkgoHelper()
+	return serviceAccountKubeconfigOf(k8sClient, adminCfg, name, name+".kubeconfig")
+}
+
+// serviceAccountKubeconfigOf is serviceAccountKubeconfig on the control
+// plane that c and admin reach, written to file.
+func serviceAccountKubeconfigOf(c client.Client, admin *rest.Config, name, file string) string {
+	GinkgoHelper()
 	request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))}}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: releaseNamespace}}
-	Expect(k8sClient.SubResource("token").Create(ctx, sa, request)).To(Succeed())
-	cfg := rest.AnonymousClientConfig(adminCfg)
+	Expect(c.SubResource("token").Create(ctx, sa, request)).To(Succeed())
+	cfg := rest.AnonymousClientConfig(admin)
 	cfg.BearerToken = request.Status.Token
-	return writeKubeconfig(cfg, name+".kubeconfig")
+	return writeKubeconfig(cfg, file)
 }
 
 func writeKubeconfig(cfg *rest.Config, name string) string {

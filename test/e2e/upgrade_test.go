@@ -16,7 +16,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -94,12 +93,7 @@ func (u *upgradeCluster) kubectl(args ...string) string {
 // release namespace: the manager runs with the rights its chart gives it.
 func (u *upgradeCluster) tokenFor(name string) string {
 	GinkgoHelper()
-	request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))}}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: releaseNamespace}}
-	Expect(u.c.SubResource("token").Create(ctx, sa, request)).To(Succeed())
-	cfg := rest.AnonymousClientConfig(u.cfg)
-	cfg.BearerToken = request.Status.Token
-	return writeKubeconfig(cfg, "upgrade-"+name+".kubeconfig")
+	return serviceAccountKubeconfigOf(u.c, u.cfg, name, "upgrade-"+name+".kubeconfig")
 }
 
 // keyState is what must not change across an upgrade or a rollback.
