@@ -9,7 +9,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/exokey/exokey/internal/crds"
@@ -35,7 +35,7 @@ const ReasonCRDOutdated = "CRDOutdated"
 // older ones.
 type CRDGate struct {
 	// Reader reads CRDs from the API server.
-	Reader ctrl.Reader
+	Reader client.Reader
 	// Builtin are the CRDs the manager was built with.
 	Builtin []*apiextensionsv1.CustomResourceDefinition
 	// Period between checks (30s).
